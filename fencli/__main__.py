@@ -1,0 +1,3 @@
+from fencli.cli import main
+
+main()

@@ -1,0 +1,49 @@
+"""The ``fencli`` command line: a thin Typer layer over the library functions.
+
+Each command lives in its own module and is registered here. Every user-facing failure is a
+:class:`~fencli.errors.FencliError`, printed as one line on stderr with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from fencli.errors import FencliError
+
+app = typer.Typer(
+    name="fencli",
+    help="Hyperspectral anomaly detection with the FERD Feature Enhancement Network (ONNX Runtime).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    from fencli.cli import detect  # noqa: F401  (each module adds its commands to ``app``)
+
+
+def main() -> None:
+    """Console entry point: run the app, turning FencliError into one line and an exit status."""
+    _register()
+    try:
+        app(standalone_mode=False)
+    except FencliError as err:
+        print(f"fencli: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("fencli: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:  # click usage errors and friends
+        import click
+
+        if isinstance(err, click.exceptions.Abort):
+            sys.exit(1)
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        if isinstance(err, click.exceptions.Exit):
+            sys.exit(err.exit_code)
+        raise

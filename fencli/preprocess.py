@@ -1,0 +1,49 @@
+"""Scaling steps shared by the FEN input and the detectors.
+
+The FEN was trained on ``cube[:, :, :B]`` scaled by ONE global min/max to [-1, 1] and then
+multiplied by 0.1; the detectors min-max the whole cube to [0, 1] first. Both use one global range,
+so a scene streamed in tiles needs that range before the first tile (see :func:`value_range`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fencli.errors import FencliError
+
+FEN_SCALE = 0.1  # the reference's ``x *= 0.1`` after mapping to [-1, 1]
+
+
+def select_bands(cube: np.ndarray, bands: int | None) -> np.ndarray:
+    """First ``bands`` bands of an ``H x W x bands`` cube (a view), or all when ``bands`` is None."""
+    if bands is None:
+        return cube
+    if bands < 1:
+        raise FencliError(f"--bands must be at least 1, got {bands}")
+    if cube.shape[2] < bands:
+        raise FencliError(f"the scene has {cube.shape[2]} bands, fewer than the {bands} asked for")
+    return cube[:, :, :bands]
+
+
+def value_range(cube: np.ndarray) -> tuple[float, float]:
+    """Global (min, max) as Python floats; a constant cube cannot be scaled and is an error."""
+    lo, hi = float(np.min(cube)), float(np.max(cube))
+    if not hi > lo:
+        raise FencliError(f"the cube is constant (every value is {lo:g}): nothing to detect")
+    return lo, hi
+
+
+def minmax01(cube: np.ndarray, vrange: tuple[float, float] | None = None,
+             dtype: type = np.float64) -> np.ndarray:
+    """Affine map of the whole array to [0, 1] with one global range (the detectors' first step)."""
+    lo, hi = vrange if vrange is not None else value_range(cube)
+    out = np.asarray(cube, dtype=dtype) - dtype(lo)
+    out *= dtype(1.0 / (hi - lo))
+    return out
+
+
+def fen_input(cube: np.ndarray, vrange: tuple[float, float] | None = None) -> np.ndarray:
+    """``H x W x B`` cube -> ``1 x B x H x W`` float32 in [-0.1, 0.1], exactly the reference's steps."""
+    x = minmax01(cube, vrange)  # float64, like the reference's numpy arithmetic
+    x = (x * 2.0 - 1.0) * FEN_SCALE
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
