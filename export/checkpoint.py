@@ -13,6 +13,7 @@ from the folder name: a name ending in ``-supp`` means ``supp`` (as in the publi
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -131,7 +132,9 @@ def load_torchscript(folder: str | Path, variant: Variant | None = None) -> FEN:
         if not path.is_file():
             raise FencliError(f"TorchScript file {path} is missing")
         try:
-            sds.append(dict(torch.jit.load(str(path), map_location="cpu").state_dict()))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # jit.load is deprecated
+                sds.append(dict(torch.jit.load(str(path), map_location="cpu").state_dict()))
         except Exception as err:
             raise FencliError(f"cannot load TorchScript {path}: {str(err).splitlines()[0]}") from None
     convh = [v for v in sds[0].values() if v.ndim == 4]
