@@ -32,6 +32,7 @@ Writing (:func:`write_array`) picks the format from the extension and is atomic
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 import time
@@ -458,7 +459,7 @@ def read_scene(path: str | os.PathLike, *, key: str | None = None,
         raise FencliError(f"nan must be 'error' or 'fill', got {nan!r}")
     if constant_bands not in ("error", "keep"):
         raise FencliError(f"constant_bands must be 'error' or 'keep', got {constant_bands!r}")
-    perm = _layout_perm(layout)
+    _layout_perm(layout)
     path = _existing(path)
     fmt = _format_of(path)
     gt_arr, gt_source = None, None
@@ -474,22 +475,13 @@ def read_scene(path: str | os.PathLike, *, key: str | None = None,
         cube, meta = _read_envi(path)
     else:
         af = _open_arrays(path, fmt)
-        if fmt == "npy" and key is not None:
-            raise FencliError(f"{path.name} holds a single array: --key does not apply")
-        name = _pick_cube(af, key, path)
-        cube = _load(af, name, path).transpose(perm)
-        if gt is None:
-            gname = _resolve(af.entries, gt_key, path) if gt_key is not None else _find_gt(af)
-            if gname is not None:
-                gt_arr = _as_mask(_load(af, gname, path), f"{gname!r} in {path.name}")
-                if layout.lower().index("w") < layout.lower().index("h"):
-                    gt_arr = gt_arr.T  # stored with the same axis order as the cube
-                gt_source = gname
-        attrs = af.attrs(name)
-        meta = {"format": af.format, "key": name, "georef": attrs or None,
-                "wavelengths": _wavelengths(af, attrs, cube.shape[2])}
-        if not isinstance(cube, LazyCube):
+        try:
+            cube, gt_arr, gt_source, meta = _read_arrays(af, path, fmt, key, gt, gt_key, layout)
+        except BaseException:
             af.close()
+            raise
+        if not isinstance(cube, LazyCube):
+            af.close()  # a memmap or an in-memory array no longer needs the file handle
     if gt is not None:
         gt_arr = read_mask(gt, gt_key)
         gt_source = str(gt)
@@ -497,12 +489,33 @@ def read_scene(path: str | os.PathLike, *, key: str | None = None,
         hint = " (transposed? check --layout)" if gt_arr.shape == cube.shape[1::-1] else ""
         raise FencliError(f"ground truth {gt_source} is {gt_arr.shape[0]} x {gt_arr.shape[1]} but the "
                           f"scene is {cube.shape[0]} x {cube.shape[1]}{hint}")
-    meta.update(layout=layout.lower(), gt_key=gt_source, dtype=str(np.dtype(cube.dtype)),
-                lazy=isinstance(cube, (np.memmap, LazyCube)))
+    meta.update(layout=layout.lower(), gt_key=gt_source, dtype=str(np.dtype(cube.dtype)))
     if validate:
         cube, meta["validation"] = validate_cube(cube, nan=nan, constant_bands=constant_bands,
                                                  name=path.name)
+    meta["lazy"] = isinstance(cube, (np.memmap, LazyCube))
     return Scene(cube=cube, gt=gt_arr, name=path.stem, path=path, meta=meta)
+
+
+def _read_arrays(af: _ArrayFile, path: Path, fmt: str, key: str | None, gt: Any,
+                 gt_key: str | None, layout: str) -> tuple[Any, np.ndarray | None, str | None, dict]:
+    """Cube, embedded ground truth, its name and the metadata of an array file."""
+    if fmt == "npy" and key is not None:
+        raise FencliError(f"{path.name} holds a single array: --key does not apply")
+    name = _pick_cube(af, key, path)
+    cube = _load(af, name, path).transpose(_layout_perm(layout))
+    gt_arr, gt_source = None, None
+    if gt is None:
+        gname = _resolve(af.entries, gt_key, path) if gt_key is not None else _find_gt(af)
+        if gname is not None:
+            gt_arr = _as_mask(_load(af, gname, path), f"{gname!r} in {path.name}")
+            if layout.lower().index("w") < layout.lower().index("h"):
+                gt_arr = gt_arr.T  # stored with the same axis order as the cube
+            gt_source = gname
+    attrs = af.attrs(name)
+    meta = {"format": af.format, "key": name, "georef": attrs or None,
+            "wavelengths": _wavelengths(af, attrs, cube.shape[2])}
+    return cube, gt_arr, gt_source, meta
 
 
 def _read_envi(path: Path) -> tuple[np.memmap, dict]:
@@ -772,7 +785,10 @@ def _write_h5(tmp: Path, arr: np.ndarray, key: str, meta: dict | None) -> None:
         ds = f.create_dataset(key, data=arr)  # contiguous: read back as a memmap
         meta = meta or {}
         for name, value in (meta.get("georef") or {}).items():
-            ds.attrs[name] = value if not isinstance(value, (list, tuple)) else np.asarray(value)
+            if isinstance(value, dict):
+                value = json.dumps(value)
+            if value is not None:
+                ds.attrs[name] = np.asarray(value) if isinstance(value, (list, tuple)) else value
         if meta.get("wavelengths") is not None:
             ds.attrs["wavelength"] = np.asarray(meta["wavelengths"], dtype=np.float64)
 
