@@ -23,7 +23,10 @@ contiguous HDF5 datasets (what :func:`write_array` writes) are memory-mapped dir
 
 Ground truth is a 2-D array named ``map``/``gt``/``groundtruth``/``ground_truth``/``mask`` (any case)
 in the same file, or a separate file read by :func:`read_mask` (array formats, single-band ENVI,
-PNG/TIFF via Pillow). Nonzero means anomaly. Every bad input is one :class:`FencliError` line.
+PNG/TIFF via Pillow). Nonzero means anomaly; in an RGB(A) image a pixel is an anomaly when any
+colour channel is nonzero and it is not fully transparent. :func:`validate_cube` (run by
+:func:`read_scene`, callable alone) refuses NaN/Inf, constant cubes and bands and scenes under
+5 x 5 pixels. Every bad input is one :class:`FencliError` line.
 
 Writing (:func:`write_array`) picks the format from the extension and is atomic
 (:func:`atomic_path`: temp file in the same folder, renamed on success, never overwriting without
@@ -71,8 +74,8 @@ _MAT_DTYPES = {v: np.dtype(k) for k, v in _MATLAB_CLASSES.items()}
 class Scene:
     """A hyperspectral scene: ``cube`` is ``H x W x B`` (native dtype, possibly lazy), ``gt`` bool."""
 
-    cube: np.ndarray
-    gt: np.ndarray | None
+    cube: np.ndarray = field(repr=False)
+    gt: np.ndarray | None = field(repr=False)
     name: str
     path: Path
     meta: dict = field(default_factory=dict)
