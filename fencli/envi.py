@@ -36,7 +36,7 @@ def parse_header(text: str, source: Path | str = "header") -> dict[str, str]:
     fields: dict[str, str] = {}
     i = 1
     while i < len(lines):
-        match = _FIELD.match(lines[i])
+        match = None if lines[i].lstrip().startswith(";") else _FIELD.match(lines[i])
         i += 1
         if not match:
             continue

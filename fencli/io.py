@@ -230,7 +230,8 @@ def _format_of(path: Path) -> str:
         return "envi"
     except FencliError:
         raise FencliError(f"{path.name}: unknown format {ext or '(no extension)'}; readable: "
-                          f"{', '.join(READ_EXTENSIONS)} (ENVI data needs its .hdr beside it)") from None
+                          f"{', '.join(READ_EXTENSIONS)} (ENVI data needs its .hdr beside it)"
+                          ) from None
 
 
 def _open_arrays(path: Path, fmt: str) -> _ArrayFile:
@@ -641,17 +642,19 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
             raise FencliError(f"{name} has {what}; pass --nan fill to replace them by band means")
         empty = np.flatnonzero(bad_values == h * w)
         if empty.size:
-            raise FencliError(f"{name}: band(s) {_few(empty)} hold no finite value: nothing to fill with")
+            raise FencliError(f"{name}: band(s) {_few(empty)} hold no finite value: "
+                              "nothing to fill with")
         cube = _fill_nonfinite(cube, chunk_bytes)
         report["filled"] = True
         report["notes"].append(f"filled {what} with their band means")
     if lo.min() == hi.max():
-        raise FencliError(f"the cube of {name} is constant (every value is {lo.min():g}): nothing to detect")
+        raise FencliError(f"the cube of {name} is constant (every value is {lo.min():g}): "
+                          "nothing to detect")
     constant = np.flatnonzero(lo == hi)
     if constant.size:
         if constant_bands == "error":
-            raise FencliError(f"{name} has {constant.size} constant band(s) (0-based: {_few(constant)}), "
-                              "which make the covariance singular; pass --constant-bands keep or "
+            raise FencliError(f"{name} has {constant.size} constant band(s) "
+                              f"(0-based: {_few(constant)}), which make the covariance singular; pass --constant-bands keep or "
                               "select other bands")
         report["constant_bands"] = constant.tolist()
         report["notes"].append(f"kept {constant.size} constant band(s): {_few(constant)}")
@@ -766,7 +769,8 @@ def _write_mat73(tmp: Path, arr: np.ndarray, key: str) -> None:
     if cls is None:
         raise FencliError(f"MATLAB cannot store {arr.dtype} arrays")
     with h5py.File(tmp, "w", userblock_size=512) as f:
-        ds = f.create_dataset(key, shape=arr.shape[::-1], dtype=np.uint8 if cls == "logical" else arr.dtype)
+        dtype = np.uint8 if cls == "logical" else arr.dtype
+        ds = f.create_dataset(key, shape=arr.shape[::-1], dtype=dtype)
         ds.attrs["MATLAB_class"] = np.bytes_(cls)
         if cls == "logical":
             ds.attrs["MATLAB_int_decode"] = np.int32(1)

@@ -200,7 +200,8 @@ def test_envi_handwritten_bil_big_endian(tmp_path, scene):
     cube, _ = scene
     data = (cube * 100 - 50).astype(np.int16)
     (tmp_path / "x.img.hdr").write_text(
-        "ENVI\nsamples = 48\nlines   = 40\nbands = 30\nheader offset = 64\n"
+        "ENVI\n; a comment = not a field\ndescription = {\n  made by hand, x = 1}\n"
+        "samples = 48\nlines   = 40\nbands = 30\nheader offset = 64\n"
         "data type = 2\ninterleave = BIL\nbyte order = 1\nmap info = {UTM, 1, 1, 500000.0,\n"
         " 4100000.0, 30, 30, 11, North, WGS-84}\nwavelength = {\n"
         + ",\n".join(str(400 + 10 * i) for i in range(30)) + "}\n")
@@ -210,6 +211,8 @@ def test_envi_handwritten_bil_big_endian(tmp_path, scene):
     np.testing.assert_array_equal(s.cube, data)
     assert s.meta["georef"]["map info"].startswith("UTM, 1, 1, 500000.0, 4100000.0")
     assert s.meta["wavelengths"] == [400.0 + 10 * i for i in range(30)]
+    assert s.meta["header"]["description"] == "made by hand, x = 1"
+    assert "; a comment" not in s.meta["header"]
 
 
 @pytest.mark.parametrize("code", sorted(envi.DTYPES))
@@ -312,7 +315,8 @@ def test_nan_error_counts_pixels(tmp_path, scene):
     bad[30, 7, 2] = np.inf
     bad[39, 47, 29] = -np.inf
     np.save(tmp_path / "s.npy", bad)
-    with pytest.raises(FencliError, match=r"3 pixel\(s\) with NaN/Inf values \(32 values\).*--nan fill"):
+    match = r"3 pixel\(s\) with NaN/Inf values \(32 values\).*--nan fill"
+    with pytest.raises(FencliError, match=match):
         read_scene(tmp_path / "s.npy")
 
 
@@ -327,7 +331,8 @@ def test_nan_fill_uses_band_means_and_leaves_file_alone(tmp_path, scene):
     assert s.cube[3, 4] == pytest.approx(means, rel=1e-12)
     assert s.cube[30, 7, 2] == pytest.approx(means[2], rel=1e-12)
     assert np.isfinite(s.cube).all() and s.meta["validation"]["filled"]
-    assert s.meta["validation"]["nonfinite_pixels"] == 2 and "filled 2 pixel" in s.meta["validation"]["notes"][0]
+    report = s.meta["validation"]
+    assert report["nonfinite_pixels"] == 2 and "filled 2 pixel" in report["notes"][0]
     mask = np.isfinite(bad)
     np.testing.assert_array_equal(s.cube[mask], bad[mask])
     assert np.isnan(np.load(tmp_path / "s.npy")[3, 4, 0])
@@ -354,7 +359,8 @@ def test_constant_cube_and_bands(tmp_path, scene):
     flat = cube.copy()
     flat[:, :, [0, 4, 5, 6, 7, 8, 20]] = 1.0
     np.save(tmp_path / "s.npy", flat)
-    with pytest.raises(FencliError, match=r"7 constant band\(s\) \(0-based: 0, 4, 5, 6, 7 and 2 more\)"):
+    match = r"7 constant band\(s\) \(0-based: 0, 4, 5, 6, 7 and 2 more\)"
+    with pytest.raises(FencliError, match=match):
         read_scene(tmp_path / "s.npy")
     s = read_scene(tmp_path / "s.npy", constant_bands="keep")
     assert s.meta["validation"]["constant_bands"] == [0, 4, 5, 6, 7, 8, 20]
