@@ -15,7 +15,7 @@ from fencli import io as fio
 from fencli.errors import FencliError
 from fencli.io import (LazyCube, atomic_path, read_mask, read_scene, validate_cube, write_array,
                        write_envi_scene)
-from tests.conftest import planted_scene
+from conftest import planted_scene
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +64,11 @@ def test_npz_finds_cube_and_ground_truth(tmp_path, scene, saver):
 def test_mat_v5_roundtrip_with_map_and_wavelengths(tmp_path, scene):
     cube, gt = scene
     wl = np.linspace(400, 2500, 30)
-    scipy.io.savemat(tmp_path / "s.mat", {"data": cube.astype(np.uint16) + 7, "map": gt,
+    scipy.io.savemat(tmp_path / "s.mat", {"data": (cube * 1000).astype(np.uint16) + 7, "map": gt,
                                           "wavelength": wl})
     s = read_scene(tmp_path / "s.mat")
     assert s.meta["format"] == "mat-v5" and s.cube.dtype == np.uint16
-    np.testing.assert_array_equal(s.cube, cube.astype(np.uint16) + 7)
+    np.testing.assert_array_equal(s.cube, (cube * 1000).astype(np.uint16) + 7)
     np.testing.assert_array_equal(s.gt, gt != 0)
     assert s.meta["wavelengths"] == pytest.approx(wl.tolist())
 
@@ -122,12 +122,12 @@ def test_hdf5_contiguous_is_memmapped_with_attrs(tmp_path, scene):
     cube, gt = scene
     meta = {"georef": {"crs": "EPSG:32611", "transform": [1.0, 0.0, 5e5]},
             "wavelengths": list(np.linspace(400, 1000, 30))}
-    write_array(tmp_path / "s.h5", cube.astype(np.int16), key="grp/radiance", meta=meta)
+    write_array(tmp_path / "s.h5", (cube * 1000).astype(np.int16), key="grp/radiance", meta=meta)
     with h5py.File(tmp_path / "s.h5", "a") as f:
         f["grp/mask"] = gt
     s = read_scene(tmp_path / "s.h5")
     assert isinstance(s.cube, np.memmap) and s.cube.dtype == np.int16
-    np.testing.assert_array_equal(s.cube, cube.astype(np.int16))
+    np.testing.assert_array_equal(s.cube, (cube * 1000).astype(np.int16))
     np.testing.assert_array_equal(s.gt, gt != 0)
     assert s.meta["key"] == "grp/radiance" and s.meta["georef"]["crs"] == "EPSG:32611"
     assert s.meta["georef"]["transform"] == [1.0, 0.0, 5e5]
