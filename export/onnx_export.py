@@ -88,7 +88,7 @@ def export_model(model: FEN, out: str | Path, *, source: str = "", source_sha256
 
     out = Path(out)
     if out.exists() and not force:
-        raise FencliError(f"{out} exists (use --force to overwrite)")
+        raise FencliError(f"{out} exists: pass --force to overwrite it")
     model = model.eval()
     proto = _to_onnx_model(model, dynamo)
     meta = {

@@ -108,6 +108,7 @@ class FENSession:
         if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
             raise FencliError("--device cuda: onnxruntime could not start its CUDA provider")
         self.device = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
+        self.name = self.path.stem
         self.threads = threads
         self._lock = threading.Lock()
 
@@ -154,12 +155,17 @@ def get_session(path: str | Path, device: str = "auto", threads: int | None = No
         return _SESSIONS[key]
 
 
-def enhance(cube: np.ndarray, model: str | Path, device: str = "auto",
-            threads: int | None = None) -> np.ndarray:
-    """Enhance an ``H x W x bands`` cube with the FEN in ``model`` (a file or registry name)."""
+def load_session(model: str | Path, device: str = "auto", threads: int | None = None) -> FENSession:
+    """The session for a model given by registry name or ``.onnx`` path (``none`` is an error here)."""
     from fencli.models import resolve_model
 
     path = resolve_model(str(model))
     if path is None:
-        raise FencliError("no model given (model 'none' cannot enhance)")
-    return get_session(path, device, threads).enhance(cube)
+        raise FencliError("model 'none' cannot enhance: name a model (see `fencli models`)")
+    return get_session(path, device, threads)
+
+
+def enhance(cube: np.ndarray, model: str | Path, device: str = "auto",
+            threads: int | None = None) -> np.ndarray:
+    """Enhance an ``H x W x bands`` cube with the FEN ``model`` (a registry name or ``.onnx`` path)."""
+    return load_session(model, device, threads).enhance(cube)
