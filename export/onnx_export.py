@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 import fencli
 from export.checkpoint import checkpoint_sha256, default_variant, load_checkpoint
-from export.fen import FEN, Variant
+from export.fen import FEN, PAD, Variant
 from fencli.errors import FencliError
 
 OPSET = 18
@@ -34,16 +36,45 @@ SHARED_MODELS = {"ferd-50": "50bands", "ferd-100": "100bands", "ferd-200": "200b
                  "ferd-200-supp": "200bands-supp"}
 
 
+class TrimmedFEN(nn.Module):
+    """The same function as ``fen`` with 9% fewer FLOPs: what is exported by default.
+
+    The FEN's output keeps only pixels 4 or more from the padded border, and three 3x3 convs reach 3
+    pixels, so the zero padding inside ``layer1`` never touches them. Reflect-padding by 3 and
+    running the 3x3 convs unpadded (cropping each skip by 1 to match) gives the identical result
+    while computing ``layer1`` on 106/104/102 px instead of 108 px squares, and needs no final crop.
+    """
+
+    def __init__(self, fen: FEN) -> None:
+        super().__init__()
+        self.fen = fen
+
+    def forward(self, x: Tensor) -> Tensor:
+        m = self.fen
+        f = F.pad(m.convh(x), (PAD - 1,) * 4, mode="reflect")
+        for block in m.layer1:
+            skip = f if block.downsample is None else block.downsample(f)
+            out = F.relu(block.bn1(block.conv1(f)))
+            out = F.relu(block.bn2(F.conv2d(out, block.conv2.weight)))
+            f = F.relu(block.bn3(block.conv3(out)) + skip[:, :, 1:-1, 1:-1])
+        y = F.relu(m.conv2(F.relu(m.conv1(f)))) + x
+        if m.variant == "supp":
+            y = y / torch.linalg.vector_norm(y.double(), dim=(1, 2, 3), keepdim=True).to(y.dtype)
+        return y
+
+
 def preprocessing_spec(bands: int) -> dict:
     """What ``fencli.preprocess.fen_input`` does, as data: the runtime checks it before running."""
     return {"select": "first_bands", "bands": bands, "scaling": "global_minmax", "range": [-1.0, 1.0],
             "scale": 0.1, "dtype": "float32", "layout": "NCHW"}
 
 
-def _to_onnx_model(model: FEN, dynamo: bool):
+def _to_onnx_model(model: FEN, dynamo: bool, trim: bool = True):
     import onnx
 
     example = torch.zeros(1, model.bands, 16, 16)
+    if trim:
+        model = TrimmedFEN(model).eval()
     with warnings.catch_warnings(), torch.inference_mode(False):
         warnings.simplefilter("ignore")
         if dynamo:
@@ -82,15 +113,19 @@ def check_parity(model: FEN, onnx_bytes: bytes, shape: tuple[int, int, int] = (2
 
 
 def export_model(model: FEN, out: str | Path, *, source: str = "", source_sha256: str = "",
-                 force: bool = False, dynamo: bool = False) -> Path:
-    """Write ``model`` as ONNX to ``out`` (atomically; an existing file needs ``force``)."""
+                 force: bool = False, dynamo: bool = False, trim: bool = True) -> Path:
+    """Write ``model`` as ONNX to ``out`` (atomically; an existing file needs ``force``).
+
+    ``dynamo`` picks torch.onnx's dynamo exporter over the TorchScript one (same graph after ONNX
+    Runtime's fusions, 5x slower to export); ``trim`` exports :class:`TrimmedFEN`.
+    """
     import onnx
 
     out = Path(out)
     if out.exists() and not force:
         raise FencliError(f"{out} exists: pass --force to overwrite it")
     model = model.eval()
-    proto = _to_onnx_model(model, dynamo)
+    proto = _to_onnx_model(model, dynamo, trim)
     meta = {
         "format": FORMAT, "bands": str(model.bands), "variant": model.variant,
         "head_width": str(model.head_width),

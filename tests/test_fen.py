@@ -15,7 +15,7 @@ onnx = pytest.importorskip("onnx")
 from export.checkpoint import (  # noqa: E402
     checkpoint_sha256, default_variant, load_checkpoint, load_torchscript)
 from export.fen import FEN  # noqa: E402
-from export.onnx_export import check_parity, export_model, max_rel_diff  # noqa: E402
+from export.onnx_export import TrimmedFEN, check_parity, export_model, max_rel_diff  # noqa: E402
 from fencli.errors import FencliError  # noqa: E402
 
 EPS = 1e-5
@@ -131,6 +131,15 @@ def test_supp_norm_is_per_sample():
         both = model(x)
         one = model(x[1:])
     assert max_rel_diff(both[1:].numpy(), one.numpy()) < 1e-5  # a batch-wide norm fails this
+
+
+@pytest.mark.parametrize("variant", ["plain", "supp"])
+@pytest.mark.parametrize("shape", [(1, 5, 5), (2, 9, 14), (1, 37, 53)])
+def test_trimmed_fen_is_the_same_function(variant, shape):
+    model = random_fen(bands=7, variant=variant, seed=12)
+    x = torch.empty(shape[0], 7, *shape[1:]).uniform_(-0.1, 0.1)
+    with torch.inference_mode():
+        assert max_rel_diff(TrimmedFEN(model)(x).numpy(), model(x).numpy()) < 1e-5  # float32 rounding
 
 
 # ---- checkpoint import -------------------------------------------------------------------------
@@ -281,6 +290,12 @@ def test_export_metadata_and_checker(exported):
 def test_export_parity(exported, shape):
     model, path = exported
     assert check_parity(model, path.read_bytes(), shape, seed=sum(shape)) <= 1e-5
+
+
+def test_untrimmed_export_parity(tmp_path):
+    model = random_fen(bands=9, variant="supp", seed=13)
+    path = export_model(model, tmp_path / "m.onnx", trim=False)
+    assert check_parity(model, path.read_bytes(), (2, 37, 53)) <= 1e-5
 
 
 def test_export_refuses_overwrite(exported, tmp_path):
