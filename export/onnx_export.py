@@ -2,7 +2,7 @@
 
 The graph takes ``x: N x B x H x W`` float32 (dynamic N, H, W) and returns ``y`` of the same
 shape. ``metadata_props`` carry what a user needs to feed it correctly, so the runtime never
-guesses: ``bands``, ``variant``, ``head_width``, ``preprocessing`` (JSON), ``source``,
+guesses: ``format`` (``fencli-fen/1``), ``bands``, ``variant``, ``head_width``, ``preprocessing`` (JSON), ``source``,
 ``source_sha256`` (sha256 of ``convh.pt``, ``enc.pt``, ``pc.pt`` concatenated in that order),
 ``fencli_version``, ``input_name`` and ``output_name``.
 
@@ -27,10 +27,10 @@ import fencli
 from export.checkpoint import checkpoint_sha256, default_variant, load_checkpoint
 from export.fen import FEN, PAD, Variant
 from fencli.errors import FencliError
+from fencli.runtime import FORMAT, expected_preprocessing
 
 OPSET = 18
 INPUT, OUTPUT = "x", "y"
-FORMAT = "fencli-fen/1"
 PARITY_TOL = 1e-5
 SHARED_MODELS = {"ferd-50": "50bands", "ferd-100": "100bands", "ferd-200": "200bands",
                  "ferd-200-supp": "200bands-supp"}
@@ -61,12 +61,6 @@ class TrimmedFEN(nn.Module):
         if m.variant == "supp":
             y = y / torch.linalg.vector_norm(y.double(), dim=(1, 2, 3), keepdim=True).to(y.dtype)
         return y
-
-
-def preprocessing_spec(bands: int) -> dict:
-    """What ``fencli.preprocess.fen_input`` does, as data: the runtime checks it before running."""
-    return {"select": "first_bands", "bands": bands, "scaling": "global_minmax", "range": [-1.0, 1.0],
-            "scale": 0.1, "dtype": "float32", "layout": "NCHW"}
 
 
 def _to_onnx_model(model: FEN, dynamo: bool, trim: bool = True):
@@ -116,8 +110,8 @@ def export_model(model: FEN, out: str | Path, *, source: str = "", source_sha256
                  force: bool = False, dynamo: bool = False, trim: bool = True) -> Path:
     """Write ``model`` as ONNX to ``out`` (atomically; an existing file needs ``force``).
 
-    ``dynamo`` picks torch.onnx's dynamo exporter over the TorchScript one (same graph after ONNX
-    Runtime's fusions, 5x slower to export); ``trim`` exports :class:`TrimmedFEN`.
+    ``dynamo`` picks torch.onnx's dynamo exporter over the TorchScript one (about 8x slower to
+    export; ``benchmarks/bench_fen.py`` times both graphs); ``trim`` exports :class:`TrimmedFEN`.
     """
     import onnx
 
@@ -129,7 +123,7 @@ def export_model(model: FEN, out: str | Path, *, source: str = "", source_sha256
     meta = {
         "format": FORMAT, "bands": str(model.bands), "variant": model.variant,
         "head_width": str(model.head_width),
-        "preprocessing": json.dumps(preprocessing_spec(model.bands), sort_keys=True),
+        "preprocessing": json.dumps(expected_preprocessing(model.bands), sort_keys=True),
         "source": source, "source_sha256": source_sha256, "fencli_version": fencli.__version__,
         "input_name": INPUT, "output_name": OUTPUT,
     }
