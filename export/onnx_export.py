@@ -2,9 +2,9 @@
 
 The graph takes ``x: N x B x H x W`` float32 (dynamic N, H, W) and returns ``y`` of the same
 shape. ``metadata_props`` carry what a user needs to feed it correctly, so the runtime never
-guesses: ``format`` (``fencli-fen/1``), ``bands``, ``variant``, ``head_width``, ``preprocessing`` (JSON), ``source``,
-``source_sha256`` (sha256 of ``convh.pt``, ``enc.pt``, ``pc.pt`` concatenated in that order),
-``fencli_version``, ``input_name`` and ``output_name``.
+guesses: ``format`` (``fencli-fen/1``), ``bands``, ``variant``, ``head_width``, ``preprocessing``
+(JSON), ``source``, ``source_sha256`` (sha256 of ``convh.pt``, ``enc.pt``, ``pc.pt`` concatenated
+in that order), ``fencli_version``, ``input_name`` and ``output_name``.
 
 Every export is checked with ``onnx.checker`` and run once in ONNX Runtime against the PyTorch
 model on a random input before it is written (atomically).
