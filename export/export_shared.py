@@ -12,5 +12,6 @@ DEFAULT_DEST = Path(__file__).resolve().parents[1] / ".cache" / "weights"
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if a != "--force"]
-    for name, path in export_all_shared(args[0] if args else DEFAULT_DEST, force="--force" in sys.argv[1:]).items():
+    dest = args[0] if args else DEFAULT_DEST
+    for name, path in export_all_shared(dest, force="--force" in sys.argv[1:]).items():
         print(f"{name}\t{path}")
