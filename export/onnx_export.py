@@ -172,7 +172,8 @@ def export_all_shared(dest_dir: str | Path, shared: str | Path | None = None,
     """
     import onnx
 
-    root = Path(shared) if shared else Path(__file__).resolve().parents[1].parent / "shared"
+    default = os.environ.get("FENCLI_SHARED") or Path(__file__).resolve().parents[1].parent / "shared"
+    root = Path(shared or default)
     ckpts = root / "ferd-checkpoints"
     if not ckpts.is_dir():
         raise FencliError(f"{ckpts} does not exist")
