@@ -1,0 +1,173 @@
+"""Georeferencing: ENVI map info <-> affine transform, CRS, GeoTIFF round trips.
+
+GDAL's own ENVI driver (through rasterio) is the oracle: it reads the same synthetic header we
+parse, so a wrong 1-based reference pixel, sign or CRS shows up as a mismatch.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fencli import georef as G
+from fencli.errors import FencliError
+from fencli.synthetic import planted_scene
+
+rasterio = pytest.importorskip("rasterio")
+from rasterio.crs import CRS  # noqa: E402
+
+MAP_INFO = "{UTM, 1, 1, 500000.0, 4100000.0, 2.0, 2.0, 11, North, WGS-84}"
+CSS = CRS.from_epsg(32611).to_wkt(version="WKT1_ESRI")  # what ENVI writes: ESRI-flavoured WKT
+HDR = """ENVI
+description = {fencli test scene}
+samples = {w}
+lines = {h}
+bands = {b}
+header offset = 0
+file type = ENVI Standard
+data type = 4
+interleave = bsq
+byte order = 0
+map info = {map_info}
+coordinate system string = {{{css}}}
+"""
+
+
+def write_envi(folder: Path, cube: np.ndarray, map_info: str = MAP_INFO, css: str | None = CSS,
+               name: str = "scene") -> Path:
+    """A float32 BSQ ENVI scene ``name.img`` + ``name.hdr``; returns the .hdr path."""
+    h, w, b = cube.shape
+    np.ascontiguousarray(cube.transpose(2, 0, 1), dtype="<f4").tofile(folder / f"{name}.img")
+    text = HDR.replace("{w}", str(w)).replace("{h}", str(h)).replace("{b}", str(b))
+    text = text.replace("{map_info}", map_info)
+    text = text.replace("{{{css}}}", "{" + css + "}") if css else text.replace("coordinate system string = {{{css}}}\n", "")
+    (folder / f"{name}.hdr").write_text(text)
+    return folder / f"{name}.hdr"
+
+
+def gdal_view(hdr: Path) -> tuple[tuple, CRS | None]:
+    with rasterio.open(hdr.with_suffix(".img")) as src:
+        return tuple(src.transform)[:6], src.crs
+
+
+def test_map_info_matches_gdal_and_is_one_based(tmp_path):
+    cube, _ = planted_scene(12, 10, 4, n_anomalies=1)
+    hdr = write_envi(tmp_path, cube)
+    g = G.from_envi(MAP_INFO, "{" + CSS + "}")
+    transform, crs = gdal_view(hdr)
+    assert g.transform == pytest.approx(transform, abs=1e-9)
+    # reference pixel (1, 1) is the upper-left CORNER: the first pixel's centre is 1 m in
+    assert g.transform == (2.0, 0.0, 500000.0, 0.0, -2.0, 4100000.0)
+    assert g.xy(0, 0) == (500001.0, 4099999.0)
+    assert CRS.from_user_input(g.crs) == crs == CRS.from_epsg(32611)
+    assert g.epsg() == 32611
+
+
+@pytest.mark.parametrize("map_info", [
+    "{UTM, 1.5, 1.5, 500001.0, 4099999.0, 2.0, 2.0, 11, North, WGS-84, units=Meters}",  # centre of pixel 1
+    "{UTM, 4, 3, 500006.0, 4099996.0, 2.0, 2.0, 11, North, WGS-84}",  # another reference pixel
+])
+def test_reference_pixel_anywhere_gives_same_grid(tmp_path, map_info):
+    g = G.from_envi(map_info)
+    assert g.transform == pytest.approx((2.0, 0.0, 500000.0, 0.0, -2.0, 4100000.0))
+    assert g.crs == "EPSG:32611"  # derived from the map info alone
+    hdr = write_envi(tmp_path, np.zeros((5, 6, 2), np.float32), map_info, css=None)
+    transform, crs = gdal_view(hdr)
+    assert g.transform == pytest.approx(transform)
+    assert crs == CRS.from_epsg(32611)
+
+
+def test_rotation_and_southern_utm_like_gdal(tmp_path):
+    mi = "{UTM, 2, 3, 300000.0, 6000000.0, 2.0, 3.0, 33, South, WGS-84, units=Meters, rotation=30.0}"
+    hdr = write_envi(tmp_path, np.zeros((4, 5, 1), np.float32), mi, css=None)
+    transform, crs = gdal_view(hdr)
+    g = G.from_envi(mi)
+    assert g.transform == pytest.approx(transform, abs=1e-9)
+    assert g.crs == "EPSG:32733" and crs == CRS.from_epsg(32733)
+
+
+@pytest.mark.parametrize("bad", ["{UTM, 1, 1, x, 4100000.0, 2, 2}", "{UTM, 1, 1}", "{UTM, 1, 1, 5, 4, 0, 2, 11, North, WGS-84}"])
+def test_bad_map_info_is_a_clear_error(bad):
+    with pytest.raises(FencliError, match="map info"):
+        G.parse_map_info(bad)
+
+
+def test_geotiff_round_trip_keeps_transform_and_crs(tmp_path):
+    """The issue's acceptance test: ENVI input -> GeoTIFF output with the input's grid and CRS."""
+    cube, gt = planted_scene(20, 24, 8, n_anomalies=3, seed=3)
+    hdr = write_envi(tmp_path, cube)
+    g = G.from_envi(MAP_INFO, "{" + CSS + "}")
+    scores = np.linalg.norm(cube - cube.mean((0, 1)), axis=2).astype(np.float32)
+    scores[0, 0] = np.nan
+    out = G.write_geotiff(tmp_path / "map.tif", scores, g, descriptions=["anomaly score (GRX)"],
+                          nodata=float("nan"))
+    in_transform, in_crs = gdal_view(hdr)
+    with rasterio.open(out) as src:
+        assert tuple(src.transform)[:6] == pytest.approx(in_transform, abs=1e-9)
+        assert src.crs == in_crs
+        assert src.dtypes == ("float32",) and src.descriptions == ("anomaly score (GRX)",)
+        assert np.isnan(src.nodata) and src.compression.name.lower() == "deflate"
+        back = src.read(1)
+    np.testing.assert_array_equal(back[1:], scores[1:])
+    assert np.isnan(back[0, 0])
+    # and fencli reads it back as the same georeferenced raster
+    arr, g2, meta = G.read_geotiff(out)
+    assert arr.shape == (20, 24, 1)
+    assert g2.transform == pytest.approx(g.transform) and g2.epsg() == 32611
+    with pytest.raises(FencliError, match="exists"):
+        G.write_geotiff(out, scores, g)
+
+
+def test_multiband_geotiff_input_with_wavelengths(tmp_path):
+    cube = np.random.default_rng(0).random((6, 7, 3)).astype(np.float32)
+    g = G.GeoRef((0.5, 0.0, 10.0, 0.0, -0.5, 20.0), "EPSG:4326")
+    path = G.write_geotiff(tmp_path / "cube.tif", cube, g, descriptions=["450 nm", "550 nm", "650.5 nm"])
+    arr, g2, meta = G.read_geotiff(path)
+    np.testing.assert_array_equal(arr, cube)
+    assert g2.transform == pytest.approx(g.transform) and g2.epsg() == 4326
+    assert meta["wavelengths"] == [450.0, 550.0, 650.5]
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_pixel_grid_output_has_no_georeferencing(tmp_path):
+    path = G.write_geotiff(tmp_path / "plain.tif", np.ones((5, 5), np.float32), None)
+    with rasterio.open(path) as src:
+        assert src.crs is None and src.transform.is_identity
+    assert G.read_geotiff(path)[1] is None
+    assert G.json_fields(None) == {"georeferenced": False, "crs": None, "transform": None}
+    assert "no georeferencing" in G.describe(None)
+
+
+def test_envi_fields_from_a_geotiff_grid_are_read_back_by_gdal(tmp_path):
+    """A GeoTIFF-sourced grid written as ENVI: GDAL must see the same transform and CRS."""
+    g = G.GeoRef((30.0, 0.0, 600000.0, 0.0, -30.0, 5000000.0), CRS.from_epsg(32633).to_wkt())
+    fields = G.envi_fields(g)
+    assert fields["map info"].startswith("{UTM, 1, 1, 600000.0, 5000000.0, 30.0, 30.0, 33, North, WGS-84")
+    hdr = write_envi(tmp_path, np.zeros((3, 4, 1), np.float32), fields["map info"],
+                     css=fields["coordinate system string"].strip("{}"))
+    transform, crs = gdal_view(hdr)
+    assert transform == pytest.approx(g.transform) and crs == CRS.from_epsg(32633)
+    # an ENVI-sourced grid repeats its own strings verbatim
+    e = G.from_envi(MAP_INFO, "{" + CSS + "}")
+    assert G.envi_fields(e) == {"map info": MAP_INFO, "coordinate system string": "{" + CSS + "}"}
+
+
+def test_from_meta_forms():
+    assert G.from_meta({}) is None and G.from_meta(None) is None
+    e = G.from_meta({"georef": {"map info": MAP_INFO, "coordinate system string": "{" + CSS + "}"}})
+    assert e.transform[2] == 500000.0 and e.epsg() == 32611
+    gdal_order = G.from_meta({"georef": {"geotransform": [100.0, 2.0, 0.0, 200.0, 0.0, -2.0], "crs": b"EPSG:32611"}})
+    assert gdal_order.transform == (2.0, 0.0, 100.0, 0.0, -2.0, 200.0) and gdal_order.crs == "EPSG:32611"
+    with pytest.raises(FencliError, match="6 finite numbers"):
+        G.from_meta({"georef": {"transform": [1.0, 2.0]}})
+
+
+def test_missing_rasterio_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rasterio", None)
+    with pytest.raises(FencliError, match=r"pip install 'fencli\[gis\]'"):
+        G.write_geotiff(tmp_path / "x.tif", np.zeros((3, 3), np.float32), None)
+    with pytest.raises(FencliError, match="rasterio"):
+        G.read_geotiff(tmp_path / "x.tif")
