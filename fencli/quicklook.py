@@ -29,7 +29,7 @@ def rgb_bands(n_bands: int, wavelengths: Sequence[float] | None = None) -> tuple
         if all(abs(wl[i] - t) <= MAX_GAP_NM for i, t in zip(picks, RGB_NM)):
             return tuple(picks), "true colour " + "/".join(f"{wl[i]:.0f}" for i in picks) + " nm"
     picks = tuple(int(round(f * (n_bands - 1))) for f in (0.75, 0.5, 0.25))
-    return picks, "bands " + "/".join(str(i + 1) for i in picks) + " (no visible wavelengths)"
+    return picks, "false colour, bands " + "/".join(str(i + 1) for i in picks)
 
 
 def stretch(channel: np.ndarray) -> np.ndarray:
@@ -65,13 +65,16 @@ def save_quicklook(path: str | Path, cube: np.ndarray, scores: np.ndarray, label
 
     rgb, note = rgb_image(cube, wavelengths)
     h, w = scores.shape
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.2 * h / max(w, 1) + 0.8), squeeze=False)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6 * h / max(w, 1) + 0.6), squeeze=False,
+                             layout="constrained")
     ax_rgb, ax_map = axes[0]
     ax_rgb.imshow(rgb, interpolation="nearest")
     ax_rgb.set_title(f"scene ({note})", fontsize=9)
     shown = np.asarray(scores, dtype=float)
-    im = ax_map.imshow(shown, cmap="inferno", interpolation="nearest")
-    fig.colorbar(im, ax=ax_map, fraction=0.046, pad=0.04)
+    finite = shown[np.isfinite(shown)]
+    vmax = float(np.percentile(finite, 99.9)) if finite.size else None  # a few peaks must not blank the map
+    im = ax_map.imshow(shown, cmap="inferno", interpolation="nearest", vmax=vmax)
+    fig.colorbar(im, ax=ax_map, shrink=0.8, extend="max")
     n = int(labels.max()) if labels is not None and labels.size else 0
     sub = f"{n} objects" + (f", threshold {threshold:.4g}" if threshold is not None else "")
     ax_map.set_title(f"{title}  {sub}".strip(), fontsize=9)
@@ -89,7 +92,6 @@ def save_quicklook(path: str | Path, cube: np.ndarray, scores: np.ndarray, label
         ax.set_xlim(-0.5, w - 0.5)
         ax.set_ylim(h - 0.5, -0.5)
         ax.set_axis_off()
-    fig.tight_layout()
     with atomic_path(path, force=force) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
