@@ -222,6 +222,33 @@ def json_fields(georef: GeoRef | None) -> dict[str, Any]:
             "transform": list(georef.transform)}
 
 
+# ------------------------------------------------------------------------------- outputs
+
+GEOTIFF = (".tif", ".tiff")
+NO_GEOREF = (".npy", ".npz", ".mat")  # formats with no place fencli puts a map grid in
+
+
+def write_raster(path: str | Path, array: np.ndarray, georef: GeoRef | None, meta: dict | None = None, *,
+                 force: bool = False, key: str = "scores", description: str = "",
+                 nodata: float | None = None) -> str | None:
+    """Write a raster output georeferenced like the input: GeoTIFF for ``.tif``, else ``io.write_array``
+    (ENVI ``.hdr`` gets ``map info`` / ``coordinate system string``; HDF5 gets them as attributes
+    when the io writer stores ``meta["georef"]``). Returns a one-line note when the chosen format
+    cannot carry the georeferencing the input had.
+    """
+    path = Path(path)
+    if path.suffix.lower() in GEOTIFF:
+        write_geotiff(path, array, georef, force=force, descriptions=[description] if description else None,
+                      nodata=nodata)
+        return None
+    from fencli.io import write_array
+
+    write_array(path, array, force=force, key=key, meta={**(meta or {}), "georef": envi_fields(georef)})
+    if georef is not None and path.suffix.lower() in NO_GEOREF:
+        return f"{path.name}: {path.suffix} holds no georeferencing (use .tif or .hdr to keep it)"
+    return None
+
+
 # ------------------------------------------------------------------------------- GeoTIFF
 
 def _rasterio():

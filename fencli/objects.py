@@ -361,3 +361,35 @@ def _polygons(labels: np.ndarray, georef) -> dict[int, dict]:
         parts.setdefault(int(value), []).append(geom["coordinates"])
     return {k: ({"type": "Polygon", "coordinates": v[0]} if len(v) == 1
                 else {"type": "MultiPolygon", "coordinates": v}) for k, v in parts.items()}
+
+
+# ------------------------------------------------------------------------------ one call
+
+@dataclass
+class Detection:
+    """Everything the thresholded map gives: the mask, labelled objects and their evaluation."""
+
+    threshold: Threshold
+    mask: np.ndarray
+    labels: np.ndarray
+    objects: list[dict[str, Any]]
+    evaluation: dict[str, Any] | None
+    min_pixels: int
+
+    def summary(self) -> dict[str, Any]:
+        """The ``"objects"`` block of ``fencli detect --json``."""
+        ev = self.evaluation or {}
+        return {"count": len(self.objects), "precision": ev.get("precision"), "recall": ev.get("recall"),
+                "hits": ev.get("hits"), "gt_objects": ev.get("gt_objects"), "gt_touched": ev.get("gt_touched"),
+                "threshold": self.threshold.as_json(), "min_pixels": self.min_pixels,
+                "connectivity": 8}
+
+
+def detect_objects(scores: np.ndarray, rule: ThresholdRule, *, min_pixels: int = 1, georef=None,
+                   gt: np.ndarray | None = None) -> Detection:
+    """Threshold ``scores`` by ``rule``, label the 8-connected objects, evaluate against ``gt``."""
+    threshold = resolve(scores, rule, gt)
+    mask = make_mask(scores, threshold)
+    objs, labels = find_objects(scores, mask, min_pixels=min_pixels, georef=georef, gt=gt)
+    evaluation = evaluate(labels, gt) if gt is not None else None
+    return Detection(threshold, mask, labels, objs, evaluation, min_pixels)

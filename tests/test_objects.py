@@ -254,3 +254,13 @@ def test_quicklook_bands_and_png(tmp_path):
 
     img = matplotlib.image.imread(path)
     assert img.ndim == 3 and img.shape[1] > img.shape[0]  # two panels side by side
+
+
+def test_detect_objects_summary_is_the_json_block():
+    scores, gt, _ = planted_map()
+    found = O.detect_objects(scores, O.parse_threshold("2.0"), min_pixels=2, georef=UTM11, gt=gt)
+    s = found.summary()
+    assert (s["count"], s["precision"], s["recall"], s["gt_objects"]) == (3, 1.0, 0.75, 4)
+    assert s["threshold"] == {"value": 2.0, "rule": "value", "requested": 2.0, "flagged_pixels": 12,
+                              "flagged_fraction": 12 / 2000, "oracle": False}
+    assert found.mask.sum() == 12 and found.labels.max() == 3
