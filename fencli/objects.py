@@ -200,7 +200,7 @@ def find_objects(scores: np.ndarray, mask: np.ndarray, *, min_pixels: int = 1, g
     map coordinates of that centroid (pixel-centre convention, see :mod:`fencli.georef`) or None
     without georeferencing; ``area_px``; ``peak_score``/``mean_score``; ``peak_row``/``peak_col``;
     inclusive bounding box ``row_min, col_min, row_max, col_max``; ``hit`` (overlaps a ground-truth
-    pixel) when ``gt`` is given.
+    pixel) when ``gt`` is given; ``lon``/``lat`` (WGS-84) when the CRS is known and rasterio is there.
     """
     scores = np.asarray(scores, dtype=np.float64)
     labels, n = components(mask, min_pixels)
@@ -242,7 +242,25 @@ def find_objects(scores: np.ndarray, mask: np.ndarray, *, min_pixels: int = 1, g
         if hits is not None:
             obj["hit"] = bool(hits[new_id - 1])
         objects.append(obj)
+    if georef is not None:
+        _add_lonlat(objects, georef)
     return objects, labels
+
+
+def _add_lonlat(objects: list[dict[str, Any]], georef) -> None:
+    """WGS-84 ``lon``/``lat`` of each centroid when the CRS is known and rasterio can reproject."""
+    if georef.crs is None:
+        return
+    try:
+        from rasterio.warp import transform
+    except ImportError:
+        return
+    try:
+        lon, lat = transform(georef.crs, "EPSG:4326", [o["x"] for o in objects], [o["y"] for o in objects])
+    except Exception:  # a CRS PROJ cannot reproject: map coordinates only
+        return
+    for o, a, b in zip(objects, lon, lat):
+        o["lon"], o["lat"] = float(a), float(b)
 
 
 def evaluate(labels: np.ndarray, gt: np.ndarray) -> dict[str, Any]:
@@ -277,7 +295,7 @@ def outline_segments(labels: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ writers
 
-CSV_COLUMNS = ("id", "row", "col", "x", "y", "area_px", "peak_score", "mean_score", "peak_row", "peak_col",
+CSV_COLUMNS = ("id", "row", "col", "x", "y", "lon", "lat", "area_px", "peak_score", "mean_score", "peak_row", "peak_col",
                "row_min", "col_min", "row_max", "col_max", "hit")
 
 
@@ -315,7 +333,8 @@ def _csv(objects: list[dict[str, Any]]) -> str:
     import csv
     import io
 
-    cols = [c for c in CSV_COLUMNS if c != "hit" or (objects and "hit" in objects[0])]
+    optional = ("hit", "lon", "lat")
+    cols = [c for c in CSV_COLUMNS if c not in optional or (objects and c in objects[0])]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(cols)
