@@ -171,3 +171,84 @@ def test_missing_rasterio_is_a_clear_error(tmp_path, monkeypatch):
         G.write_geotiff(tmp_path / "x.tif", np.zeros((3, 3), np.float32), None)
     with pytest.raises(FencliError, match="rasterio"):
         G.read_geotiff(tmp_path / "x.tif")
+
+
+# ------------------------------------------------------------------- end to end: fencli detect
+
+def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    from fencli.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["fencli", "detect", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as err:
+        code = err.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_detect_on_georeferenced_envi_scene(tmp_path, monkeypatch, capsys):
+    """Planted anomalies in a UTM ENVI scene: GeoTIFF/ENVI outputs on the input's grid, objects at
+    the planted map coordinates."""
+    import json
+
+    from scipy import ndimage
+
+    cube, gt = planted_scene(30, 40, 20, n_anomalies=5, seed=5, fraction=0.6)
+    hdr = write_envi(tmp_path, cube)
+    np.save(tmp_path / "gt.npy", gt)
+    n = int(gt.sum())
+    args = [hdr, "--gt", tmp_path / "gt.npy", "--far", n / gt.size, "--out", tmp_path / "map.tif",
+            "--mask", tmp_path / "mask.hdr", "--objects", tmp_path / "objs.csv",
+            "--quicklook", tmp_path / "ql.png", "--json"]
+    code, out, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0, err
+    row = json.loads(out)
+    assert row["auc"] == 1.0 and row["georeferenced"] is True and row["crs"] == "EPSG:32611"
+    gt_labels, n_gt = ndimage.label(gt, structure=np.ones((3, 3)))
+    assert row["objects"]["count"] == n_gt and row["objects"]["recall"] == 1.0
+    assert row["objects"]["precision"] == 1.0 and row["objects"]["threshold"]["flagged_pixels"] == n
+    in_transform, in_crs = gdal_view(hdr)
+    with rasterio.open(tmp_path / "map.tif") as src:
+        assert tuple(src.transform)[:6] == pytest.approx(in_transform) and src.crs == in_crs
+    data = [p for p in tmp_path.glob("mask*") if p.suffix != ".hdr" and not p.name.endswith(".aux.xml")]
+    with rasterio.open(data[0]) as src:  # GDAL reads fencli's ENVI header beside the data file
+        assert tuple(src.transform)[:6] == pytest.approx(in_transform) and src.crs == in_crs
+        np.testing.assert_array_equal(src.read(1), gt)
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "objs.csv")))
+    got = sorted((float(r["x"]), float(r["y"])) for r in rows)
+    planted = [np.argwhere(gt_labels == i).mean(0) for i in range(1, n_gt + 1)]
+    want = sorted((500000.0 + 2 * (c + 0.5), 4100000.0 - 2 * (r + 0.5)) for r, c in planted)
+    assert got == pytest.approx(want)
+    assert (tmp_path / "ql.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--far", "-0.001"], "--far"),
+    (["--threshold", "101%"], "percentile"),
+    (["--threshold", "lots"], "unreadable threshold"),
+    (["--threshold", "3", "--far", "0.01"], "not both"),
+    (["--objects", "o.csv", "--polygons"], "--polygons"),
+])
+def test_detect_bad_thresholds_are_one_line_errors(tmp_path, monkeypatch, capsys, extra, message):
+    hdr = write_envi(tmp_path, planted_scene(10, 10, 5, n_anomalies=1)[0])
+    code, out, err = run_cli([hdr, *extra], monkeypatch, capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and out == ""
+
+
+def test_detect_without_georeferencing_says_so(tmp_path, monkeypatch, capsys):
+    import json
+
+    cube, gt = planted_scene(20, 20, 10, n_anomalies=2, seed=1)
+    np.save(tmp_path / "cube.npy", cube)
+    code, out, err = run_cli([tmp_path / "cube.npy", "--threshold", "99%", "--out", tmp_path / "m.tif",
+                              "--objects", tmp_path / "o.geojson", "--json"], monkeypatch, capsys)
+    assert code == 0, err
+    row = json.loads(out)
+    assert row["georeferenced"] is False and row["objects"]["threshold"]["flagged_pixels"] == 4
+    assert "no georeferencing" in err
+    doc = json.loads((tmp_path / "o.geojson").read_text())
+    assert doc["fencli:grid"] == "pixel" and "crs" not in doc
