@@ -319,7 +319,7 @@ def read_geotiff(path: str | Path) -> tuple[np.ndarray, GeoRef | None, dict[str,
     except rasterio.errors.RasterioIOError as err:
         raise FencliError(f"cannot read {path}: {err}") from None
     if np.ma.isMaskedArray(data):
-        data = data.astype(np.float32).filled(np.nan)
+        data = data.astype(np.result_type(data.dtype, np.float32)).filled(np.nan)
     georef = None
     if not transform.is_identity or crs is not None:
         georef = GeoRef(tuple(transform)[:6], crs.to_wkt() if crs else None)
