@@ -81,7 +81,7 @@ def parse_map_info(map_info: str) -> tuple[Transform, str | None]:
     the header's ``coordinate system string`` must give it. A ``rotation`` is folded in exactly as
     GDAL's ENVI driver does (the reference-pixel offset is applied unrotated, as GDAL does).
     """
-    f = _fields(map_info)
+    f = _fields(map_info)  # with or without the header's braces
     try:
         proj = f[0]
         ref_x, ref_y, east, north, px, py = (float(v) for v in f[1:7])
@@ -135,14 +135,20 @@ def format_map_info(georef: GeoRef) -> str:
 
 
 def envi_fields(georef: GeoRef | None) -> dict[str, str]:
-    """Header fields (``map info``, ``coordinate system string``) that georeference an ENVI output."""
+    """Header fields (``map info``, ``coordinate system string``) that georeference an ENVI output,
+    without the braces (``fencli.envi`` adds them), as ``fencli.io`` reads them."""
     if georef is None:
         return {}
-    out = {"map info": format_map_info(georef)}
+    out = {"map info": _unbrace(format_map_info(georef))}
     css = georef.coordinate_system or _wkt(georef.crs)
     if css:
-        out["coordinate system string"] = css if css.startswith("{") else "{" + css + "}"
+        out["coordinate system string"] = _unbrace(css)
     return out
+
+
+def _unbrace(text: str) -> str:
+    text = text.strip()
+    return text[1:-1].strip() if text.startswith("{") and text.endswith("}") else text
 
 
 def _wkt(crs: str | None) -> str | None:
@@ -164,7 +170,7 @@ def from_envi(map_info: str | None, coordinate_system: str | None = None) -> Geo
     if not map_info:
         return None
     transform, crs = parse_map_info(map_info)
-    css = coordinate_system.strip().lstrip("{").rstrip("}").strip() if coordinate_system else None
+    css = _unbrace(coordinate_system) if coordinate_system else None
     return GeoRef(transform, css or crs, map_info=map_info, coordinate_system=coordinate_system)
 
 
@@ -228,12 +234,12 @@ GEOTIFF = (".tif", ".tiff")
 NO_GEOREF = (".npy", ".npz", ".mat")  # formats with no place fencli puts a map grid in
 
 
-def write_raster(path: str | Path, array: np.ndarray, georef: GeoRef | None, meta: dict | None = None, *,
+def write_raster(path: str | Path, array: np.ndarray, georef: GeoRef | None, *,
                  force: bool = False, key: str = "scores", description: str = "",
                  nodata: float | None = None) -> str | None:
     """Write a raster output georeferenced like the input: GeoTIFF for ``.tif``, else ``io.write_array``
-    (ENVI ``.hdr`` gets ``map info`` / ``coordinate system string``; HDF5 gets them as attributes
-    when the io writer stores ``meta["georef"]``). Returns a one-line note when the chosen format
+    (ENVI ``.hdr``/``.img`` gets ``map info`` / ``coordinate system string`` and keeps the array's
+    dtype; ``.h5`` gets them as dataset attributes). Returns a one-line note when the chosen format
     cannot carry the georeferencing the input had.
     """
     path = Path(path)
@@ -241,9 +247,13 @@ def write_raster(path: str | Path, array: np.ndarray, georef: GeoRef | None, met
         write_geotiff(path, array, georef, force=force, descriptions=[description] if description else None,
                       nodata=nodata)
         return None
-    from fencli.io import write_array
+    from fencli.io import write_array, write_envi_scene
 
-    write_array(path, array, force=force, key=key, meta={**(meta or {}), "georef": envi_fields(georef)})
+    fields = {"georef": envi_fields(georef)}  # not the input's wavelengths: a map has one band
+    if path.suffix.lower() in (".hdr", ".img"):
+        write_envi_scene(path, np.asarray(array), meta=fields, force=force)  # keeps uint8 masks uint8
+    else:
+        write_array(path, array, force=force, key=key, meta=fields)
     if georef is not None and path.suffix.lower() in NO_GEOREF:
         return f"{path.name}: {path.suffix} holds no georeferencing (use .tif or .hdr to keep it)"
     return None

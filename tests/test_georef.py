@@ -145,14 +145,14 @@ def test_envi_fields_from_a_geotiff_grid_are_read_back_by_gdal(tmp_path):
     """A GeoTIFF-sourced grid written as ENVI: GDAL must see the same transform and CRS."""
     g = G.GeoRef((30.0, 0.0, 600000.0, 0.0, -30.0, 5000000.0), CRS.from_epsg(32633).to_wkt())
     fields = G.envi_fields(g)
-    assert fields["map info"].startswith("{UTM, 1, 1, 600000.0, 5000000.0, 30.0, 30.0, 33, North, WGS-84")
-    hdr = write_envi(tmp_path, np.zeros((3, 4, 1), np.float32), fields["map info"],
-                     css=fields["coordinate system string"].strip("{}"))
+    assert fields["map info"].startswith("UTM, 1, 1, 600000.0, 5000000.0, 30.0, 30.0, 33, North, WGS-84")
+    hdr = write_envi(tmp_path, np.zeros((3, 4, 1), np.float32), "{" + fields["map info"] + "}",
+                     css=fields["coordinate system string"])
     transform, crs = gdal_view(hdr)
     assert transform == pytest.approx(g.transform) and crs == CRS.from_epsg(32633)
     # an ENVI-sourced grid repeats its own strings verbatim
     e = G.from_envi(MAP_INFO, "{" + CSS + "}")
-    assert G.envi_fields(e) == {"map info": MAP_INFO, "coordinate system string": "{" + CSS + "}"}
+    assert G.envi_fields(e) == {"map info": MAP_INFO[1:-1], "coordinate system string": CSS}
 
 
 def test_from_meta_forms():
@@ -252,3 +252,54 @@ def test_detect_without_georeferencing_says_so(tmp_path, monkeypatch, capsys):
     assert "no georeferencing" in err
     doc = json.loads((tmp_path / "o.geojson").read_text())
     assert doc["fencli:grid"] == "pixel" and "crs" not in doc
+
+
+def test_geotiff_scene_in_envi_and_hdf5_out(tmp_path, monkeypatch, capsys):
+    """GeoTIFF input (read with rasterio) -> ENVI / HDF5 outputs georeferenced like it; .npy says it can't."""
+    import json
+
+    from fencli.io import read_scene
+
+    cube, gt = planted_scene(24, 30, 12, n_anomalies=3, seed=2, fraction=0.6)
+    grid = G.GeoRef((30.0, 0.0, 600000.0, 0.0, -30.0, 5000000.0), "EPSG:32633")
+    G.write_geotiff(tmp_path / "scene.tif", cube, grid, descriptions=[f"{w} nm" for w in range(400, 520, 10)])
+    scene = read_scene(tmp_path / "scene.tif")
+    assert scene.cube.shape == (24, 30, 12) and scene.meta["wavelengths"][0] == 400.0
+    assert G.from_meta(scene.meta).transform == pytest.approx(grid.transform)
+    with pytest.raises(FencliError, match="--layout, --key"):
+        read_scene(tmp_path / "scene.tif", layout="bhw")
+    code, out, err = run_cli([tmp_path / "scene.tif", "--threshold", "auto", "--out", tmp_path / "map.hdr",
+                              "--mask", tmp_path / "mask.h5", "--json"], monkeypatch, capsys)
+    assert code == 0, err
+    row = json.loads(out)
+    assert row["crs"] == "EPSG:32633" and row["transform"] == list(grid.transform)
+    with rasterio.open(tmp_path / "map.img") as src:
+        assert tuple(src.transform)[:6] == pytest.approx(grid.transform) and src.crs == CRS.from_epsg(32633)
+    import h5py
+
+    with h5py.File(tmp_path / "mask.h5") as f:  # the georeferencing rides as dataset attributes
+        assert f["mask"].dtype == np.uint8
+        back = G.from_meta({"georef": {k: v.decode() if isinstance(v, bytes) else v
+                                       for k, v in f["mask"].attrs.items()}})
+    assert back.transform == pytest.approx(grid.transform) and back.epsg() == 32633
+    code, out, err = run_cli([tmp_path / "scene.tif", "--out", tmp_path / "map.npy"], monkeypatch, capsys)
+    assert code == 0 and ".npy holds no georeferencing" in err
+
+
+def test_hdf5_scene_attributes_give_the_grid(tmp_path):
+    import h5py
+
+    from fencli.io import read_scene
+
+    cube, _ = planted_scene(10, 12, 6, n_anomalies=1)
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        ds = f.create_dataset("cube", data=cube)
+        ds.attrs["geotransform"] = [600000.0, 30.0, 0.0, 5000000.0, 0.0, -30.0]  # GDAL order
+        ds.attrs["crs"] = "EPSG:32633"
+    with h5py.File(tmp_path / "b.h5", "w") as f:
+        f.create_dataset("cube", data=cube).attrs.update(G.envi_fields(G.from_envi(MAP_INFO, CSS)))
+    a = G.from_meta(read_scene(tmp_path / "a.h5").meta)
+    b = G.from_meta(read_scene(tmp_path / "b.h5").meta)
+    assert a.transform == (30.0, 0.0, 600000.0, 0.0, -30.0, 5000000.0) and a.epsg() == 32633
+    assert b.transform == (2.0, 0.0, 500000.0, 0.0, -2.0, 4100000.0) and b.epsg() == 32611
+    assert G.from_meta(read_scene(tmp_path / "a.h5").meta | {"georef": {"units": "m"}}) is None

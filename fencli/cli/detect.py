@@ -122,10 +122,10 @@ def detect(
 
         found = detect_objects(res.scores, rule, min_pixels=min_pixels, georef=grid, gt=scene.gt)
     if out is not None:
-        notes.append(geo.write_raster(out, res.scores.astype("float32"), grid, scene.meta, force=force,
+        notes.append(geo.write_raster(out, res.scores.astype("float32"), grid, force=force,
                                       key="scores", description=f"anomaly score ({label})", nodata=float("nan")))
     if mask is not None:
-        notes.append(geo.write_raster(mask, found.mask, grid, scene.meta, force=force, key="mask",
+        notes.append(geo.write_raster(mask, found.mask, grid, force=force, key="mask",
                                       description=f"detection mask ({label} > {found.threshold.value:.6g})"))
     if objects is not None:
         write_objects(objects, found.objects, georef=grid, labels=found.labels, polygons=polygons, force=force)
