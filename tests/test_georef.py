@@ -282,8 +282,9 @@ def test_geotiff_scene_in_envi_and_hdf5_out(tmp_path, monkeypatch, capsys):
         back = G.from_meta({"georef": {k: v.decode() if isinstance(v, bytes) else v
                                        for k, v in f["mask"].attrs.items()}})
     assert back.transform == pytest.approx(grid.transform) and back.epsg() == 32633
-    code, out, err = run_cli([tmp_path / "scene.tif", "--out", tmp_path / "map.npy"], monkeypatch, capsys)
-    assert code == 0 and ".npy holds no georeferencing" in err
+    code, out, err = run_cli([tmp_path / "scene.tif", "--out", tmp_path / "map.npy", "--quicklook",
+                              tmp_path / "q.png"], monkeypatch, capsys)
+    assert code == 0 and ".npy holds no georeferencing" in err and "--threshold auto" in err
 
 
 def test_hdf5_scene_attributes_give_the_grid(tmp_path):

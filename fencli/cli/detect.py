@@ -59,6 +59,32 @@ def objects_line(summary: dict) -> str:
     return line
 
 
+def write_products(scene, scores, found, grid, label: str, *, out: Path | None, mask: Path | None,
+                   objects: Path | None, polygons: bool, quicklook: Path | None, force: bool) -> list[str]:
+    """Write the map, mask, object table and quick-look on the input's grid; returns stderr notes."""
+    from fencli import georef as geo
+
+    notes = []
+    if out is not None:
+        notes.append(geo.write_raster(out, scores.astype("float32"), grid, force=force, key="scores",
+                                      description=f"anomaly score ({label})", nodata=float("nan")))
+    if mask is not None:
+        notes.append(geo.write_raster(mask, found.mask, grid, force=force, key="mask",
+                                      description=f"detection mask ({label} > {found.threshold.value:.6g})"))
+    if objects is not None:
+        from fencli.objects import write_objects
+
+        write_objects(objects, found.objects, georef=grid, labels=found.labels, polygons=polygons, force=force)
+    if quicklook is not None:
+        from fencli.quicklook import save_quicklook
+
+        save_quicklook(quicklook, scene.cube, scores, found.labels, wavelengths=scene.meta.get("wavelengths"),
+                       title=label, threshold=found.threshold.value, force=force)
+    if grid is None and any(p is not None for p in (out, mask, objects, quicklook)):
+        notes.append(geo.describe(None))
+    return notes
+
+
 @app.command()
 def detect(
     cube: Cube,
@@ -96,15 +122,15 @@ def detect(
       fencli detect scene.hdr --far 1e-3 --out map.tif --mask mask.tif --objects objs.geojson --quicklook ql.png
     """
     from fencli.io import read_scene
-    from fencli.report import console, print_json, results_table, save_maps_png
-
     from fencli import georef as geo
     from fencli.objects import parse_threshold
+    from fencli.report import console, print_json, results_table, save_maps_png
 
     rule = parse_threshold(threshold, far)
     if polygons and (objects is None or objects.suffix.lower() not in (".geojson", ".json")):
         raise FencliError("--polygons needs --objects FILE.geojson")
-    if rule is None and (mask or objects or quicklook):
+    defaulted = rule is None and any((mask, objects, quicklook))
+    if defaulted:
         rule = parse_threshold("auto")
     refuse_existing([out, png, mask, objects, quicklook], force)
     t0 = time.perf_counter()
@@ -115,27 +141,15 @@ def detect(
               options=detector_options(method, block_size, block_num, windows))
     grid = geo.from_meta(scene.meta)
     label = f"{'FE+' if res.model else ''}{method.upper()}"
-    notes = []
     found = None
     if rule is not None:
-        from fencli.objects import detect_objects, write_objects
+        from fencli.objects import detect_objects
 
         found = detect_objects(res.scores, rule, min_pixels=min_pixels, georef=grid, gt=scene.gt)
-    if out is not None:
-        notes.append(geo.write_raster(out, res.scores.astype("float32"), grid, force=force,
-                                      key="scores", description=f"anomaly score ({label})", nodata=float("nan")))
-    if mask is not None:
-        notes.append(geo.write_raster(mask, found.mask, grid, force=force, key="mask",
-                                      description=f"detection mask ({label} > {found.threshold.value:.6g})"))
-    if objects is not None:
-        write_objects(objects, found.objects, georef=grid, labels=found.labels, polygons=polygons, force=force)
-    if quicklook is not None:
-        from fencli.quicklook import save_quicklook
-
-        save_quicklook(quicklook, scene.cube, res.scores, found.labels, wavelengths=scene.meta.get("wavelengths"),
-                       title=label, threshold=found.threshold.value, force=force)
-    if grid is None and any(p is not None for p in (out, mask, objects, quicklook)):
-        notes.append(geo.describe(None))
+    notes = write_products(scene, res.scores, found, grid, label, out=out, mask=mask, objects=objects,
+                           polygons=polygons, quicklook=quicklook, force=force)
+    if defaulted:
+        notes.append(f"no --threshold/--far: objects use --threshold auto ({found.threshold.value:.6g})")
     for note in filter(None, notes):
         typer.echo(f"fencli: {note}", err=True)
     if png is not None:
