@@ -96,7 +96,7 @@ def detect(
     key: Key = None,
     layout: Layout = "hwb",
     nan: Nan = "error",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the score map: .tif (GeoTIFF), .hdr (ENVI), .npy, .mat or .h5; .tif/.hdr keep the input's georeferencing.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the score map: .tif (GeoTIFF), .hdr (ENVI), .h5, .npy or .mat; .tif, .hdr and .h5 keep the input's georeferencing.")] = None,
     png: Annotated[Optional[Path], typer.Option("--png", help="Write a PNG of the map (and the ground truth).")] = None,
     block_size: Annotated[Optional[int], typer.Option("--block-size", help="SLRX block side in pixels (default: bands // block-num).")] = None,
     block_num: Annotated[int, typer.Option("--block-num", help="SLRX: the reference's divisor of the BAND count.")] = 25,
