@@ -173,17 +173,23 @@ def _minmax_map(scores: np.ndarray) -> np.ndarray:
     return (scores - lo) / (hi - lo)
 
 
-def _batched_mahalanobis(spd: np.ndarray, diffs: np.ndarray) -> np.ndarray:
-    """``y^T A_k^-1 y`` for ``A_k = spd[k]`` (SPD) and each row ``y`` of ``diffs[k]`` (``m x n x B``).
+_BIG = 1e200  # bordering diagonal: Cholesky of [[S, y], [y^T, BIG]] stays positive definite
 
-    One batched Cholesky, then a triangular solve per matrix (BLAS trsm; numpy has no batched one).
+
+def _bordered_mahalanobis(spd: np.ndarray, diffs: np.ndarray) -> np.ndarray:
+    """``y^T A_k^-1 y`` for each row ``y`` of ``diffs[k]`` by ONE batched Cholesky.
+
+    The Cholesky factor of ``[[A, Y^T], [Y, BIG I]]`` has ``(L^-1 Y^T)^T`` as its bottom-left
+    block, so the squared norms of its rows are the distances: no cancellation, no Python loop.
     """
-    chol = np.linalg.cholesky(spd)
-    out = np.empty(diffs.shape[:2])
-    for k in range(spd.shape[0]):
-        z = blas.dtrsm(1.0, chol[k], diffs[k].T, lower=1, overwrite_b=1)
-        out[k] = np.einsum("ij,ij->j", z, z)
-    return out
+    m, n, b = diffs.shape
+    border = np.empty((m, b + n, b + n))
+    border[:, :b, :b] = spd
+    border[:, b:, :b] = diffs
+    border[:, :b, b:] = 0.0  # numpy's cholesky reads the lower triangle only
+    border[:, b:, b:] = np.eye(n) * _BIG
+    low = np.linalg.cholesky(border)[:, b:, :b]
+    return np.einsum("kij,kij->ki", low, low)
 
 
 def _own_block_distances(centered: np.ndarray, ridge: float) -> np.ndarray:
@@ -203,18 +209,16 @@ def _own_block_distances(centered: np.ndarray, ridge: float) -> np.ndarray:
     return np.clip((n - 1) * np.diagonal(ratio, axis1=1, axis2=2), 0.0, None)
 
 
-def _shifted_cov(sums: np.ndarray, scatter_raw: np.ndarray, counts: np.ndarray,
+def _shifted_cov(sums: np.ndarray, moments: np.ndarray, counts: np.ndarray,
                  ridge: float) -> tuple[np.ndarray, np.ndarray]:
-    """(means, S + ridge I) from per-set sums, raw second moments and counts (batched).
-
-    Fewer than 2 pixels: the covariance is taken as 0 (the reference divides 0 by 0).
-    """
+    """(means, S + ridge I) from per-set sums, raw second moments and counts; ``moments`` is
+    overwritten. Fewer than 2 pixels: the covariance is taken as 0 (the reference's 0 / 0)."""
     means = sums / counts[:, None]
-    scatter = scatter_raw - counts[:, None, None] * (means[:, :, None] * means[:, None, :])
-    denom = np.maximum(counts - 1, 1)[:, None, None]
-    cov = np.where(counts[:, None, None] > 1, scatter / denom, 0.0)
-    cov += ridge * np.eye(sums.shape[1])
-    return means, cov
+    moments -= np.einsum("k,ki,kj->kij", counts, means, means)
+    moments *= (1.0 / np.maximum(counts - 1, 1) * (counts > 1))[:, None, None]
+    diag = np.arange(sums.shape[1])
+    moments[:, diag, diag] += ridge
+    return means, moments
 
 
 def _block_groups(strip: np.ndarray, bs: int) -> list[tuple[int, int, np.ndarray]]:
@@ -249,11 +253,13 @@ def _neighbourhood(rows: list[tuple[np.ndarray, ...]], own: tuple[np.ndarray, ..
     """3 x 3 block neighbourhood sums minus the block itself (the spec's surround union)."""
     out = []
     for k, mine in enumerate(own):
-        vert = sum(row[k] for row in rows)
-        horiz = vert.copy()
+        vert = rows[0][k] + rows[1][k] if len(rows) > 1 else rows[0][k].copy()
+        if len(rows) > 2:
+            vert += rows[2][k]
+        horiz = vert - mine
         horiz[1:] += vert[:-1]
         horiz[:-1] += vert[1:]
-        out.append(horiz - mine)
+        out.append(horiz)
     return tuple(out)
 
 
@@ -301,33 +307,15 @@ def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, r
             sel = slice(k0, k0 + m)
             has = sur_counts[sel] > 0
             if has.any():
-                means, spd = _shifted_cov(sur_sums[sel][has], sur_moments[sel][has], sur_counts[sel][has], ridge)
+                means, spd = _shifted_cov(sur_sums[sel][has], sur_moments[sel][has], sur_counts[sel][has],
+                                          ridge)
                 d2 = np.zeros(px.shape[:2])
-                d2[has] = _batched_mahalanobis(spd, px[has] - means[:, None, :])
+                d2[has] = _bordered_mahalanobis(spd, px[has] - means[:, None, :])
                 _paste(surround[r0: nxt], np.sqrt(np.clip(d2, 0.0, None)), col0, bw, bs)
             k0 += m
         groups.pop(r0 - bs, None)
         moments.pop(r0 - bs, None)
     return _minmax_map(block) * _minmax_map(surround) * _minmax_map(np.sqrt(full))
-
-
-_BIG = 1e200  # bordering diagonal: Cholesky of [[S, y], [y^T, BIG]] stays positive definite
-
-
-def _bordered_mahalanobis(spd: np.ndarray, diffs: np.ndarray) -> np.ndarray:
-    """``y^T A_k^-1 y`` for each row ``y`` of ``diffs[k]`` by ONE batched Cholesky.
-
-    The Cholesky factor of ``[[A, Y^T], [Y, BIG I]]`` has ``(L^-1 Y^T)^T`` as its bottom-left
-    block, so the squared norms of its rows are the distances: no cancellation, no Python loop.
-    """
-    m, n, b = diffs.shape
-    border = np.empty((m, b + n, b + n))
-    border[:, :b, :b] = spd
-    border[:, b:, :b] = diffs
-    border[:, :b, b:] = 0.0  # numpy's cholesky reads the lower triangle only
-    border[:, b:, b:] = np.eye(n) * _BIG
-    low = np.linalg.cholesky(border)[:, b:, :b]
-    return np.einsum("kij,kij->ki", low, low)
 
 
 def _window_starts(length: int, extent: int) -> np.ndarray:
