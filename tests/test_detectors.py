@@ -58,7 +58,7 @@ def slrx_loop(cube: np.ndarray, bs: int, ridge: float = 1e-6) -> np.ndarray:
     return _to01(maps[0]) * _to01(maps[1]) * _to01(maps[2])
 
 
-def lrx_loop(cube: np.ndarray, inner: int, outer: int, ridge: float = 0.0) -> np.ndarray:
+def lrx_loop(cube: np.ndarray, inner: int, outer: int, ridge: float = 0.0, pinv: bool = False) -> np.ndarray:
     """Dual-window RX per pixel, windows shifted inside the image (Spectral Python's rule)."""
     x = _unit(cube)
     h, w, b = x.shape
@@ -72,7 +72,8 @@ def lrx_loop(cube: np.ndarray, inner: int, outer: int, ridge: float = 0.0) -> np
             mask[ii:ii + inner, ij:ij + inner] = False
             bg = x[mask]
             d = x[i, j] - bg.mean(0)
-            out[i, j] = d @ np.linalg.inv(_cov(bg) + ridge * np.eye(b)) @ d
+            inverse = np.linalg.pinv if pinv else np.linalg.inv
+            out[i, j] = d @ inverse(_cov(bg) + ridge * np.eye(b)) @ d
     return out
 
 
@@ -195,6 +196,15 @@ def test_lrx_equals_per_pixel_loop(shape, inner, outer, ridge):
     cube = rng.random(shape) + np.linspace(0, 2, shape[2])
     np.testing.assert_allclose(lrx(cube, inner, outer, ridge), lrx_loop(cube, inner, outer, ridge),
                                rtol=1e-7, atol=1e-9)
+
+
+def test_lrx_singular_background_follows_pinv():
+    rng = np.random.default_rng(9)
+    cube = rng.random((9, 10, 4))
+    cube = np.concatenate([cube, cube[:, :, :2]], axis=2)  # duplicated bands: rank 4 of 6
+    scores = lrx(cube, 1, 5)
+    assert np.isfinite(scores).all()
+    np.testing.assert_allclose(scores, lrx_loop(cube, 1, 5, pinv=True), rtol=1e-6, atol=1e-8)
 
 
 def test_lrx_equals_spectral_python():
