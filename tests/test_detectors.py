@@ -99,6 +99,16 @@ def test_grx_equals_pinv_formula_and_finds_planted_pixels():
     assert scores.dtype == np.float64 and scores.shape == gt.shape
 
 
+def test_grx_float32_scores_after_float64_statistics():
+    cube, gt = planted_scene()
+    ints = np.round(cube * 1000).astype(np.uint16)
+    fast = grx(ints, float32_scores=True)
+    np.testing.assert_allclose(fast, grx(ints), rtol=1e-4)
+    assert _top_k_is_planted(fast, gt)
+    dup = np.concatenate([cube, cube[:, :, :4]], axis=2)  # pinv path, float32 GEMM
+    np.testing.assert_allclose(grx(dup, float32_scores=True), _pinv_rx(dup), rtol=1e-3, atol=1e-4)
+
+
 def test_grx_singular_covariance_follows_pinv():
     cube, gt = planted_scene(bands=12)
     cube = np.concatenate([cube, cube[:, :, :5], np.full(cube.shape[:2] + (1,), 7.0, np.float32)], axis=2)
@@ -240,8 +250,10 @@ def test_grx_auc_matches_reference(scene, checkpoint, auc_reference):
     if checkpoint not in auc_reference[scene]:
         pytest.skip(f"{scene} has fewer than {BAND_COUNTS[checkpoint]} bands")
     cube, gt = load_shared_scene(scene)
-    auc = roc_auc(grx(cube[:, :, :BAND_COUNTS[checkpoint]]), gt)
-    assert auc == pytest.approx(auc_reference[scene][checkpoint]["GRX"]["auc"], abs=1e-5)
+    cube = cube[:, :, :BAND_COUNTS[checkpoint]]
+    ref = auc_reference[scene][checkpoint]["GRX"]["auc"]
+    assert roc_auc(grx(cube), gt) == pytest.approx(ref, abs=1e-5)
+    assert roc_auc(grx(cube, float32_scores=True), gt) == pytest.approx(ref, abs=1e-5)
 
 
 # The reference computes SLRX in float32. Its 2-pixel blocks (50 bands) hold 4 pixels in 50 bands:
