@@ -88,7 +88,8 @@ def floors(h: int, w: int, b: int, bs: int) -> dict[str, tuple[float, float]]:
     slrx_bytes = n * b * 8 * 6 + blocks * b * b * 8 * 12
     lrx_flops = n * ((b + 1) ** 3 / 3 + 8 * b * b)  # per pixel Cholesky + window updates
     lrx_bytes = n * b * b * 8 * 14  # ~14 passes over a B x B matrix per pixel
-    return {"grx": (grx_flops, grx_bytes), "slrx": (slrx_flops, slrx_bytes), "lrx": (lrx_flops, lrx_bytes)}
+    return {"grx": (grx_flops, grx_bytes), "grx32": (grx_flops, grx_bytes),
+            "slrx": (slrx_flops, slrx_bytes), "lrx": (lrx_flops, lrx_bytes)}
 
 
 def synthetic(h: int = 100, w: int = 100, b: int = 200) -> np.ndarray:
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n{name} {cube.shape} {cube.dtype}")
         results = {}
         for det, fn, reps in (("grx", lambda: grx(cube), args.repeats),
+                              ("grx32", lambda: grx(cube, float32_scores=True), args.repeats),
                               ("slrx", lambda: slrx(cube), args.repeats),
                               ("lrx", lambda: lrx(cube), 1)):
             if det == "lrx" and args.no_lrx:
@@ -135,8 +137,9 @@ def main(argv: list[str] | None = None) -> None:
             best, med = timed(fn, reps)
             results[det] = best
             flops, nbytes = work[det]
-            floor = flops / gemm64 / 1e6 + nbytes / bw / 1e6
-            print(f"  {det:5s} best {best:9.1f} ms  median {med:9.1f} ms  | {flops / 1e9:6.2f} GFLOP, "
+            rate = 2 / (1 / gemm64 + 1 / gemm32) if det == "grx32" else gemm64  # half float32
+            floor = flops / rate / 1e6 + nbytes / bw / 1e6
+            print(f"  {det:6s} best {best:9.1f} ms  median {med:9.1f} ms  | {flops / 1e9:6.2f} GFLOP, "
                   f"{nbytes / 1e6:7.0f} MB -> floor {floor:8.1f} ms ({best / floor:.1f}x floor)")
         if not args.no_published:
             from published import published_grx, published_slrx

@@ -257,7 +257,8 @@ def _row_moments(groups: list[tuple[int, int, np.ndarray]]) -> tuple[np.ndarray,
     return sums, moments, counts
 
 
-def _neighbourhood(rows: list[tuple[np.ndarray, ...]], own: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+def _neighbourhood(rows: list[tuple[np.ndarray, ...]],
+                   own: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
     """3 x 3 block neighbourhood sums minus the block itself (the spec's surround union)."""
     out = []
     for k, mine in enumerate(own):
@@ -284,12 +285,12 @@ def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, r
     h, w, b = cube.shape
     bs = block_size if block_size is not None else b // block_num
     if bs < 1:
-        raise FencliError(f"SLRX block size must be at least 1 (got {bs}; {b} bands // block_num {block_num})")
+        raise FencliError(f"SLRX block size must be at least 1 (got {bs}: {b} bands // block_num "
+                          f"{block_num}); pass block_size")
     if not ridge > 0:
         raise FencliError(f"SLRX ridge must be positive, got {ridge}")
-    x = minmax01(cube, vrange).reshape(-1, b)
-    centered = x - x.mean(axis=0)  # every later statistic is shift-invariant; this limits cancellation
-    x = None
+    centered = minmax01(cube, vrange).reshape(-1, b)
+    centered -= centered.mean(axis=0)  # all later statistics are shift-invariant; limits cancellation
     grid = centered.reshape(h, w, b)
 
     full_cov = _scatter(centered) / max(h * w - 1, 1) + ridge * np.eye(b)
@@ -316,8 +317,8 @@ def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, r
             sel = slice(k0, k0 + m)
             has = sur_counts[sel] > 0
             if has.any():
-                means, spd = _shifted_cov(sur_sums[sel][has], sur_moments[sel][has], sur_counts[sel][has],
-                                          ridge)
+                means, spd = _shifted_cov(sur_sums[sel][has], sur_moments[sel][has],
+                                          sur_counts[sel][has], ridge)
                 d2 = np.zeros(px.shape[:2])
                 d2[has] = _bordered_mahalanobis(spd, px[has] - means[:, None, :])
                 _paste(surround[r0: nxt], np.sqrt(np.clip(d2, 0.0, None)), col0, bw, bs)
@@ -342,7 +343,8 @@ def lrx(cube: np.ndarray, inner: int = 5, outer: int = 21, ridge: float = 0.0,
     windows larger than the image are cut to it. Defaults (5, 21) give 416 background pixels,
     enough for 200 bands without a ridge; with fewer pixels than bands pass ``ridge > 0``.
     Window sums of per-pixel outer products run along rows (one row added and one removed per
-    output row) and along columns (cumulative sums), then one batched Cholesky per image row.
+    output row) and along columns (cumulative sums); each pixel's distance then comes from one
+    in-place Cholesky of its bordered background matrix (no inverse, no copy).
     """
     h, w, b = cube.shape
     if inner < 1 or outer <= inner or inner % 2 == 0 or outer % 2 == 0:
