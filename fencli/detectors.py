@@ -85,6 +85,14 @@ class RXStats:
             mean, centered = _center(pixels)
             self._merge(pixels.shape[0], mean, _scatter(centered))
 
+    def merge(self, other: RXStats) -> RXStats:
+        """Fold another partial fit in (a tree reduction over Dask chunks); returns self."""
+        if other.bands != self.bands:
+            raise FencliError(f"cannot merge RX statistics of {other.bands} and {self.bands} bands")
+        if other.n:
+            self._merge(other.n, other._mean, other._scatter)
+        return self
+
     def _merge(self, n: int, mean: np.ndarray, scatter: np.ndarray) -> None:
         total = self.n + n
         delta = mean - self._mean

@@ -139,6 +139,10 @@ def test_rxstats_chunked_equals_in_memory():
     np.testing.assert_allclose(stats.covariance, whole.covariance, rtol=1e-10, atol=1e-15)
     direct = np.cov(_unit(ints).reshape(-1, 16), rowvar=False)
     np.testing.assert_allclose(stats.covariance, direct, rtol=1e-9)
+    partial = [RXStats(16, vrange).fit(tile) for tile in rows]
+    merged = partial[2].merge(partial[0]).merge(partial[3]).merge(partial[1])
+    np.testing.assert_allclose(merged.covariance, whole.covariance, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(merged.mean, whole.mean, rtol=1e-12)
     streamed = np.concatenate([stats.score(tile) for tile in rows])
     np.testing.assert_allclose(streamed, grx(ints), rtol=1e-9)
     white = stats.whitener()
