@@ -244,6 +244,15 @@ def test_lrx_finds_planted_pixels_and_rejects_small_windows():
         lrx(cube, 4, 9)
 
 
+def test_tiny_float32_input_like_the_supp_fen_output():
+    cube, gt = planted_scene(h=24, w=26, bands=16, n_anomalies=4, seed=4)
+    tiny = (cube * 1e-4).astype(np.float32)  # the supp FEN output is ~1e-4: only min-max fixes scale
+    for det, kwargs in ((grx, {}), (slrx, {"block_size": 6}), (lrx, {"inner": 3, "outer": 9})):
+        np.testing.assert_allclose(det(tiny, **kwargs), det(cube.astype(np.float64), **kwargs),
+                                   rtol=2e-3, atol=2e-3)
+        assert _top_k_is_planted(det(tiny, **kwargs), gt)
+
+
 def test_registry():
     assert DETECTORS == {"grx": grx, "slrx": slrx, "lrx": lrx}
 
