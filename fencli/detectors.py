@@ -143,8 +143,7 @@ class RXStats:
         """Squared Mahalanobis distance of each pixel ``(..., B)``; returns shape ``(...)``."""
         arr = np.asarray(pixels)
         flat = _as_pixels(arr, self.bands)
-        lo = 0.0 if self.vrange is None else self.vrange[0]
-        centered = np.subtract(flat, (self.mean / self._scale) + lo, dtype=np.float64)
+        centered = np.subtract(flat, self._mean, dtype=np.float64)
         centered *= self._scale
         return self._score_centered(centered).reshape(arr.shape[:-1])
 
