@@ -24,7 +24,7 @@ import numpy as np
 
 from fencli.errors import FencliError
 from fencli.stream import (FenFn, GRXScorer, RXStats, StreamResult, combine_slrx, fen_block, full_factor,
-                           slrx_block_size, slrx_raw_maps)
+                           lrx_halo, lrx_outer, slrx_block_size, slrx_raw_maps)
 from fencli.tiles import FEN_HALO, RawCube, create_raw, default_tile, grid, npy_header, open_cube, split
 
 
@@ -196,10 +196,10 @@ def detect_dask(source: Any, method: str = "grx", *, fen: FenFn | None = None, b
                 maps[:, t.core[0]:t.core[1], t.core[2]:t.core[3]] = m
             scores = combine_slrx(maps)
         elif method == "lrx":
-            from fencli.detectors import lrx, lrx_halo  # noqa: PLC0415
+            from fencli.detectors import lrx  # noqa: PLC0415
 
             halo = lrx_halo(**options)
-            det = _as_dask(src, b, max(tile, halo))
+            det = _as_dask(src, b, max(tile, lrx_outer(**options)))
             scores = det.map_overlap(partial(_local_chunk, detect=lrx, vrange=(lo, hi), options=options),
                                      depth={0: halo, 1: halo, 2: 0}, boundary="none", trim=True, drop_axis=2,
                                      dtype=np.float64, meta=np.empty((0, 0))).compute()

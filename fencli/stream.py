@@ -215,6 +215,23 @@ def tiled_local(cube: Cube, detect: Callable[..., np.ndarray], halo: int, *, ban
     return scores
 
 
+def lrx_halo(**options: Any) -> int:
+    """Tile halo of the dual-window LRX: the outer window's radius (default from :func:`detectors.lrx`).
+
+    LRX shifts windows to stay inside the image (Spectral Python's rule) and cuts them to an image
+    smaller than the window, so tiles must also be at least ``outer`` px: see :func:`lrx_tile`.
+    """
+    return lrx_outer(**options) // 2
+
+
+def lrx_outer(**options: Any) -> int:
+    import inspect
+
+    from fencli.detectors import lrx
+
+    return int(options.get("outer", inspect.signature(lrx).parameters["outer"].default))
+
+
 # --- SLRX -------------------------------------------------------------------------------------
 
 def _ridge_inverse_dist(p: np.ndarray, d: np.ndarray, ridge: float) -> np.ndarray:
@@ -289,11 +306,13 @@ def full_factor(stats01: RXStats, ridge: float = SLRX_RIDGE) -> np.ndarray:
 
 
 def combine_slrx(maps: np.ndarray) -> np.ndarray:
-    """Each of the three maps min-max normalized over the whole scene, then their product."""
+    """Each of the three maps min-max normalized over the whole scene, then their product; a
+    constant map (no surround at all) is the neutral factor 1, as in :func:`fencli.detectors.slrx`."""
     out = np.ones(maps.shape[1:])
     for m in maps:
         lo, hi = m.min(), m.max()
-        out *= (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+        if hi > lo:
+            out *= (m - lo) / (hi - lo)
     return out
 
 
@@ -319,6 +338,50 @@ def tiled_slrx(cube: Cube, bands: int | None = None, *, block_size: int | None =
         if progress:
             progress((r1 - r0) * (c1 - c0))
     return combine_slrx(maps)
+
+
+# --- the FEN of an ONNX Runtime session, per tile ----------------------------------------------
+
+def session_tile_fen(session: Any) -> FenFn:
+    """The per-tile FEN of a :class:`fencli.runtime.FENSession`: its raw forward pass on a
+    preprocessed tile. A ``supp`` model divides by the norm of whatever it is given (each tile its
+    own), so for tiles it runs the same graph with that last division cut off (see :func:`_pre_norm`)."""
+    if getattr(session.info, "variant", "plain") != "supp":
+        return session.run
+    import onnxruntime as ort
+
+    cut = ort.InferenceSession(_pre_norm(session.path, session.info.output_name),
+                               _session_options(session.threads), providers=session.session.get_providers())
+    name = session.info.input_name
+    return lambda x: cut.run(None, {name: x})[0]
+
+
+def _session_options(threads: int | None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or 0
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return opts
+
+
+def _pre_norm(path: str | Path, output: str) -> bytes:
+    """The ONNX graph with its output moved to the numerator of the final ``Div`` (the supp norm)."""
+    try:
+        import onnx
+    except ImportError:
+        raise FencliError("tiling a supp model needs the onnx package (pip install onnx), or use --tile 0") from None
+    model = onnx.load(str(path))
+    g = model.graph
+    last = next((n for n in g.node if output in n.output), None)
+    if last is None or last.op_type != "Div":
+        raise FencliError(f"{path}: cannot find the supp norm (a final Div) to tile this model")
+    out = g.output[0]
+    new = onnx.helper.make_tensor_value_info(last.input[0], out.type.tensor_type.elem_type, None)
+    g.output.remove(out)
+    g.output.append(new)
+    return model.SerializeToString()
 
 
 # --- the driver -------------------------------------------------------------------------------
@@ -385,10 +448,10 @@ def detect_stream(source: Any, method: str = "grx", *, fen: FenFn | None = None,
             scores = tiled_slrx(det_cube, b if fen is None else None, stats=stats, vrange=vrange,
                                 tile=tile or 256, **options)
         elif method == "lrx":
-            from fencli.detectors import lrx, lrx_halo  # noqa: PLC0415
+            from fencli.detectors import lrx  # noqa: PLC0415
 
             scores = tiled_local(det_cube, lrx, lrx_halo(**options), bands=b if fen is None else None,
-                                 tile=tile or 256, vrange=vrange, **options)
+                                 tile=max(tile or 256, lrx_outer(**options)), vrange=vrange, **options)
         else:
             raise FencliError(f"unknown method {method!r}: choose one of grx, slrx, lrx")
         seconds["detect"] = time.perf_counter() - t0

@@ -171,14 +171,16 @@ def test_tiled_local_detector_equals_whole_scene(scene, tile):
     assert not np.allclose(short, whole, rtol=1e-6)
 
 
-def test_tiled_lrx_equals_whole_lrx_when_available(scene):
+@pytest.mark.parametrize("tile", [7, 10])
+def test_tiled_lrx_equals_whole_lrx(scene, tile):
     det = pytest.importorskip("fencli.detectors")
-    if not hasattr(det, "lrx") or not hasattr(det, "lrx_halo"):
-        pytest.skip("fencli.detectors has no lrx / lrx_halo yet")
-    cube = scene[0][..., :B]
-    whole = det.lrx(cube)
-    got = tiled_local(Cube(cube), det.lrx, det.lrx_halo(), tile=6)
+    if not hasattr(det, "lrx"):
+        pytest.skip("fencli.detectors has no lrx yet")
+    cube, gt = scene
+    whole = det.lrx(cube[..., :B], inner=3, outer=7)
+    got = tiled_local(Cube(cube), det.lrx, stream.lrx_halo(outer=7), bands=B, tile=max(tile, 7), inner=3, outer=7)
     np.testing.assert_allclose(got, whole, rtol=1e-7)
+    assert roc_auc(got, gt) == roc_auc(whole, gt)
 
 
 @pytest.mark.parametrize("method", ["grx", "slrx"])
