@@ -120,8 +120,8 @@ def detect_scene(path: Path, out: Path, *, method: str = "grx", fen: Any = None,
                  key: str | None = None, engine: str = "local") -> dict:
     """One scene through the out-of-core pipeline, scores saved to ``out``; returns its summary fields.
 
-    ``fen`` is a per-tile FEN callable or a zero-argument factory of one (``fencli.runtime``'s tile
-    entry): a factory is called here, so a batch on Dask workers loads the model once per worker.
+    ``fen`` is a per-tile FEN callable or a factory of one (an object with ``is_factory = True``, e.g.
+    :class:`fencli.stream.SessionTileFen`): a factory is called here, in the worker that runs the scene.
     """
     from fencli.metrics import roc_auc
 
@@ -131,9 +131,9 @@ def detect_scene(path: Path, out: Path, *, method: str = "grx", fen: Any = None,
     if path.suffix.lower() != ".npy":  # .npy is read by window directly; other formats via fencli.io
         from fencli.io import read_scene
 
-        scene = read_scene(path, key=key)
+        scene = read_scene(path, key=key, validate=False)  # the streamed passes check NaN/constant
         source, gt = scene.cube, scene.gt
-    fn = fen() if isinstance(fen, FenFactory) else fen
+    fn = fen() if getattr(fen, "is_factory", False) else fen
     if engine == "dask":
         from fencli.dask_engine import detect_dask
 
@@ -146,13 +146,6 @@ def detect_scene(path: Path, out: Path, *, method: str = "grx", fen: Any = None,
     auc = float(roc_auc(res.scores, np.asarray(gt))) if gt is not None else None
     return {"shape": list(res.shape), "bands": res.bands, "auc": auc,
             "seconds": round(time.perf_counter() - t0, 3)}
-
-
-class FenFactory:
-    """Marker base for picklable zero-argument factories of per-tile FEN callables."""
-
-    def __call__(self) -> Callable[[np.ndarray], np.ndarray]:  # pragma: no cover - interface
-        raise NotImplementedError
 
 
 def _guarded(process: Callable[..., dict], path: Path, out: Path) -> tuple[dict | None, str | None]:

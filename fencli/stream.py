@@ -356,6 +356,21 @@ def session_tile_fen(session: Any) -> FenFn:
     return lambda x: cut.run(None, {name: x})[0]
 
 
+class SessionTileFen:
+    """Picklable factory of :func:`session_tile_fen` for a model file: a Dask worker calls it once
+    per scene and the process-wide session cache (:func:`fencli.runtime.get_session`) does the rest."""
+
+    is_factory = True
+
+    def __init__(self, path: str, device: str = "auto", threads: int | None = None) -> None:
+        self.path, self.device, self.threads = path, device, threads
+
+    def __call__(self) -> FenFn:
+        from fencli.runtime import get_session
+
+        return session_tile_fen(get_session(self.path, self.device, self.threads))
+
+
 def _session_options(threads: int | None):
     import onnxruntime as ort
 

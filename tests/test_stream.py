@@ -201,3 +201,29 @@ def test_detect_stream_rejects_small_and_short_scenes(tmp_path):
         detect_stream(np.zeros((4, 9, 3)))
     with pytest.raises(FencliError, match="bands"):
         detect_stream(np.zeros((9, 9, 3)), bands=5)
+
+
+def test_tiled_slrx_equals_detectors_slrx_when_available(scene):
+    det = pytest.importorskip("fencli.detectors")
+    if not hasattr(det, "slrx"):
+        pytest.skip("fencli.detectors has no slrx yet")
+    cube, gt = scene
+    whole = det.slrx(cube[..., :B], block_size=4)
+    got = tiled_slrx(Cube(cube), B, block_size=4, tile=9)
+    np.testing.assert_allclose(got, whole, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("variant", ["plain", "supp"])
+def test_onnx_session_tiles_equal_its_whole_scene_enhance(scene, tmp_path, variant):
+    onnx_export = pytest.importorskip("export.onnx_export")
+    runtime = pytest.importorskip("fencli.runtime")
+    path = onnx_export.export_model(random_fen(seed=2, variant=variant), tmp_path / f"fen-{variant}.onnx")
+    session = runtime.get_session(path, "cpu", 1)
+    cube = scene[0]
+    whole = session.enhance(cube)
+    out = create_raw(tmp_path / "y.npy", (*cube.shape[:2], B))
+    tiled_fen(Cube(cube), stream.session_tile_fen(session), out, bands=B, tile=7,
+              vrange=(float(cube[..., :B].min()), float(cube[..., :B].max())), supp_norm=variant == "supp")
+    out.close()
+    y = np.load(out.path)
+    assert np.abs(y - whole).max() <= 1e-5 * np.abs(whole).max()
