@@ -431,7 +431,7 @@ def detect_stream(source: Any, method: str = "grx", *, fen: FenFn | None = None,
         raise FencliError(f"the scene has {nb} bands, fewer than the {b} asked for")
     if min(h, w) < 5:
         raise FencliError(f"the scene is {h} x {w} pixels: at least 5 x 5 are needed")
-    seconds: dict[str, float] = {}
+    seconds: dict[str, float] = {"enhance": 0.0}
     tmp = None
     try:
         det_cube, stats, vrange = cube, None, None

@@ -76,3 +76,43 @@ def test_inputs_expand_globs_and_dedupe_and_names_do_not_collide(campaign, tmp_p
     np.save(tmp_path / "other" / "s0.npy", np.zeros((5, 5, 2)))
     names = scene_names([d / "s0.npy", tmp_path / "other" / "s0.npy"])
     assert len(set(names)) == 2 and all(n.endswith("s0") for n in names)
+
+
+def fencli(*args, cwd=None):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    return subprocess.run([sys.executable, "-m", "fencli", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_batch_exits_nonzero_naming_the_failures_and_resumes(campaign, tmp_path):
+    d, cubes = campaign
+    out = tmp_path / "maps"
+    r = fencli("detect", d, "--out-dir", out, "--json")
+    assert r.returncode != 0 and "1 of 4 scenes failed" in r.stderr and "Traceback" not in r.stderr
+    report = json.loads(r.stdout)
+    assert report["counts"] == {"ok": 3, "skipped": 0, "error": 1}
+    np.testing.assert_allclose(np.load(out / "s2.grx.npy"), grx(cubes["s2"]), rtol=1e-5)
+    r = fencli("detect", d / "s0.npy", d / "s1.npy", "--out-dir", out, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["counts"]["skipped"] == 2
+
+
+def test_cli_several_scenes_need_out_dir(campaign):
+    from fencli.cli.detect import detect
+
+    d, _ = campaign
+    with pytest.raises(FencliError, match="--out-dir"):
+        detect([d / "s0.npy", d / "s1.npy"])
+
+
+def test_cli_single_scene_tiled_keeps_the_json_contract(campaign, tmp_path):
+    d, cubes = campaign
+    r = fencli("detect", d / "s0.npy", "--json", "--out", tmp_path / "b.npy", "--tile", "6")
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert set(row) == {"scene", "shape", "bands", "method", "model", "auc", "metrics", "seconds", "out"}
+    assert {"read", "enhance", "detect", "total"} <= set(row["seconds"]) and row["shape"] == [17, 21, 8]
+    np.testing.assert_allclose(np.load(tmp_path / "b.npy"), grx(cubes["s0"]), rtol=1e-5)

@@ -182,7 +182,7 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
                 threads: int | None, json: bool, force: bool) -> None:
     """Many scenes: one progress bar, per-scene rows in OUT_DIR/summary.{csv,json}, failures isolated."""
     from fencli.batch import run_batch
-    from fencli.report import console, err_console, print_json
+    from fencli.report import console, print_json
     from fencli.stream import SessionTileFen
 
     if out_dir is None:
@@ -221,9 +221,8 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
                           r.error or "")
         console.print(table)
         console.print(f"summary: {out_dir / 'summary.csv'}, {out_dir / 'summary.json'}")
-    if summary.failed:
-        err_console.print(f"fencli: {summary.failed} of {len(summary.rows)} scenes failed (see {out_dir / 'summary.csv'})")
-        raise typer.Exit(1)
+    if summary.failed:  # the others are done: say so in one line and exit non-zero
+        raise FencliError(f"{summary.failed} of {len(summary.rows)} scenes failed (see {out_dir / 'summary.csv'})")
 
 
 @app.command()
