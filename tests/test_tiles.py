@@ -86,3 +86,41 @@ def test_stream_range_matches_numpy_with_small_chunks_and_rejects_constant_and_n
 
 def test_default_tile_shrinks_with_the_budget():
     assert default_tile(200, budget=1 << 30) > default_tile(200, budget=64 << 20) >= 64
+
+
+def _rss_file() -> int:
+    status = open("/proc/self/status").read()
+    return int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("RssFile"))) * 1024
+
+
+@pytest.mark.skipif(not hasattr(__import__("mmap"), "MADV_DONTNEED"), reason="needs madvise")
+def test_memmap_windows_do_not_accumulate_file_pages_in_the_resident_set(tmp_path):
+    a = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.float32, shape=(400, 250, 200))
+    a[:] = 1.0  # 80 MB
+    a.flush()
+    del a
+    before = _rss_file()
+    cube = Cube(np.load(tmp_path / "big.npy", mmap_mode="r"))
+    total = sum(float(cube.rows(r, r + 20).sum()) for r in range(0, 400, 20))
+    assert total == 400 * 250 * 200
+    assert _rss_file() - before < 20 << 20  # without madvise all 80 MB would stay resident
+    raw = open_cube(tmp_path / "big.npy")
+    assert sum(float(raw.window(r, r + 20, 0, 250).sum()) for r in range(0, 400, 20)) == total
+    assert _rss_file() - before < 20 << 20
+
+
+def test_hdf5_and_mat73_cubes_are_read_by_window(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    from fencli.io import read_scene
+
+    a = np.random.default_rng(4).random((11, 13, 6)).astype(np.float32)
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        f["cube"] = a
+    scene = read_scene(tmp_path / "c.h5", validate=False)
+    np.testing.assert_array_equal(Cube(scene.cube).window(2, 9, 3, 12, 4), a[2:9, 3:12, :4])
+    with h5py.File(tmp_path / "m.mat", "w", userblock_size=512) as f:
+        f["data"] = a.transpose(2, 1, 0)  # MATLAB v7.3 stores column-major: reversed axes
+    with open(tmp_path / "m.mat", "r+b") as f:
+        f.write(b"MATLAB 7.3 MAT-file".ljust(116) + bytes(8) + b"\x00\x02IM")
+    cube = open_cube(tmp_path / "m.mat")
+    np.testing.assert_array_equal(cube.rows(3, 8), a[3:8])
