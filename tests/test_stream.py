@@ -227,3 +227,24 @@ def test_onnx_session_tiles_equal_its_whole_scene_enhance(scene, tmp_path, varia
     out.close()
     y = np.load(out.path)
     assert np.abs(y - whole).max() <= 1e-5 * np.abs(whole).max()
+
+
+@pytest.mark.shared
+def test_shared_tiled_fe_grx_matches_whole_scene_and_reference_auc(shared, auc_reference, tmp_path_factory,
+                                                                   method="grx"):
+    """Published 200bands-supp checkpoint through ONNX, abu-airport-1 in 37-px tiles (norm folded)."""
+    onnx_export = pytest.importorskip("export.onnx_export")
+    runtime = pytest.importorskip("fencli.runtime")
+    det = pytest.importorskip("fencli.detectors")
+    from conftest import load_shared_scene
+
+    path = tmp_path_factory.getbasetemp() / "ferd-200-supp.onnx"
+    if not path.exists():
+        onnx_export.export_checkpoint(shared / "ferd-checkpoints" / "200bands-supp", path)
+    session = runtime.get_session(path, "cpu")
+    cube, gt = load_shared_scene("abu-airport-1")
+    tiled = detect_stream(cube, method, fen=stream.session_tile_fen(session), bands=200, tile=37).scores
+    whole = getattr(det, method)(session.enhance(cube))
+    np.testing.assert_allclose(tiled, whole, rtol=1e-3, atol=1e-6 * whole.max())
+    ref = auc_reference["abu-airport-1"]["ferd-200-supp"][f"FE+{method.upper()}"]["auc"]
+    assert abs(roc_auc(tiled, gt) - ref) < 2e-4
