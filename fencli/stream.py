@@ -421,7 +421,8 @@ def detect_stream(source: Any, method: str = "grx", *, fen: FenFn | None = None,
     ``source``: a path or an ``H x W x bands`` array-like (memmap, h5py dataset, ndarray).
     ``fen``: the per-tile FEN (see :func:`fencli.runtime` sessions' tile entry), or None for raw
     detection. The FEN output goes to ``enhanced_out`` when given (``supp``: normalized there),
-    otherwise to a temporary file in ``workdir`` removed afterwards.
+    otherwise to a temporary file in ``workdir`` removed afterwards. ``progress(n)`` is called as
+    pixels finish each pass: ``H * W`` in all, twice that with a FEN.
     """
     options = dict(options or {})
     cube = open_cube(source)
@@ -458,15 +459,16 @@ def detect_stream(source: Any, method: str = "grx", *, fen: FenFn | None = None,
             stats, vrange = acc.stats, (acc.lo, acc.hi)
         t0 = time.perf_counter()
         if method == "grx":
-            scores = stream_grx(det_cube, b if fen is None else None, stats=stats, vrange=vrange)
+            scores = stream_grx(det_cube, b if fen is None else None, stats=stats, vrange=vrange, progress=progress)
         elif method == "slrx":
             scores = tiled_slrx(det_cube, b if fen is None else None, stats=stats, vrange=vrange,
-                                tile=tile or 256, **options)
+                                tile=tile or 256, progress=progress, **options)
         elif method == "lrx":
             from fencli.detectors import lrx  # noqa: PLC0415
 
             scores = tiled_local(det_cube, lrx, lrx_halo(**options), bands=b if fen is None else None,
-                                 tile=max(tile or 256, lrx_outer(**options)), vrange=vrange, **options)
+                                 tile=max(tile or 256, lrx_outer(**options)), vrange=vrange, progress=progress,
+                                 **options)
         else:
             raise FencliError(f"unknown method {method!r}: choose one of grx, slrx, lrx")
         seconds["detect"] = time.perf_counter() - t0

@@ -113,7 +113,7 @@ def detect(
     scene = read_scene(cube, key=key, gt=gt, gt_key=gt_key, layout=layout, nan=nan, validate=False)
     t_read = time.perf_counter() - t0
     if use_tiles(scene.cube.shape, enhancer, bands, tile, engine, nan):
-        res = run_tiled(cube, scene, method, enhancer, bands, tile, engine, scheduler, options)
+        res = run_tiled(cube, scene, method, enhancer, bands, tile, engine, scheduler, options, bar=not json)
     else:
         scene.cube, scene.meta["validation"] = validate_cube(scene.cube, nan=nan, name=cube.name)
         t_read = time.perf_counter() - t0
@@ -151,7 +151,7 @@ def use_tiles(shape: tuple[int, ...], enhancer, bands: int | None, tile: int | N
 
 
 def run_tiled(path: Path, scene, method: str, enhancer, bands: int | None, tile: int | None, engine: str,
-              scheduler: str | None, options: dict) -> Result:
+              scheduler: str | None, options: dict, bar: bool = False) -> Result:
     """One scene through :func:`fencli.stream.detect_stream` (or its Dask twin) as a pipeline Result."""
     from fencli.metrics import roc3d
     from fencli.stream import detect_stream, session_tile_fen
@@ -170,7 +170,13 @@ def run_tiled(path: Path, scene, method: str, enhancer, bands: int | None, tile:
             res = detect_dask(source, method, fen=fen, bands=bands, tile=tile, options=options)
             res.seconds["detect"] = time.perf_counter() - t0
     else:
-        res = detect_stream(source, method, fen=fen, bands=bands, tile=tile, options=options)
+        from rich.progress import Progress
+
+        h, w = scene.cube.shape[:2]
+        with Progress(transient=True, disable=not bar) as progress:
+            task = progress.add_task(f"{scene.name} in tiles", total=h * w * (2 if fen else 1))
+            res = detect_stream(source, method, fen=fen, bands=bands, tile=tile, options=options,
+                                progress=lambda n: progress.advance(task, n))
     metrics = roc3d(res.scores, scene.gt) if scene.gt is not None else {}
     return Result(res.scores, method, enhancer.name if enhancer else None, res.bands,
                   metrics.get("auc_df"), metrics, res.seconds)
