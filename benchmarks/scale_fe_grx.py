@@ -74,9 +74,10 @@ def torch_fen(bands: int, threads: int):
 
 def onnx_fen(name: str, threads: int):
     from fencli.runtime import load_session
+    from fencli.stream import session_tile_fen
 
     session = load_session(name, device="cpu", threads=threads)
-    return session.enhance_tile, session.bands
+    return session_tile_fen(session), session.bands
 
 
 class PeakRSS:

@@ -91,8 +91,13 @@ def test_tiled_supp_fen_equals_whole_scene_with_global_norm(scene, tmp_path):
     y, _ = run_tiled(cube, plain, tmp_path, 7, supp_norm=True)
     assert np.abs(y - whole).max() <= 1e-5 * np.abs(whole).max()
     # Folding the norm: a positive global scale is a no-op for min-max-first detectors.
+    import fencli.detectors as det
+
     raw = whole_fen(plain, cube)
+    assert np.abs(raw).max() > 10 * np.abs(whole).max()  # the scales really differ
     np.testing.assert_allclose(grx(raw), grx(whole), rtol=1e-4)
+    np.testing.assert_allclose(det.slrx(raw, block_size=4), det.slrx(whole, block_size=4), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(det.lrx(raw, 3, 7), det.lrx(whole, 3, 7), rtol=1e-4)
 
 
 def test_rxstats_merge_equals_direct():
