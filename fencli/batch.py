@@ -120,8 +120,8 @@ def detect_scene(path: Path, out: Path, *, method: str = "grx", fen: Any = None,
                  key: str | None = None, engine: str = "local") -> dict:
     """One scene through the out-of-core pipeline, scores saved to ``out``; returns its summary fields.
 
-    ``fen`` is a per-tile FEN callable or a factory of one (an object with ``is_factory = True``, e.g.
-    :class:`fencli.stream.SessionTileFen`): a factory is called here, in the worker that runs the scene.
+    ``fen`` is a per-tile FEN callable; for Dask workers in other processes a picklable one such as
+    :class:`fencli.stream.SessionTileFen`.
     """
     from fencli.metrics import roc_auc
 
@@ -133,15 +133,14 @@ def detect_scene(path: Path, out: Path, *, method: str = "grx", fen: Any = None,
 
         scene = read_scene(path, key=key, validate=False)  # the streamed passes check NaN/constant
         source, gt = scene.cube, scene.gt
-    fn = fen() if getattr(fen, "is_factory", False) else fen
     if engine == "dask":
         from fencli.dask_engine import detect_dask
 
-        res = detect_dask(source, method, fen=fn, bands=bands, tile=tile, options=options, workdir=out.parent)
+        res = detect_dask(source, method, fen=fen, bands=bands, tile=tile, options=options, workdir=out.parent)
     else:
         from fencli.stream import detect_stream
 
-        res = detect_stream(source, method, fen=fn, bands=bands, tile=tile, options=options, workdir=out.parent)
+        res = detect_stream(source, method, fen=fen, bands=bands, tile=tile, options=options, workdir=out.parent)
     save_atomic(out, res.scores.astype(np.float32))
     auc = float(roc_auc(res.scores, np.asarray(gt))) if gt is not None else None
     return {"shape": list(res.shape), "bands": res.bands, "auc": auc,

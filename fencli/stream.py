@@ -357,18 +357,22 @@ def session_tile_fen(session: Any) -> FenFn:
 
 
 class SessionTileFen:
-    """Picklable factory of :func:`session_tile_fen` for a model file: a Dask worker calls it once
-    per scene and the process-wide session cache (:func:`fencli.runtime.get_session`) does the rest."""
+    """The per-tile FEN of a model file as a picklable callable: the session (and for ``supp`` the
+    cut graph) is made on first use in each process, so Dask workers anywhere load it themselves."""
 
-    is_factory = True
+    _cache: dict[tuple, FenFn] = {}
 
     def __init__(self, path: str, device: str = "auto", threads: int | None = None) -> None:
-        self.path, self.device, self.threads = path, device, threads
+        self.path, self.device, self.threads = str(path), device, threads
 
-    def __call__(self) -> FenFn:
-        from fencli.runtime import get_session
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        key = (self.path, self.device, self.threads)
+        fn = self._cache.get(key)
+        if fn is None:
+            from fencli.runtime import get_session
 
-        return session_tile_fen(get_session(self.path, self.device, self.threads))
+            fn = self._cache[key] = session_tile_fen(get_session(self.path, self.device, self.threads))
+        return fn(x)
 
 
 def _session_options(threads: int | None):

@@ -232,6 +232,11 @@ def test_onnx_session_tiles_equal_its_whole_scene_enhance(scene, tmp_path, varia
     out.close()
     y = np.load(out.path)
     assert np.abs(y - whole).max() <= 1e-5 * np.abs(whole).max()
+    import pickle
+
+    handle = pickle.loads(pickle.dumps(stream.SessionTileFen(path, "cpu", 1)))  # what Dask ships
+    x = fen_input(cube[:9, :8, :B])
+    np.testing.assert_array_equal(handle(x), stream.session_tile_fen(session)(x))
 
 
 @pytest.mark.shared

@@ -154,13 +154,16 @@ def run_tiled(path: Path, scene, method: str, enhancer, bands: int | None, tile:
               scheduler: str | None, options: dict, bar: bool = False) -> Result:
     """One scene through :func:`fencli.stream.detect_stream` (or its Dask twin) as a pipeline Result."""
     from fencli.metrics import roc3d
-    from fencli.stream import detect_stream, session_tile_fen
+    from fencli.stream import SessionTileFen, detect_stream, session_tile_fen
 
     fen = None
     if enhancer is not None:
         if bands is not None and bands != enhancer.bands:
             raise FencliError(f"--bands {bands} differs from the {enhancer.bands} bands of model {enhancer.name}")
-        bands, fen = enhancer.bands, session_tile_fen(enhancer)
+        bands = enhancer.bands
+        # Dask may ship the FEN to worker processes: a picklable handle, not the live session.
+        fen = (SessionTileFen(str(enhancer.path), enhancer.device, enhancer.threads) if engine == "dask"
+               else session_tile_fen(enhancer))
     source = path if path.suffix.lower() == ".npy" and scene.meta.get("layout", "hwb") == "hwb" else scene.cube
     if engine == "dask":
         from fencli.dask_engine import dask_client, detect_dask
