@@ -15,6 +15,11 @@ detectors stream over that file. Results equal the in-memory pipeline's:
   statistics streamed first, each map min-max normalized over the whole scene at the end.
 * LRX and any local detector: tiles with a halo of the outer window radius, the global value range
   passed in so each tile is normalized as the whole scene would be.
+
+What stays in memory: one tile and its FEN activations (:func:`fencli.tiles.default_tile` sizes them
+from the available memory), float64 chunks of about 64 MB, and the ``H x W`` float64 score maps
+(three for SLRX): 32 MB per map at 2000 x 2000, 96 MB at 600 x 20,000. Passes over the data: FE+GRX
+reads the input twice (range, FEN) and the enhanced cube once; raw GRX reads the input twice.
 """
 
 from __future__ import annotations
