@@ -205,7 +205,7 @@ def open_cube(source: Any, key: str | None = None) -> Cube:
             return Cube(np.load(path, mmap_mode="r"))
         from fencli.io import read_scene  # noqa: PLC0415  (formats, layouts and keys live there)
 
-        return Cube(read_scene(path, key=key).cube)
+        return Cube(read_scene(path, key=key, validate=False).cube)  # streamed passes check values
     return Cube(source)
 
 
