@@ -24,7 +24,7 @@ import numpy as np
 
 from fencli.errors import FencliError
 
-SCENE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".he5", ".hdr")
+SCENE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".he5", ".hdr", ".tif", ".tiff")
 FIELDS = ("scene", "path", "status", "shape", "bands", "method", "model", "auc", "seconds", "out", "error")
 
 
