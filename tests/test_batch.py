@@ -111,6 +111,6 @@ def test_cli_single_scene_tiled_keeps_the_json_contract(campaign, tmp_path):
     r = fencli("detect", d / "s0.npy", "--json", "--out", tmp_path / "b.npy", "--tile", "6")
     assert r.returncode == 0, r.stderr
     row = json.loads(r.stdout)
-    assert set(row) == {"scene", "shape", "bands", "method", "model", "auc", "metrics", "seconds", "out"}
+    assert {"scene", "shape", "bands", "method", "model", "auc", "metrics", "seconds", "out"} <= set(row)
     assert {"read", "enhance", "detect", "total"} <= set(row["seconds"]) and row["shape"] == [17, 21, 8]
     np.testing.assert_allclose(np.load(tmp_path / "b.npy"), grx(cubes["s0"]), rtol=1e-5)
