@@ -330,10 +330,11 @@ def demo(
     cube, gt = demo_scene()
     enhancers = [None]
     if model == "auto":
-        from fencli.models import installed_models
+        from fencli.models import list_models
 
-        found = [m for m in installed_models() if m.bands == cube.shape[2]]
-        model = found[0].name if found else "none"
+        found = [m.name for m in list_models()
+                 if m.path is not None and m.entry is not None and m.entry.bands == cube.shape[2]]
+        model = found[-1] if found else "none"
     if model.lower() != "none":
         enhancers.append(load_enhancer(model))
     rows, maps = [], []
