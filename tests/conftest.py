@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fencli.synthetic import planted_scene  # noqa: F401  (re-exported for the tests)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FENCLI_SHARED", ROOT.parent / "shared"))
 SCENES = ("abu-airport-1", "abu-airport-2", "hydice", "sandiego")
@@ -40,20 +42,3 @@ def load_shared_scene(name: str) -> tuple[np.ndarray, np.ndarray]:
 
     mat = scipy.io.loadmat(_need(SHARED / "data" / f"{name}.mat"))
     return mat["data"], mat["map"]
-
-
-def planted_scene(h: int = 40, w: int = 48, bands: int = 30, n_anomalies: int = 6,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A smooth low-rank background with a few single-pixel targets of a foreign spectrum."""
-    rng = np.random.default_rng(seed)
-    endmembers = rng.random((4, bands)) + np.linspace(0.5, 1.5, bands)
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    abundances = np.stack([np.sin(3 * yy) ** 2, np.cos(2 * xx) ** 2, yy * xx, 1 - yy], -1)
-    cube = abundances @ endmembers + 0.01 * rng.standard_normal((h, w, bands))
-    gt = np.zeros((h, w), np.uint8)
-    target = rng.random(bands) * 2
-    for _ in range(n_anomalies):
-        r, c = rng.integers(2, h - 2), rng.integers(2, w - 2)
-        cube[r, c] = 0.5 * cube[r, c] + 0.5 * target
-        gt[r, c] = 1
-    return cube.astype(np.float32), gt

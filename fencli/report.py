@@ -1,0 +1,76 @@
+"""What a person sees: Rich tables on the terminal, PNG figures of anomaly maps, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from fencli.io import atomic_path
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+def print_json(obj: Any) -> None:
+    """One JSON document on stdout (NaN/inf become null: JSON has neither)."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, np.generic):
+            return clean(v.item())
+        if isinstance(v, Path):
+            return str(v)
+        return v
+    sys.stdout.write(json.dumps(clean(obj), indent=2) + "\n")
+
+
+def fmt(v: float | None, digits: int = 4) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def results_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Table:
+    """A table of detection rows (``scene, method, model, bands, auc, seconds`` keys)."""
+    table = Table(title=title, header_style="bold")
+    for col, justify in (("scene", "left"), ("method", "left"), ("model", "left"), ("bands", "right"),
+                         ("AUC", "right"), ("SNPR", "right"), ("enhance ms", "right"),
+                         ("detect ms", "right")):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        sec = r.get("seconds", {})
+        table.add_row(str(r["scene"]), r["method"].upper(), r.get("model") or "none", str(r["bands"]),
+                      fmt(r.get("auc")), fmt(r.get("metrics", {}).get("snpr"), 2),
+                      f"{1000 * sec.get('enhance', 0.0):.1f}", f"{1000 * sec.get('detect', 0.0):.1f}")
+    return table
+
+
+def save_maps_png(path: str | Path, maps: Sequence[tuple[str, np.ndarray]],
+                  gt: np.ndarray | None = None, *, force: bool = False) -> Path:
+    """Anomaly maps side by side (plus the ground truth when known), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(maps) + ([("ground truth", gt)] if gt is not None else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
+    for ax, (title, img) in zip(axes[0], panels):
+        ax.imshow(np.asarray(img, dtype=float), cmap="gray" if title == "ground truth" else "inferno",
+                  interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    fig.tight_layout()
+    with atomic_path(path, force=force) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
