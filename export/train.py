@@ -244,7 +244,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     opt = torch.optim.Adam(model.trainable_parameters(), lr=cfg.lr, betas=cfg.betas)
     history: list[dict] = []
     best = {"epoch": 0, "auc": -math.inf, "aucs": {}}
-    step = 0
+    step, spent = 0, 0.0  # spent: training seconds of earlier sessions of this run
     if state is None:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
         log(f"start: {len(sampler.scenes)} scenes, crop {cfg.crop}, batch {cfg.batch_size}, "
@@ -256,7 +256,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         if unexpected or any(not k.startswith(NOT_SAVED) for k in missing):
             raise FencliError(f"{out / CHECKPOINT}: does not match this network")
         opt.load_state_dict(state["optimizer"])
-        step, history, best = state["step"], state["history"], state["best"]
+        step, history, best, spent = state["step"], state["history"], state["best"], state.get("seconds", 0.0)
         log(f"resume at step {step} of {total}")
 
     grx_aucs = {sc.name: roc_auc(grx(sc.cube), sc.gt) for sc in val}
@@ -266,7 +266,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     def checkpoint() -> None:
         saved = {k: v for k, v in model.state_dict().items() if not k.startswith(NOT_SAVED)}
         _atomic_save({"step": step, "config": asdict(cfg), "model": saved, "optimizer": opt.state_dict(),
-                      "history": history, "best": best, "teacher_fingerprint": teacher_fingerprint(model)},
+                      "history": history, "best": best, "teacher_fingerprint": teacher_fingerprint(model),
+                      "seconds": spent + time.time() - t0},
                      out / CHECKPOINT)
 
     def end_of_epoch() -> None:
@@ -286,7 +287,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
             + (f" | FE+GRX {shown} mean {mean:.4f}{' (best)' if improved else ''}" if val else ""))
         model.train()
 
-    t0, last = time.time(), {}
+    t0, last = time.time(), (history[-1]["loss"] if history else {})
     model.train()
     while step < total:
         x, _ = sampler.draw(cfg.batch_size, cfg.seed, step)
@@ -310,7 +311,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     if not (out / "fen").is_dir():  # a resumed run that was already complete
         write_fen_checkpoint(fen_state(model), out / "fen")
     export_onnx(out / "fen", out / "fen.onnx", cfg.bands)
-    seconds = time.time() - t0
+    seconds = spent + time.time() - t0
     log(f"done: {step} steps in {seconds:.1f} s; FEN {out / 'fen'}, ONNX {out / 'fen.onnx'}")
     return TrainResult(
         checkpoint=str(out / "fen"), onnx=str(out / "fen.onnx"), best_epoch=best["epoch"],

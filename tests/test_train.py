@@ -19,7 +19,7 @@ from export.ferd import FERD, ferd_loss
 from export.fen import FEN
 from export.train import TrainConfig, build_model, train
 from fencli.errors import FencliError
-from tests.conftest import planted_scene
+from conftest import planted_scene
 
 BANDS = 12
 
