@@ -123,7 +123,7 @@ def test_smoke_steps_finite_losses_and_decreasing_on_a_fixed_batch(scenes: dict[
     opt = torch.optim.Adam(net.trainable_parameters(), lr=0.005, betas=(0.5, 0.999))
     before = [p.detach().clone() for p in (net.convh.weight, net.layer1[0].conv1.weight)]
     totals = []
-    for _ in range(3):
+    for _ in range(5):
         terms = ferd_loss(x, net(x))
         assert all(math.isfinite(v) for v in terms.items().values()), terms.items()
         assert terms.items()["cos"] > 0 and terms.items()["mse"] > 0
@@ -131,7 +131,8 @@ def test_smoke_steps_finite_losses_and_decreasing_on_a_fixed_batch(scenes: dict[
         terms.total.backward()
         opt.step()
         totals.append(terms.items()["total"])
-    assert totals[2] < totals[1] < totals[0] and totals[2] < 0.95 * totals[0], totals
+    # Adam at lr 0.005 on a batch of 2 is not monotone step by step, but it goes down
+    assert max(totals[1:]) < totals[0] and totals[-1] < 0.8 * totals[0], totals
     assert not torch.equal(before[0], net.convh.weight)         # ConvH learns (through the frozen teacher)
     assert torch.equal(before[1], net.layer1[0].conv1.weight)  # the teacher does not
 
