@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from fencli.errors import FencliError
+from fencli.io import read_scene
 from fencli.preprocess import FEN_SCALE, select_bands, value_range
 
-SCENE_SUFFIXES = (".mat", ".npy")
+SCENE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".he5", ".hdr")  # one file per scene
 SENSORS = ("aviris_ng", "aviris", "all")
-CUBE_KEYS = ("data", "cube", "hsi", "img", "image")
-GT_KEYS = ("map", "gt", "groundtruth", "ground_truth", "mask")
 
 
 @dataclass
@@ -28,46 +27,13 @@ class TrainScene:
     gt: np.ndarray | None         # H x W bool, True = anomalous (never inside a crop)
 
 
-def _read_scene(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """(cube H x W x bands, ground truth or None) of a .mat or .npy file.
-
-    Stop-gap until ``fencli.io.read_scene`` lands: same defaults (cube key ``data``, gt ``map``).
-    """
-    if path.suffix == ".npy":
-        return np.load(path), None
-    try:
-        import scipy.io
-
-        mat = scipy.io.loadmat(path)
-    except (OSError, ValueError, NotImplementedError) as err:
-        raise FencliError(f"{path}: cannot read as a MATLAB file ({err})") from None
-    arrays = {k: v for k, v in mat.items() if not k.startswith("__") and isinstance(v, np.ndarray)}
-    cube_key = next((k for k in CUBE_KEYS if k in arrays and arrays[k].ndim == 3),
-                    next((k for k, v in arrays.items() if v.ndim == 3), None))
-    if cube_key is None:
-        raise FencliError(f"{path}: no 3-D array (H x W x bands) inside")
-    gt_key = next((k for k in GT_KEYS if k in arrays and arrays[k].ndim == 2), None)
-    return arrays[cube_key], None if gt_key is None else arrays[gt_key]
-
-
 def load_scene(path: str | Path, bands: int, need_gt: bool = False) -> TrainScene:
     """A scene's first ``bands`` bands as float32 and its ground truth (bool) if it has one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FencliError(f"{path}: no such file")
-    cube, gt = _read_scene(path)
-    if cube.ndim != 3:
-        raise FencliError(f"{path}: expected an H x W x bands cube, got shape {cube.shape}")
-    cube = np.ascontiguousarray(select_bands(cube, bands), dtype=np.float32)
-    if not np.isfinite(cube).all():
-        raise FencliError(f"{path}: the cube holds NaN or infinite values")
-    if gt is not None:
-        if gt.shape != cube.shape[:2]:
-            raise FencliError(f"{path}: ground truth shape {gt.shape} differs from the cube's {cube.shape[:2]}")
-        gt = gt != 0
-    elif need_gt:
+    scene = read_scene(path, constant_bands="keep")  # NaN, tiny or constant cubes are errors
+    cube = np.ascontiguousarray(select_bands(scene.cube, bands), dtype=np.float32)
+    if scene.gt is None and need_gt:
         raise FencliError(f"{path}: a validation scene needs a ground-truth map (key 'map')")
-    return TrainScene(path.stem, cube, gt)
+    return TrainScene(scene.name, cube, scene.gt)
 
 
 def collect_files(paths: list[str | Path], sensor: str = "aviris_ng") -> list[Path]:
@@ -86,7 +52,7 @@ def collect_files(paths: list[str | Path], sensor: str = "aviris_ng") -> list[Pa
                 raise FencliError(f"{p}: HAD100 layout without train/{sensor}/")
             found = sorted(f for d in folders for f in d.iterdir() if f.suffix in SCENE_SUFFIXES)
             if not found:
-                raise FencliError(f"{p}: no .mat or .npy scene inside")
+                raise FencliError(f"{p}: no scene file ({', '.join(SCENE_SUFFIXES)}) inside")
             files += found
         else:
             raise FencliError(f"{p}: no such file or folder")
