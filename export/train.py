@@ -18,7 +18,6 @@ import json
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -162,26 +161,11 @@ def write_fen_checkpoint(state: dict, folder: Path) -> None:
         os.replace(tmp, folder)
 
 
-def export_onnx(fen_dir: Path, onnx_path: Path, bands: int) -> None:
-    """ONNX export of a FEN checkpoint folder (dynamic height and width).
+def export_onnx(fen_dir: Path, onnx_path: Path) -> None:
+    """ONNX export of the FEN checkpoint folder with the project's exporter (parity-checked)."""
+    from export.onnx_export import export_checkpoint
 
-    Stop-gap until the project's exporter lands; it loads the folder exactly as published.
-    """
-    from export.fen import FEN
-
-    fen = FEN(bands)
-    sd = {}
-    for name in ("convh", "enc", "pc"):
-        sd.update(torch.load(fen_dir / f"{name}.pt", weights_only=True, map_location="cpu")["state_dict"])
-    fen.load_state_dict({k: sd[k] for k in fen.state_dict()})
-    fen.eval()
-    tmp = onnx_path.with_name(onnx_path.name + ".tmp")
-    x = torch.zeros(1, bands, 16, 16)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(fen, (x,), str(tmp), input_names=["x"], output_names=["y"], opset_version=17,
-                          dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "h", 3: "w"}}, dynamo=False)
-    os.replace(tmp, onnx_path)
+    export_checkpoint(fen_dir, onnx_path, variant="plain", force=True)
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -310,7 +294,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
             end_of_epoch()
     if not (out / "fen").is_dir():  # a resumed run that was already complete
         write_fen_checkpoint(fen_state(model), out / "fen")
-    export_onnx(out / "fen", out / "fen.onnx", cfg.bands)
+    export_onnx(out / "fen", out / "fen.onnx")
     seconds = spent + time.time() - t0
     log(f"done: {step} steps in {seconds:.1f} s; FEN {out / 'fen'}, ONNX {out / 'fen.onnx'}")
     return TrainResult(
