@@ -251,3 +251,15 @@ def test_checkpoint_has_the_published_layout_and_exports_to_onnx(scenes: dict[st
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
     assert not np.allclose(ref, x.numpy(), atol=1e-4)  # the head contributes: not an identity
+
+
+def test_cli_bad_input_is_one_line(scenes: dict[str, Path], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "fencli", "train", str(scenes["bg"]), "--bands", str(BANDS),
+           "--crop", "20", "--out", str(tmp_path / "run")]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == ["fencli: error: --crop: the crop side must be a positive "
+                                               "multiple of 8, got 20"]
