@@ -1,0 +1,91 @@
+"""``fencli train``: FERD reverse-distillation training of a FEN for your sensor and band count.
+
+Needs the ``export`` extra (torch): imported only when the command runs, so ``fencli`` itself never
+imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+
+from fencli.cli import app
+from fencli.errors import FencliError
+
+
+@app.command()
+def train(
+    data: list[Path] = typer.Argument(..., help="Background scenes: .mat/.npy files or folders "
+                                      "(a HAD100 root uses train/<sensor>/)."),
+    bands: int = typer.Option(..., "--bands", "-b", help="Train on the first N bands."),
+    out: Path = typer.Option(Path("fencli-train"), "--out", "-o", help="Folder for everything the run writes."),
+    val: list[Path] = typer.Option([], "--val", help="Scene with ground truth, scored with FE+GRX each epoch."),
+    sensor: str = typer.Option("aviris_ng", help="HAD100 training sensor: aviris_ng, aviris or all."),
+    crop: int = typer.Option(64, help="Crop side in pixels (a multiple of 8)."),
+    batch_size: int = typer.Option(16, "--batch-size"),
+    epochs: int = typer.Option(60),
+    steps_per_epoch: int = typer.Option(None, "--steps-per-epoch",
+                                        help="Default: one pass over the scenes' area in crops."),
+    max_steps: int = typer.Option(None, "--max-steps", help="Stop after this many steps in all."),
+    lr: float = typer.Option(0.005, help="Adam learning rate (betas 0.5, 0.999)."),
+    seed: int = typer.Option(10),
+    teacher_weights: Path = typer.Option(None, "--teacher-weights",
+                                         help="torchvision wide_resnet101_2 ImageNet state dict (.pth)."),
+    teacher_layer1: Path = typer.Option(None, "--teacher-layer1",
+                                        help="FERD checkpoint folder: its enc.pt gives the teacher's layer1."),
+    norm: str = typer.Option("crop", help="Scale each crop by its own min/max (crop, the reference) "
+                             "or by its scene's (scene)."),
+    bce_on_logits: bool = typer.Option(False, "--bce-on-logits",
+                                       help="Feed BCE the logits (textbook) instead of the reference's "
+                                       "sigmoided scores."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    force: bool = typer.Option(False, "--force", help="Start over in a non-empty --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train the full FERD network on background crops; write the FEN checkpoint and its ONNX."""
+    try:
+        from export.train import TrainConfig, train as run
+    except ImportError as err:
+        raise FencliError(f"fencli train needs torch (pip install 'fencli[export]'): {err}") from None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    console = Console(stderr=True)
+    cfg = TrainConfig(
+        data=[str(p) for p in data], bands=bands, out=str(out), val=[str(p) for p in val], sensor=sensor,
+        crop=crop, batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
+        max_steps=max_steps, lr=lr, seed=seed, norm=norm, bce_on_logits=bce_on_logits, device=device,
+        teacher_weights=str(teacher_weights) if teacher_weights else None,
+        teacher_layer1=str(teacher_layer1) if teacher_layer1 else None)
+
+    def echo(line: str) -> None:
+        if line.startswith("step "):
+            return  # the bar shows steps; the log file keeps them
+        style = "bold red" if line.startswith("WARNING") else None
+        console.print(line, style=style, markup=False, highlight=False)
+
+    progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[losses]}"), TextColumn("{task.fields[rate]}"),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                        disable=quiet or not console.is_terminal)
+    task = progress.add_task("train", total=None, losses="", rate="")
+
+    def on_step(step: int, total: int, losses: dict[str, float], rate: float) -> None:
+        shown = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
+        progress.update(task, completed=step, total=total, losses=shown, rate=f"{rate:.2f} crops/s")
+
+    with progress:
+        result = run(cfg, resume=resume, force=force, echo=echo, on_step=on_step)
+    if as_json:
+        json.dump(asdict(result), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        auc = f", best epoch {result.best_epoch} FE+GRX mean AUC {result.val_auc:.4f}" if result.val_auc else ""
+        console.print(f"FEN checkpoint {result.checkpoint}, ONNX {result.onnx}{auc}", markup=False)

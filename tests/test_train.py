@@ -1,0 +1,265 @@
+"""FERD training network and ``fencli train``: shapes against the specification, a CPU smoke run,
+exact resume, anomaly-free crops, and the exported FEN.
+
+The whole network is ~170 M parameters even for tiny inputs: runs use batch 2 and 16 x 16 crops.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from export.data import CropSampler, TrainScene, clean_origins, collect_files, load_scene
+from export.ferd import FERD, ferd_loss
+from export.fen import FEN
+from export.train import TrainConfig, build_model, train
+from fencli.errors import FencliError
+from conftest import planted_scene
+
+BANDS = 12
+
+
+def _write_scene(path: Path, seed: int, h: int = 40, w: int = 48, n: int = 6) -> Path:
+    cube, gt = planted_scene(h=h, w=w, bands=BANDS + 3, n_anomalies=n, seed=seed)
+    scipy.io.savemat(path, {"data": cube, "map": gt})
+    return path
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("scenes")
+    return {"bg": _write_scene(d / "bg.mat", 1), "val": _write_scene(d / "val.mat", 2, n=8)}
+
+
+def _cfg(scenes: dict[str, Path], out: Path, **kw) -> TrainConfig:
+    base = dict(data=[str(scenes["bg"])], bands=BANDS, out=str(out), val=[str(scenes["val"])], crop=16,
+                batch_size=2, epochs=1, steps_per_epoch=2, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def net() -> FERD:
+    """One network for the tests that do not train it (building one costs seconds)."""
+    torch.manual_seed(0)
+    return FERD(bands=BANDS)
+
+
+# --- architecture --------------------------------------------------------------------------
+def test_every_stage_has_the_specified_shape_for_a_64_crop(net: FERD) -> None:
+    net.eval()
+    x = torch.rand(1, BANDS, 64, 64) * 0.2 - 0.1
+    with torch.no_grad():
+        out = net(x)
+        z = net.ocbe(*out.enc)
+    assert [tuple(f.shape[1:]) for f in out.enc] == [(256, 72, 72), (512, 36, 36), (1024, 18, 18)]
+    assert tuple(z.shape[1:]) == (2048, 9, 9)
+    assert [tuple(f.shape[1:]) for f in out.dec] == [(256, 72, 72), (512, 36, 36), (1024, 18, 18)]
+    assert tuple(out.recon.shape[1:]) == (BANDS, 64, 64)
+    assert tuple(out.logit.shape[1:]) == (1, 64, 64)
+    # the upsampling blocks: 2x2 stride-2 transposed convs in conv2 and the skip of each stage's first block
+    for stage in (net.decoder.layer1, net.decoder.layer2, net.decoder.layer3):
+        first = stage[0]
+        assert isinstance(first.conv2, torch.nn.ConvTranspose2d) and first.conv2.stride == (2, 2)
+        assert isinstance(first.downsample[0], torch.nn.ConvTranspose2d) and first.downsample[0].kernel_size == (2, 2)
+    assert [len(s) for s in (net.decoder.layer1, net.decoder.layer2, net.decoder.layer3)] == [3, 4, 6]
+    assert [len(getattr(net, f"layer{i}")) for i in (1, 2, 3)] == [3, 4, 23]
+    # the FEN is the pruned part: same ConvH/layer1/head, and head(enc) + x is its output
+    with torch.no_grad():
+        np.testing.assert_allclose(net.fen()(x).numpy(), (out.enhanced + x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_crop_must_be_a_multiple_of_8(net: FERD) -> None:
+    with pytest.raises(ValueError, match="multiple of 8"):
+        net(torch.zeros(1, BANDS, 20, 20))
+
+
+def test_teacher_stays_frozen_and_in_eval_mode(net: FERD) -> None:
+    net.train()
+    assert not any(m.training for m in (net.layer1, net.layer2, net.layer3))
+    assert net.decoder.training and net.ocbe.training
+    trainable = {id(p) for p in net.trainable_parameters()}
+    assert not trainable & {id(p) for p in net.teacher_parameters()}
+    assert all(not p.requires_grad for p in net.teacher_parameters())
+    assert id(net.convh.weight) in trainable and id(net.conv3.weight) in trainable
+    net.eval()
+
+
+def test_teacher_loads_torchvision_keys_and_refuses_incomplete_ones(net: FERD) -> None:
+    original = {k: v.clone() for k, v in net.state_dict().items() if k.startswith(("layer1", "layer2", "layer3"))}
+    teacher = {k: v + 1 if v.is_floating_point() else v for k, v in original.items()}
+    extra = {"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(1000, 2048)}  # torchvision stem/fc
+    assert net.load_teacher({**teacher, **extra}) == len(teacher)
+    assert torch.equal(net.layer3[22].conv2.weight, teacher["layer3.22.conv2.weight"])
+    del teacher["layer2.0.bn1.running_var"]
+    with pytest.raises(KeyError, match="layer2.0.bn1.running_var"):
+        net.load_teacher(teacher)
+    net.load_teacher(original)
+
+
+def test_teacher_layer1_from_a_ferd_enc_pt(tmp_path: Path) -> None:
+    torch.manual_seed(5)
+    src = FEN(BANDS)
+    torch.save({"state_dict": {k: v for k, v in src.state_dict().items() if k.startswith("layer1.")}},
+               tmp_path / "enc.pt")
+    notes: list[str] = []
+    cfg = TrainConfig(data=[], bands=BANDS, out=str(tmp_path), teacher_layer1=str(tmp_path))
+    model, teacher = build_model(cfg, notes.append)
+    assert torch.equal(model.layer1[0].conv2.weight, src.layer1[0].conv2.weight)
+    assert "layer2-3 random" in teacher and any("RANDOM" in n for n in notes)
+    with pytest.raises(FencliError, match="no enc.pt"):
+        build_model(TrainConfig(data=[], bands=BANDS, out="x", teacher_layer1=str(tmp_path / "nope")), print)
+
+
+# --- losses and optimisation ---------------------------------------------------------------
+def test_smoke_steps_finite_losses_and_decreasing_on_a_fixed_batch(scenes: dict[str, Path], net: FERD) -> None:
+    sampler = CropSampler([load_scene(scenes["bg"], BANDS)], crop=16)
+    x = torch.from_numpy(sampler.draw(2, seed=0, step=0)[0])
+    net.train()  # trains the shared network: the last test in this file to use it
+    opt = torch.optim.Adam(net.trainable_parameters(), lr=0.005, betas=(0.5, 0.999))
+    before = [p.detach().clone() for p in (net.convh.weight, net.layer1[0].conv1.weight)]
+    totals = []
+    for _ in range(5):
+        terms = ferd_loss(x, net(x))
+        assert all(math.isfinite(v) for v in terms.items().values()), terms.items()
+        assert terms.items()["cos"] > 0 and terms.items()["mse"] > 0
+        opt.zero_grad()
+        terms.total.backward()
+        opt.step()
+        totals.append(terms.items()["total"])
+    # Adam at lr 0.005 on a batch of 2 is not monotone step by step, but it goes down
+    assert max(totals[1:]) < totals[0] and totals[-1] < 0.8 * totals[0], totals
+    assert not torch.equal(before[0], net.convh.weight)         # ConvH learns (through the frozen teacher)
+    assert torch.equal(before[1], net.layer1[0].conv1.weight)  # the teacher does not
+
+
+def test_loss_matches_the_reference_formula(net: FERD) -> None:
+    net.eval()
+    x = torch.rand(2, BANDS, 8, 8) * 0.2 - 0.1
+    with torch.no_grad():
+        out = net(x)
+        terms = ferd_loss(x, out)
+        p = torch.sigmoid(out.logit)
+        bce_ref = torch.log1p(torch.exp(p)).mean()  # BCE-with-logits(p, 0) = log(1 + e^p)
+        cos_ref = sum((1 - torch.nn.functional.cosine_similarity(e.reshape(2, -1), d.reshape(2, -1))).mean()
+                      for e, d in zip(out.enc, out.dec))
+        mse_ref = ((x - out.recon) ** 2).mean()
+        logits = ferd_loss(x, out, bce_on_logits=True)
+    assert terms.bce.item() == pytest.approx(bce_ref.item(), rel=1e-6)
+    assert terms.bce.item() > math.log(2)  # p > 0 always: the reference's form never reaches log 2
+    assert terms.cos.item() == pytest.approx(cos_ref.item(), rel=1e-5)
+    assert terms.total.item() == pytest.approx(0.1 * bce_ref + 0.1 * mse_ref + cos_ref, rel=1e-5)
+    assert logits.bce.item() == pytest.approx(torch.nn.functional.softplus(out.logit).mean().item(), rel=1e-5)
+
+
+# --- data ----------------------------------------------------------------------------------
+def test_crops_never_include_anomalous_pixels() -> None:
+    rng = np.random.default_rng(0)
+    gt = rng.random((30, 34)) < 0.02
+    crop = 8
+    ok = clean_origins(gt, 30, 34, crop)
+    naive = [r * (34 - crop + 1) + c for r in range(30 - crop + 1) for c in range(34 - crop + 1)
+             if not gt[r:r + crop, c:c + crop].any()]
+    assert ok.tolist() == naive and 0 < len(naive) < 27 * 23
+    cube = rng.random((30, 34, 5)).astype(np.float32)
+    sampler = CropSampler([TrainScene("a", cube, gt), TrainScene("clean", cube[:10, :10], None)], crop)
+    seen = set()
+    for step in range(40):
+        x, where = sampler.draw(4, seed=1, step=step)
+        assert x.shape == (4, 5, crop, crop) and np.abs(x).max() <= 0.1 + 1e-6
+        for k, r, c in where:
+            if k == 0:
+                assert not gt[r:r + crop, c:c + crop].any()
+            seen.add((k, r, c))
+    assert len(seen) > 60  # really random
+    np.testing.assert_array_equal(sampler.draw(4, 1, 7)[0], sampler.draw(4, 1, 7)[0])  # (seed, step) fixes it
+
+
+def test_no_clean_crop_is_a_clear_error() -> None:
+    gt = np.zeros((20, 20), bool)
+    gt[::6, ::6] = True
+    with pytest.raises(FencliError, match="no 16x16 crop free of ground-truth anomalies"):
+        CropSampler([TrainScene("dense", np.ones((20, 20, 3), np.float32), gt)], 16)
+
+
+def test_had100_layout_and_sensor(tmp_path: Path) -> None:
+    for sensor in ("aviris_ng", "aviris"):
+        (tmp_path / "train" / sensor).mkdir(parents=True)
+        for i in range(2):
+            np.save(tmp_path / "train" / sensor / f"{sensor}{i}.npy", np.zeros((4, 4, 3), np.float32))
+    assert [f.name for f in collect_files([tmp_path])] == ["aviris_ng0.npy", "aviris_ng1.npy"]
+    assert len(collect_files([tmp_path], sensor="all")) == 4
+    assert [f.name for f in collect_files([tmp_path / "train" / "aviris"])] == ["aviris0.npy", "aviris1.npy"]
+    with pytest.raises(FencliError, match="--sensor"):
+        collect_files([tmp_path], sensor="hydice")
+    with pytest.raises(FencliError, match="no such file"):
+        collect_files([tmp_path / "missing"])
+
+
+# --- the run: resume, checkpoint, ONNX -----------------------------------------------------
+@pytest.fixture(scope="module")
+def full_run(scenes: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("full")
+    return out, train(_cfg(scenes, out))
+
+
+def test_resume_continues_the_same_run(scenes: dict[str, Path], full_run, tmp_path: Path) -> None:
+    out_full, result = full_run
+    assert result.steps == 2 and result.best_epoch == 1 and 0.5 < result.val_auc <= 1
+    first = train(_cfg(scenes, tmp_path, max_steps=1))
+    assert first.steps == 1
+    with pytest.raises(FencliError, match="--resume"):
+        train(_cfg(scenes, tmp_path))
+    resumed = train(_cfg(scenes, tmp_path), resume=True)
+    assert resumed.steps == 2
+    a = torch.load(out_full / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"] == 2
+    for k, v in a["model"].items():
+        torch.testing.assert_close(b["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+    for (i, sa), sb in zip(a["optimizer"]["state"].items(), b["optimizer"]["state"].values()):
+        torch.testing.assert_close(sb["exp_avg_sq"], sa["exp_avg_sq"], rtol=1e-4, atol=1e-10)
+        assert float(sb["step"]) == float(sa["step"]) == 2.0
+    assert "resume at step 1 of 2" in (tmp_path / "train.log").read_text()
+
+
+def test_checkpoint_has_the_published_layout_and_exports_to_onnx(scenes: dict[str, Path], full_run) -> None:
+    import onnxruntime as ort
+
+    out, result = full_run
+    fen_dir = Path(result.checkpoint)
+    convh = torch.load(fen_dir / "convh.pt", weights_only=True)["state_dict"]
+    enc = torch.load(fen_dir / "enc.pt", weights_only=True)["state_dict"]
+    pc = torch.load(fen_dir / "pc.pt", weights_only=True)["state_dict"]
+    assert list(convh) == ["convh.weight"] and convh["convh.weight"].shape == (64, BANDS, 1, 1)
+    assert all(k.startswith("layer1.") for k in enc) and "layer1.0.downsample.0.weight" in enc
+    assert sorted(pc) == sorted(f"conv{i}.{p}" for i in (1, 2, 3) for p in ("weight", "bias"))
+    assert pc["conv3.weight"].shape == (1, BANDS, 1, 1)
+
+    fen = FEN(BANDS)
+    fen.load_state_dict({**convh, **enc, **{k: v for k, v in pc.items() if not k.startswith("conv3")}})
+    fen.eval()
+    cube, _ = planted_scene(h=21, w=27, bands=BANDS, seed=9)  # odd sizes: dynamic axes
+    x = torch.from_numpy(np.ascontiguousarray(cube.transpose(2, 0, 1)[None]) * 0.05)
+    with torch.no_grad():
+        ref = fen(x).numpy()
+    sess = ort.InferenceSession(result.onnx, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(ref, x.numpy(), atol=1e-4)  # the head contributes: not an identity
+
+
+def test_cli_bad_input_is_one_line(scenes: dict[str, Path], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "fencli", "train", str(scenes["bg"]), "--bands", str(BANDS),
+           "--crop", "20", "--out", str(tmp_path / "run")]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == ["fencli: error: --crop: the crop side must be a positive "
+                                               "multiple of 8, got 20"]
