@@ -1,0 +1,140 @@
+"""fencli against the published FERD code: speed ratio and AUC, measured in ONE process.
+
+Published side (``published_ref.py``): per-pixel Python loops for GRX and SLRX, the FEN in PyTorch
+eager mode. fencli side: :func:`fencli.pipeline.run` with the vectorized detectors and the ONNX
+Runtime session. Same scene, same bands, same thread count for BLAS, PyTorch and ONNX Runtime;
+runs are interleaved (published, fencli, published, ...) so that load from other jobs hits both
+sides alike; warm-up runs first; median and minimum reported. Session/model creation and file
+reading are excluded on both sides.
+
+    python benchmarks/compare_published.py [--scene abu-airport-1] [--bands 200] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+import numpy as np  # noqa: E402
+
+import published_ref as P  # noqa: E402
+from machine import describe, limit_threads, machine_info, save_results, timed  # noqa: E402
+
+TARGETS = {"GRX": 10.0, "SLRX": 15.0, "FE+GRX": 3.0, "FE+SLRX": 10.0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scene", default="abu-airport-1")
+    ap.add_argument("--bands", type=int, default=200)
+    ap.add_argument("--model", default="ferd-200-supp", help="fencli model name or .onnx path")
+    ap.add_argument("--checkpoint", default=None, help="published checkpoint folder (default: the shared one)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--name", default="compare_published", help="results/<name>.md and .json")
+    args = ap.parse_args()
+
+    limit_threads(args.threads)
+    from fencli.bench import load_reference, default_reference, reference_auc, shared_dir
+    from fencli.io import read_scene
+    from fencli.metrics import roc_auc
+    from fencli.pipeline import run
+
+    info = machine_info()
+    print(describe(info), flush=True)
+    scene = read_scene(shared_dir() / "data" / f"{args.scene}.mat")
+    cube, gt = scene.cube[:, :, :args.bands], scene.gt
+    x_bhw = np.ascontiguousarray(cube.transpose(2, 0, 1), dtype=np.float64)
+    ckpt = Path(args.checkpoint) if args.checkpoint else shared_dir() / "ferd-checkpoints" / "200bands-supp"
+    torch_fen = P.load_fen(ckpt)
+    notes = []
+    try:
+        from fencli.runtime import load_session
+
+        session = load_session(args.model, device="cpu", threads=args.threads)
+    except Exception as err:  # noqa: BLE001  (reported, FE rows skipped)
+        session = None
+        notes.append(f"no fencli FEN session ({type(err).__name__}: {err}): FE rows skipped")
+
+    cases = {
+        "GRX": (lambda: P.grx(x_bhw), lambda: run(cube, "grx", bands=args.bands).scores),
+        "SLRX": (lambda: P.slrx(x_bhw), lambda: run(cube, "slrx", bands=args.bands).scores),
+    }
+    if session is not None:
+        cases |= {
+            "FE only": (lambda: P.fe(torch_fen, cube), lambda: session.enhance(cube)),
+            "FE+GRX": (lambda: P.grx(P.fe(torch_fen, cube)), lambda: run(cube, "grx", enhancer=session).scores),
+            "FE+SLRX": (lambda: P.slrx(P.fe(torch_fen, cube)), lambda: run(cube, "slrx", enhancer=session).scores),
+        }
+    ref = load_reference(default_reference()) if default_reference() else None
+    rows = []
+    for name, (pub, fen) in cases.items():
+        t_pub, t_fen, c_pub, c_fen = [], [], [], []
+        for i in range(args.warmup + args.repeat):
+            tp, cp, s_pub = timed(pub)
+            tf, cf, s_fen = timed(fen)
+            if i >= args.warmup:
+                t_pub.append(tp)
+                t_fen.append(tf)
+                c_pub.append(cp)
+                c_fen.append(cf)
+        row = {"case": name, "published_s": {"median": statistics.median(t_pub), "min": min(t_pub)},
+               "fencli_s": {"median": statistics.median(t_fen), "min": min(t_fen)},
+               "published_cpu_s": {"median": statistics.median(c_pub), "min": min(c_pub)},
+               "fencli_cpu_s": {"median": statistics.median(c_fen), "min": min(c_fen)},
+               "runs": args.repeat}
+        row["speedup_median"] = row["published_s"]["median"] / row["fencli_s"]["median"]
+        row["speedup_min"] = row["published_s"]["min"] / row["fencli_s"]["min"]
+        row["speedup_cpu_median"] = row["published_cpu_s"]["median"] / row["fencli_cpu_s"]["median"]
+        row["target"] = TARGETS.get(name)
+        if name != "FE only":
+            row["auc_published"] = roc_auc(s_pub, gt)
+            row["auc_fencli"] = roc_auc(s_fen, gt)
+            det = name.split("+")[-1].lower()
+            r = reference_auc(ref, args.scene, det, args.model if "FE" in name else None, args.bands)
+            row["auc_fencli_minus_reference"] = None if r is None else row["auc_fencli"] - r
+            row["auc_published_minus_reference"] = None if r is None else row["auc_published"] - r
+        else:
+            row["max_abs_diff"] = float(np.max(np.abs(np.asarray(s_pub) - np.moveaxis(s_fen, 2, 0))))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    end_load = [round(x, 2) for x in __import__("os").getloadavg()]
+    md = render(args, info, rows, notes, end_load)
+    print(md)
+    save_results(args.name, md, {"machine": info, "args": vars(args), "rows": rows, "notes": notes,
+                                 "load_average_end": end_load})
+
+
+def render(args, info, rows, notes, end_load) -> str:
+    def ms(d):
+        return f"{1000 * d['median']:.1f} ({1000 * d['min']:.1f})"
+
+    def diff(v):
+        return "-" if v is None else f"{v:+.6f}"
+
+    lines = [f"Scene `{args.scene}`, first {args.bands} bands, {args.threads} threads, "
+             f"{args.repeat} timed runs after {args.warmup} warm-up, interleaved; model `{args.model}`.", "",
+             "| case | published ms, median (min) | fencli ms, median (min) | speed-up median (min) | CPU-time ratio | target | "
+             "AUC published | AUC fencli | fencli - reference |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        tgt = "-" if r["target"] is None else (f">= {r['target']:g}x " + ("met" if r["speedup_median"] >= r["target"] else "**not met**"))
+        auc_p = f"{r['auc_published']:.6f}" if "auc_published" in r else f"max abs diff {r['max_abs_diff']:.2e}"
+        auc_f = f"{r['auc_fencli']:.6f}" if "auc_fencli" in r else "-"
+        lines.append(f"| {r['case']} | {ms(r['published_s'])} | {ms(r['fencli_s'])} | "
+                     f"{r['speedup_median']:.1f}x ({r['speedup_min']:.1f}x) | {r['speedup_cpu_median']:.1f}x | {tgt} | {auc_p} | {auc_f} | "
+                     f"{diff(r.get('auc_fencli_minus_reference'))} |")
+    lines += ["", f"Load average at the end: {', '.join(map(str, end_load))}."]
+    lines += [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
