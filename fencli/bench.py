@@ -105,7 +105,8 @@ def demo_bench_scene() -> BenchScene:
 
 
 def load_scenes(paths: Sequence[Path]) -> list[BenchScene]:
-    """Read each scene with :func:`fencli.io.read_scene`; with no paths, the defaults."""
+    """Read each scene with :func:`fencli.io.read_scene` (``demo``, when no such file exists, is the
+    synthetic demo scene); with no paths, the shared scenes, else the demo scene."""
     from fencli.io import read_scene
 
     paths = list(paths) or default_scene_paths()
@@ -113,6 +114,9 @@ def load_scenes(paths: Sequence[Path]) -> list[BenchScene]:
         return [demo_bench_scene()]
     scenes = []
     for p in paths:
+        if str(p) == "demo" and not Path(p).exists():
+            scenes.append(demo_bench_scene())
+            continue
         s = read_scene(p)
         scenes.append(BenchScene(s.name, s.cube, s.gt))
     return scenes
@@ -344,12 +348,12 @@ def _cell(v: Any, col: str) -> str:
     return str(v)
 
 
-def markdown_table(rows: Sequence[Row | dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---" if c in ("scene", "method", "model") else "---:" for c in COLUMNS) + "|"]
+def markdown_table(rows: Sequence[Row | dict[str, Any]], columns: Sequence[str] = COLUMNS) -> str:
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" if c in ("scene", "method", "model") else "---:" for c in columns) + "|"]
     for r in rows:
         f = flat(r)
-        lines.append("| " + " | ".join(_cell(f[c], c) for c in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_cell(f[c], c) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -104,8 +104,8 @@ def test_reference_lookup_and_cli_reference_file(no_shared, tmp_path, capsys, mo
     assert B.reference_auc(ref, "other", "grx", None, 200) is None
     path = tmp_path / "ref.json"
     path.write_text(json.dumps(ref))
-    code, out, err = cli(["bench", "--model", "none", "--methods", "grx", "--repeat", "1", "--warmup", "0",
-                          "--reference", str(path), "--json"], capsys, monkeypatch)
+    code, out, err = cli(["bench", "demo", "--model", "none", "--methods", "grx", "--repeat", "1",
+                          "--warmup", "0", "--reference", str(path), "--json"], capsys, monkeypatch)
     assert code == 0, err
     (row,) = json.loads(out)
     assert row["reference_auc"] == 0.75

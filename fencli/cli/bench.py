@@ -38,7 +38,7 @@ def _table(rows: list[dict], title: str):
 
 @app.command()
 def bench(
-    scenes: Annotated[Optional[list[Path]], typer.Argument(help="Scene files (default: the shared scenes when present, else the synthetic demo scene).", show_default=False)] = None,
+    scenes: Annotated[Optional[list[Path]], typer.Argument(help="Scene files, or `demo` for the synthetic demo scene (default: the shared scenes when present, else the demo scene).", show_default=False)] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="FEN model(s), comma-separated names or .onnx paths, or 'none'. Default: ferd-200-supp when installed, else none.")] = None,
     bands: Bands = None,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated detectors.")] = "grx,slrx,lrx",
