@@ -48,5 +48,8 @@ class FEN(nn.Module):
         y = F.relu(self.conv2(F.relu(self.conv1(f)))) + x
         if self.variant == "supp":
             # The reference runs one scene at a time; per-sample norms keep a batch equal to that.
-            y = y / torch.linalg.vector_norm(y, dim=(1, 2, 3), keepdim=True)
+            # A float32 sum of ~1e6 squares is off by ~1e-5 relative, differently in every backend:
+            # summing in float64 makes PyTorch and ONNX Runtime agree to float32 rounding.
+            norm = torch.linalg.vector_norm(y.double(), dim=(1, 2, 3), keepdim=True)
+            y = y / norm.to(y.dtype)
         return y

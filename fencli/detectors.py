@@ -1,22 +1,429 @@
 """Mahalanobis-distance anomaly detectors (RX family), vectorized NumPy.
 
 Every detector takes an ``H x W x B`` cube (any numeric dtype) and returns ``H x W`` float64 scores.
+All statistics are float64: the reference's float32 statistics shift the AUC in the 4th decimal.
+
+* :func:`grx`: global RX with the reference's ``pinv`` semantics; :class:`RXStats` splits it into
+  "estimate the background once" and "score many pixels" so tiles and streams reuse the statistics.
+* :func:`slrx`: the FERD authors' fixed-patch local RX (block, surround and full-image maps).
+* :func:`lrx`: the classic dual-window local RX, with Spectral Python's border rule.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable, Iterable
 
+import numpy as np
+from scipy.linalg import blas, lapack
+
+from fencli.errors import FencliError
 from fencli.preprocess import minmax01
 
+PINV_RCOND = 1e-15  # numpy.linalg.pinv's default cutoff, relative to the largest eigenvalue
+_SAFE_RCOND = 1e-12  # a 1-norm rcond estimate above this guarantees no eigenvalue under the cutoff
 
-def grx(cube: np.ndarray) -> np.ndarray:
-    """Global RX: ``(x - mu)^T pinv(S) (x - mu)`` with the unbiased covariance of all pixels."""
+
+def _as_pixels(data: np.ndarray, bands: int | None = None) -> np.ndarray:
+    """``(..., B)`` array -> ``(n, B)`` view (no copy for contiguous input)."""
+    arr = np.asarray(data)
+    if arr.ndim < 1 or (bands is not None and arr.shape[-1] != bands):
+        raise FencliError(f"expected pixels with {bands} bands, got an array of shape {arr.shape}")
+    return arr.reshape(-1, arr.shape[-1])
+
+
+def _center(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 mean, float64 C-contiguous centered copy) in one extra pass over the data."""
+    mean = pixels.mean(axis=0, dtype=np.float64)
+    centered = np.subtract(pixels, mean, dtype=np.float64)
+    return mean, centered
+
+
+def _scatter(centered: np.ndarray) -> np.ndarray:
+    """Full symmetric ``Xc^T Xc`` via one BLAS syrk (half a GEMM's FLOPs)."""
+    upper = blas.dsyrk(1.0, centered.T, trans=0)  # centered.T is Fortran-ordered: no copy
+    return np.triu(upper) + np.triu(upper, 1).T
+
+
+def _sq_norms_after(factor: np.ndarray, centered: np.ndarray, *, triangular: bool) -> np.ndarray:
+    """``||T y||^2`` per row ``y`` of ``centered`` (overwritten when T is lower triangular)."""
+    if triangular:  # in place, half a GEMM's FLOPs; trmm measured faster than trsm here
+        y = blas.dtrmm(1.0, factor, centered.T, lower=1, overwrite_b=1)
+    else:
+        y = (centered @ factor.T).T
+    return np.einsum("ij,ij->j", y, y)
+
+
+class RXStats:
+    """Background mean and scatter of global RX, accumulated in float64 over chunks.
+
+    Spectral Python's design: estimate the background once, apply it many times. Chunks are merged
+    with Chan's parallel update (exact, no catastrophic cancellation), so a scene streamed in tiles
+    gets the same statistics as the whole cube up to rounding. RX scores are invariant to the
+    reference's affine min-max, so no global range is needed to fit; ``vrange`` only expresses
+    ``mean``/``covariance`` in the reference's [0, 1] units.
+    """
+
+    def __init__(self, bands: int, vrange: tuple[float, float] | None = None) -> None:
+        self.bands = bands
+        self.vrange = vrange
+        self.n = 0
+        self._mean = np.zeros(bands)
+        self._scatter = np.zeros((bands, bands))
+        self._factor: tuple[np.ndarray, bool] | None = None
+
+    def fit(self, data: np.ndarray | Iterable[np.ndarray]) -> RXStats:
+        """Accumulate one array of pixels ``(..., B)`` or an iterable of such chunks; returns self."""
+        chunks = [data] if isinstance(data, np.ndarray) else data
+        for chunk in chunks:
+            self.update(chunk)
+        return self
+
+    def update(self, chunk: np.ndarray) -> None:
+        """Merge one chunk of pixels ``(..., B)`` into the statistics."""
+        pixels = _as_pixels(chunk, self.bands)
+        if pixels.shape[0]:
+            mean, centered = _center(pixels)
+            self._merge(pixels.shape[0], mean, _scatter(centered))
+
+    def _merge(self, n: int, mean: np.ndarray, scatter: np.ndarray) -> None:
+        total = self.n + n
+        delta = mean - self._mean
+        self._scatter += scatter + np.outer(delta, delta) * (self.n * n / total)
+        self._mean += delta * (n / total)
+        self.n = total
+        self._factor = None
+
+    @property
+    def _scale(self) -> float:
+        return 1.0 if self.vrange is None else 1.0 / (self.vrange[1] - self.vrange[0])
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Background mean (in [0, 1] units when ``vrange`` is set)."""
+        lo = 0.0 if self.vrange is None else self.vrange[0]
+        return (self._mean - lo) * self._scale
+
+    @property
+    def covariance(self) -> np.ndarray:
+        """Unbiased covariance (divides by n - 1)."""
+        if self.n < 2:
+            raise FencliError("RX needs at least 2 pixels to estimate a covariance")
+        return self._scatter * (self._scale**2 / (self.n - 1))
+
+    def _whitening(self) -> tuple[np.ndarray, bool]:
+        """(L^-1, True) with S = L L^T when pinv(S) = inv(S) provably, else (Lambda^-1/2 V^T, False)."""
+        if self._factor is None:
+            cov = self.covariance
+            if not np.any(cov):
+                raise FencliError("every pixel has the same spectrum: nothing to detect")
+            chol, info = lapack.dpotrf(cov, lower=1, clean=1)
+            if info == 0:
+                rcond, _ = lapack.dpocon(chol, np.abs(cov).sum(axis=0).max(), uplo="L")
+                if rcond > _SAFE_RCOND:
+                    self._factor = (lapack.dtrtri(chol, lower=1)[0], True)
+                    return self._factor
+            evals, evecs = np.linalg.eigh(cov)
+            keep = evals > PINV_RCOND * evals.max()  # negative eigenvalues are rounding noise
+            self._factor = ((evecs[:, keep] / np.sqrt(evals[keep])).T, False)
+        return self._factor
+
+    def whitener(self) -> np.ndarray:
+        """``r x B`` matrix ``T`` with ``T^T T = pinv(S)``: score = ``||T (x - mean)||^2``."""
+        return self._whitening()[0]
+
+    def score(self, pixels: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of each pixel ``(..., B)``; returns shape ``(...)``."""
+        arr = np.asarray(pixels)
+        flat = _as_pixels(arr, self.bands)
+        lo = 0.0 if self.vrange is None else self.vrange[0]
+        centered = np.subtract(flat, (self.mean / self._scale) + lo, dtype=np.float64)
+        centered *= self._scale
+        return self._score_centered(centered).reshape(arr.shape[:-1])
+
+    def _score_centered(self, centered: np.ndarray) -> np.ndarray:
+        factor, triangular = self._whitening()
+        return _sq_norms_after(factor, centered, triangular=triangular)
+
+
+def grx(cube: np.ndarray, vrange: tuple[float, float] | None = None, *,
+        float32_scores: bool = False) -> np.ndarray:
+    """Global RX: ``(x - mu)^T pinv(S) (x - mu)`` with the unbiased covariance of all pixels.
+
+    The reference min-maxes to [0, 1] first; RX with a relative pinv cutoff is invariant to that
+    affine map, so it is folded into the statistics instead of costing a pass over the data.
+    ``float32_scores`` whitens in float32 after float64 statistics: about twice as fast for that
+    step, relative score error ~3e-6, AUC moved by <= 1.2e-6 on the shared scenes.
+    """
     h, w, b = cube.shape
-    x = minmax01(cube).reshape(-1, b)
-    x -= x.mean(axis=0)
-    cov = (x.T @ x) / (x.shape[0] - 1)
-    evals, evecs = np.linalg.eigh(cov)
-    keep = evals > 1e-15 * evals.max()  # numpy.linalg.pinv's default cutoff
-    white = x @ (evecs[:, keep] / np.sqrt(evals[keep]))
-    return np.einsum("ij,ij->i", white, white).reshape(h, w)
+    stats = RXStats(b, vrange)
+    pixels = _as_pixels(cube)
+    mean, centered = _center(pixels)
+    stats._merge(pixels.shape[0], mean, _scatter(centered))
+    if float32_scores:
+        factor, triangular = stats._whitening()
+        centered = np.subtract(pixels, mean.astype(np.float32), dtype=np.float32)
+        factor = (factor * stats._scale).astype(np.float32)
+        if triangular:
+            y = blas.strmm(1.0, factor, centered.T, lower=1, overwrite_b=1)
+        else:
+            y = (centered @ factor.T).T
+        return np.einsum("ij,ij->j", y, y, dtype=np.float64).reshape(h, w)
+    centered *= stats._scale
+    return stats._score_centered(centered).reshape(h, w)
+
+
+def _minmax_map(scores: np.ndarray) -> np.ndarray:
+    """The reference's To01 on one map; a constant map (the reference's 0/0) becomes all ones,
+    the neutral factor of SLRX's product, so it carries no information instead of NaN."""
+    lo, hi = scores.min(), scores.max()
+    if not hi > lo:
+        return np.ones_like(scores)
+    return (scores - lo) / (hi - lo)
+
+
+_BIG = 1e200  # bordering diagonal: Cholesky of [[S, y], [y^T, BIG]] stays positive definite
+
+
+def _bordered_mahalanobis(spd: np.ndarray, diffs: np.ndarray) -> np.ndarray:
+    """``y^T A_k^-1 y`` for each row ``y`` of ``diffs[k]`` by ONE batched Cholesky.
+
+    The Cholesky factor of ``[[A, Y^T], [Y, BIG I]]`` has ``(L^-1 Y^T)^T`` as its bottom-left
+    block, so the squared norms of its rows are the distances: no cancellation, no Python loop.
+    """
+    m, n, b = diffs.shape
+    border = np.empty((m, b + n, b + n))
+    border[:, :b, :b] = spd
+    border[:, b:, :b] = diffs
+    border[:, :b, b:] = 0.0  # numpy's cholesky reads the lower triangle only
+    border[:, b:, b:] = np.eye(n) * _BIG
+    low = np.linalg.cholesky(border)[:, b:, :b]
+    return np.einsum("kij,kij->ki", low, low)
+
+
+def _own_block_distances(centered: np.ndarray, ridge: float) -> np.ndarray:
+    """Squared Mahalanobis distance of each block pixel to its own block, ``inv(S_b + ridge I)``.
+
+    ``centered`` is ``m x n x B`` (each block minus its own mean). The block covariance has rank
+    ``< n``; by Woodbury on the ``n x n`` Gram matrix ``K = Xc Xc^T`` the distance is exactly
+    ``(n - 1) [K (K + c I)^-1]_ii`` with ``c = (n - 1) ridge``: no ``B x B`` inverse, no
+    cancellation. Fewer than 2 pixels: the covariance is taken as 0 and the distance is 0.
+    """
+    m, n, _ = centered.shape
+    if n < 2:
+        return np.zeros((m, n))
+    gram = np.matmul(centered, centered.transpose(0, 2, 1))
+    shifted = gram + (n - 1) * ridge * np.eye(n)
+    ratio = np.linalg.solve(shifted, gram)  # (K + cI)^-1 K has the same diagonal as K (K + cI)^-1
+    return np.clip((n - 1) * np.diagonal(ratio, axis1=1, axis2=2), 0.0, None)
+
+
+def _shifted_cov(sums: np.ndarray, moments: np.ndarray, counts: np.ndarray,
+                 ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """(means, S + ridge I) from per-set sums, raw second moments and counts; ``moments`` is
+    overwritten. Fewer than 2 pixels: the covariance is taken as 0 (the reference's 0 / 0)."""
+    means = sums / counts[:, None]
+    moments -= np.einsum("k,ki,kj->kij", counts, means, means)
+    moments *= (1.0 / np.maximum(counts - 1, 1) * (counts > 1))[:, None, None]
+    diag = np.arange(sums.shape[1])
+    moments[:, diag, diag] += ridge
+    return means, moments
+
+
+def _block_groups(strip: np.ndarray, bs: int) -> list[tuple[int, int, np.ndarray]]:
+    """Blocks of one block row, grouped by shape: (first block column, block width, m x n x B)."""
+    rh, w, b = strip.shape
+    full = w // bs
+    groups = []
+    if full:
+        tiles = strip[:, : full * bs].reshape(rh, full, bs, b).transpose(1, 0, 2, 3)
+        groups.append((0, bs, tiles.reshape(full, rh * bs, b)))
+    if w % bs:
+        groups.append((full, w % bs, strip[:, full * bs:].reshape(1, -1, b)))
+    return groups
+
+
+def _paste(out: np.ndarray, values: np.ndarray, col0: int, bw: int, bs: int) -> None:
+    """Write ``m x n`` per-block values back into the block row ``out`` (``rh x W``)."""
+    m = values.shape[0]
+    rh = out.shape[0]
+    out[:, col0 * bs: col0 * bs + m * bw] = values.reshape(m, rh, bw).transpose(1, 0, 2).reshape(rh, -1)
+
+
+def _row_moments(groups: list[tuple[int, int, np.ndarray]]) -> tuple[np.ndarray, ...]:
+    """Per block of one block row: (sums, raw second moments X^T X, pixel counts)."""
+    sums = np.concatenate([px.sum(axis=1) for _, _, px in groups])
+    moments = np.concatenate([np.matmul(px.transpose(0, 2, 1), px) for _, _, px in groups])
+    counts = np.concatenate([np.full(px.shape[0], px.shape[1], dtype=np.float64) for _, _, px in groups])
+    return sums, moments, counts
+
+
+def _neighbourhood(rows: list[tuple[np.ndarray, ...]], own: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """3 x 3 block neighbourhood sums minus the block itself (the spec's surround union)."""
+    out = []
+    for k, mine in enumerate(own):
+        vert = rows[0][k] + rows[1][k] if len(rows) > 1 else rows[0][k].copy()
+        if len(rows) > 2:
+            vert += rows[2][k]
+        horiz = vert - mine
+        horiz[1:] += vert[:-1]
+        horiz[:-1] += vert[1:]
+        out.append(horiz)
+    return tuple(out)
+
+
+def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, ridge: float = 1e-6,
+         vrange: tuple[float, float] | None = None) -> np.ndarray:
+    """The FERD authors' fixed-patch local RX (SLRX), float64, vectorized over blocks.
+
+    ``block_size`` defaults to ``B // block_num`` (BANDS, as in the reference). Blocks tile from
+    (0, 0), edge blocks are smaller. Three maps of sqrt-Mahalanobis distances, each min-maxed to
+    [0, 1], multiplied: to the block itself, to the union of its (up to 8) neighbouring blocks, and
+    to the full image, each with ``inv(S + ridge I)``. A block larger than the image is clipped
+    to it (one block, no surround). Sets of fewer than 2 pixels get a zero covariance.
+    """
+    h, w, b = cube.shape
+    bs = block_size if block_size is not None else b // block_num
+    if bs < 1:
+        raise FencliError(f"SLRX block size must be at least 1 (got {bs}; {b} bands // block_num {block_num})")
+    if not ridge > 0:
+        raise FencliError(f"SLRX ridge must be positive, got {ridge}")
+    x = minmax01(cube, vrange).reshape(-1, b)
+    centered = x - x.mean(axis=0)  # every later statistic is shift-invariant; this limits cancellation
+    x = None
+    grid = centered.reshape(h, w, b)
+
+    full_cov = _scatter(centered) / max(h * w - 1, 1) + ridge * np.eye(b)
+    inv_chol = lapack.dtrtri(np.linalg.cholesky(full_cov), lower=1)[0]
+    full = _sq_norms_after(inv_chol, centered.copy(), triangular=True).reshape(h, w)
+    block = np.zeros((h, w))
+    surround = np.zeros((h, w))
+
+    starts = range(0, h, bs)
+    groups = {r0: _block_groups(grid[r0: r0 + bs], bs) for r0 in starts[:1]}
+    moments = {r0: _row_moments(groups[r0]) for r0 in starts[:1]}
+    for r0 in starts:
+        nxt = r0 + bs
+        if nxt < h:
+            groups[nxt] = _block_groups(grid[nxt: nxt + bs], bs)
+            moments[nxt] = _row_moments(groups[nxt])
+        rows = [moments[r] for r in (r0 - bs, r0, nxt) if r in moments]
+        sur_sums, sur_moments, sur_counts = _neighbourhood(rows, moments[r0])
+        k0 = 0
+        for col0, bw, px in groups[r0]:
+            m = px.shape[0]
+            own_means = px.mean(axis=1, keepdims=True)
+            _paste(block[r0: nxt], np.sqrt(_own_block_distances(px - own_means, ridge)), col0, bw, bs)
+            sel = slice(k0, k0 + m)
+            has = sur_counts[sel] > 0
+            if has.any():
+                means, spd = _shifted_cov(sur_sums[sel][has], sur_moments[sel][has], sur_counts[sel][has],
+                                          ridge)
+                d2 = np.zeros(px.shape[:2])
+                d2[has] = _bordered_mahalanobis(spd, px[has] - means[:, None, :])
+                _paste(surround[r0: nxt], np.sqrt(np.clip(d2, 0.0, None)), col0, bw, bs)
+            k0 += m
+        groups.pop(r0 - bs, None)
+        moments.pop(r0 - bs, None)
+    return _minmax_map(block) * _minmax_map(surround) * _minmax_map(np.sqrt(full))
+
+
+def _window_starts(length: int, extent: int) -> np.ndarray:
+    """Spectral Python's rule: a window of ``length`` centred on each index, shifted to stay inside."""
+    return np.clip(np.arange(extent) - length // 2, 0, extent - length)
+
+
+def lrx(cube: np.ndarray, inner: int = 5, outer: int = 21, ridge: float = 0.0,
+        vrange: tuple[float, float] | None = None) -> np.ndarray:
+    """Dual-window local RX: each pixel against the mean/covariance of its outer window minus
+    its inner (guard) window, squared Mahalanobis with ``inv(S + ridge I)``.
+
+    Border rule (Spectral Python's ``rx(window=...)`` code): both windows keep their size and are
+    shifted to stay inside the image, so every pixel has ``outer^2 - inner^2`` background pixels;
+    windows larger than the image are cut to it. Defaults (5, 21) give 416 background pixels,
+    enough for 200 bands without a ridge; with fewer pixels than bands pass ``ridge > 0``.
+    Window sums of per-pixel outer products run along rows (one row added and one removed per
+    output row) and along columns (cumulative sums), then one batched Cholesky per image row.
+    """
+    h, w, b = cube.shape
+    if inner < 1 or outer <= inner or inner % 2 == 0 or outer % 2 == 0:
+        raise FencliError(f"LRX windows must be odd with 1 <= inner < outer, got ({inner}, {outer})")
+    ho, wo, hi, wi = min(outer, h), min(outer, w), min(inner, h), min(inner, w)
+    n = ho * wo - hi * wi
+    if n < 2 or (n - 1 < b and not ridge > 0):
+        raise FencliError(f"LRX background holds {n} pixels for {b} bands: enlarge the outer window "
+                          "or pass a positive ridge")
+    x = minmax01(cube, vrange).reshape(-1, b)
+    x -= x.mean(axis=0)  # shift-invariant statistics; centering limits cancellation
+    x = x.reshape(h, w, b)
+    windows = {"o": (_window_starts(ho, h), ho, wo), "i": (_window_starts(hi, h), hi, wi)}
+    running = {}  # per window: [column sums, column second moments, first row] over its rows
+    for key, (rows, height, _) in windows.items():
+        top = x[rows[0]: rows[0] + height]
+        running[key] = [top.sum(axis=0), np.einsum("rwi,rwj->wij", top, top), rows[0]]
+    cum1, cum2 = np.zeros((w + 1, b)), np.zeros((w + 1, b, b))
+    box1, box2 = np.empty((w, b)), np.empty((w, b, b))
+    border = np.zeros((w, b + 1, b + 1))  # [[M_c + (n-1) ridge I, y], [y^T, BIG]], symmetric
+    diag = np.arange(b)
+    scores = np.empty((h, w))
+    for r in range(h):
+        for key, (rows, height, _) in windows.items():
+            state = running[key]
+            while state[2] < rows[r]:  # slide the window down one row
+                old, new = x[state[2]], x[state[2] + height]
+                state[0] += new - old
+                state[1] += np.multiply(new[:, :, None], new[:, None, :], out=box2)
+                state[1] -= np.multiply(old[:, :, None], old[:, None, :], out=box2)
+                state[2] += 1
+        sums = border[:, :b, :b]
+        _column_box(running["o"], wo, cum1, cum2, out=(box1, sums))
+        mean = box1.copy()
+        _column_box(running["i"], wi, cum1, cum2, out=(box1, box2))
+        mean -= box1
+        mean /= n
+        sums -= box2
+        sums -= np.multiply(mean[:, :, None], mean[:, None, :] * n, out=box2)
+        sums[:, diag, diag] += (n - 1) * ridge
+        np.subtract(x[r], mean, out=border[:, b, :b])
+        border[:, :b, b] = border[:, b, :b]
+        border[:, b, b] = _BIG
+        scores[r] = (n - 1) * _bordered_last_row(border, b)
+    return scores
+
+
+def _column_box(state: list, length: int, cum1: np.ndarray, cum2: np.ndarray,
+                out: tuple[np.ndarray, np.ndarray]) -> None:
+    """Sums over a window of ``length`` columns centred on each column, shifted inside (Spectral's
+    rule), of the running column sums in ``state``: cumulative sums, then differences of slices."""
+    w = out[0].shape[0]
+    for c in range(w):  # 5x faster than np.cumsum(axis=0) on these B x B slices
+        np.add(cum1[c], state[0][c], out=cum1[c + 1])
+        np.add(cum2[c], state[1][c], out=cum2[c + 1])
+    half, last = length // 2, w - length  # columns [0, half] share start 0, [half + last, w) start last
+    for cum, res in zip((cum1, cum2), out):
+        np.subtract(cum[length: length + last + 1], cum[: last + 1], out=res[half: half + last + 1])
+        res[:half] = res[half]
+        res[half + last + 1:] = res[half + last]
+
+
+def _bordered_last_row(border: np.ndarray, b: int) -> np.ndarray:
+    """In place, per matrix: Cholesky of the symmetric bordered matrix; returns ``||L^-1 y||^2``.
+
+    One LAPACK call per matrix on its transposed (Fortran-ordered) view: no copies. A singular
+    background (e.g. duplicate bands without ridge) falls back to ``pinv``, as Spectral does.
+    """
+    out = np.empty(border.shape[0])
+    diag = np.arange(b)
+    diagonals = border[:, diag, diag].copy()  # the factorization overwrites them
+    for k in range(border.shape[0]):
+        _, info = lapack.dpotrf(border[k].T, lower=1, clean=0, overwrite_a=1)
+        if info == 0:
+            row = border[k, :b, b]  # the factor's last row, in C order
+            out[k] = row @ row
+        else:  # the strictly lower C triangle is untouched: rebuild the matrix from it
+            low = np.tril(border[k, :b, :b], -1)
+            cov = low + low.T + np.diag(diagonals[k])
+            y = border[k, b, :b]
+            out[k] = y @ np.linalg.pinv(cov, hermitian=True) @ y
+    return out
+
+DETECTORS: dict[str, Callable[..., np.ndarray]] = {"grx": grx, "slrx": slrx, "lrx": lrx}

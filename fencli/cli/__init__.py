@@ -23,6 +23,7 @@ app = typer.Typer(
 
 def _register() -> None:
     from fencli.cli import detect  # noqa: F401  (each module adds its commands to ``app``)
+    from fencli.cli import enhance, export, models  # noqa: F401
     from fencli.cli import bench  # noqa: F401
 
 

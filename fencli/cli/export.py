@@ -1,0 +1,56 @@
+"""``fencli export``: a FERD checkpoint folder -> an ONNX model with fencli metadata (needs torch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fencli.cli import app
+from fencli.errors import FencliError
+from fencli.models import default_export_dir, name_for_source
+
+
+@app.command()
+def export(
+    checkpoint: Optional[Path] = typer.Option(
+        None, "--checkpoint", help="Folder with the published convh.pt, enc.pt, pc.pt."),
+    torchscript: Optional[Path] = typer.Option(
+        None, "--torchscript", help="Folder with the authors' cwl_script.pt, rnl_script.pt, fpl_script.pt."),
+    variant: Optional[str] = typer.Option(
+        None, "--variant", help="plain or supp [default: supp for a folder named *-supp, else plain]."),
+    name: Optional[str] = typer.Option(
+        None, "--name", help="Model name [default: the registry name of the folder, else its name]."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output .onnx [default: weights/<name>.onnx]."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+    dynamo: bool = typer.Option(False, "--dynamo", help="Use torch.onnx's dynamo exporter."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Import a FERD checkpoint, export it to ONNX and check ONNX Runtime against PyTorch."""
+    if (checkpoint is None) == (torchscript is None):
+        raise FencliError("give exactly one of --checkpoint DIR or --torchscript DIR")
+    if variant not in (None, "plain", "supp"):
+        raise FencliError(f"--variant must be plain or supp, not {variant!r}")
+    folder = checkpoint or torchscript
+    try:
+        from export.onnx_export import export_checkpoint
+    except ImportError as err:
+        raise FencliError(f"fencli export needs the export extra (torch, onnx): {err}") from None
+    name = name or name_for_source(folder) or Path(folder).resolve().name
+    out = out or default_export_dir() / f"{name}.onnx"
+    if out.suffix.lower() != ".onnx":
+        raise FencliError(f"--out must end in .onnx, got {out.name}")
+    path = export_checkpoint(folder, out, variant=variant, force=force,
+                             torchscript=torchscript is not None, dynamo=dynamo)
+    from fencli.runtime import get_session
+
+    info = get_session(path, device="cpu").info
+    summary = {"name": name, "out": str(path), "bands": info.bands, "variant": info.variant,
+               "head_width": info.head_width, "source_sha256": info.source_sha256}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"wrote {path}: {info.bands} bands, {info.variant}, head {info.head_width}, "
+              f"checkpoint sha256 {info.source_sha256[:12]}")

@@ -1,0 +1,124 @@
+"""Model names and where their ONNX files live.
+
+``weights/registry.json`` names the published FERD checkpoints (``ferd-50`` ... ``ferd-200-supp``)
+with their band count, variant and the sha256 of the published files. The ONNX files are not
+shipped: ``fencli export`` makes them. A name resolves to the first ``<name>.onnx`` found in:
+
+1. each folder of ``$FENCLI_WEIGHTS`` (``os.pathsep``-separated);
+2. the checkout's ``weights/`` folder (beside the ``fencli`` package);
+3. the user cache ``$XDG_CACHE_HOME/fencli`` (default ``~/.cache/fencli``).
+
+An explicit file path always wins; ``none`` means "no model" (``None``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from fencli.errors import FencliError
+
+REPO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+REGISTRY = REPO_WEIGHTS / "registry.json"
+SUFFIX = ".onnx"
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/fencli``, or ``~/.cache/fencli``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "fencli"
+
+
+def search_dirs() -> list[Path]:
+    """The folders a model name is looked up in, in order."""
+    env = [Path(p).expanduser() for p in os.environ.get("FENCLI_WEIGHTS", "").split(os.pathsep) if p]
+    return [*env, REPO_WEIGHTS, user_cache_dir()]
+
+
+def default_export_dir() -> Path:
+    """Where ``fencli export`` writes by default: the checkout's ``weights/``, else the user cache."""
+    return REPO_WEIGHTS if REPO_WEIGHTS.is_dir() and os.access(REPO_WEIGHTS, os.W_OK) else user_cache_dir()
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    name: str
+    bands: int
+    variant: str
+    head_width: int
+    source: str
+    description: str
+    source_sha256: str
+    files_sha256: dict
+
+
+@cache
+def registry() -> dict[str, RegistryEntry]:
+    """The named models of ``weights/registry.json`` (empty when the file is not installed)."""
+    if not REGISTRY.is_file():
+        return {}
+    models = json.loads(REGISTRY.read_text())["models"]
+    return {name: RegistryEntry(name=name, **fields) for name, fields in models.items()}
+
+
+def name_for_source(folder: str | Path) -> str | None:
+    """The registry name of a published checkpoint folder (``.../200bands-supp`` -> ``ferd-200-supp``)."""
+    base = Path(folder).resolve().name
+    return next((e.name for e in registry().values() if e.source == base), None)
+
+
+def find_installed(name: str) -> Path | None:
+    """The first ``<name>.onnx`` in :func:`search_dirs`, or None."""
+    for folder in search_dirs():
+        candidate = folder / f"{name}{SUFFIX}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _looks_like_path(text: str) -> bool:
+    return os.sep in text or "/" in text or text.endswith(SUFFIX) or text.startswith((".", "~"))
+
+
+def resolve_model(name_or_path: str | os.PathLike | None) -> Path | None:
+    """A model file path from a path or a name; ``none`` gives None; anything else missing raises."""
+    if name_or_path is None or str(name_or_path).lower() == "none":
+        return None
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if _looks_like_path(text):
+        raise FencliError(f"model file {path} does not exist")
+    if found := find_installed(text):
+        return found
+    where = ", ".join(str(d) for d in search_dirs())
+    if text in registry():
+        src = registry()[text].source
+        raise FencliError(f"model {text!r} is not installed (searched {where}); make it with "
+                          f"`fencli export --checkpoint <FERD checkpoints>/{src} --name {text}`")
+    known = ", ".join(registry()) or "none registered"
+    raise FencliError(f"unknown model {text!r} (known: {known}; or give a .onnx path)")
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    entry: RegistryEntry | None  # None: an .onnx found in a weights folder but not registered
+    path: Path | None
+
+
+def list_models() -> list[ModelStatus]:
+    """Every registered model with where it is installed, then unregistered ``.onnx`` files found."""
+    out = [ModelStatus(name, entry, find_installed(name)) for name, entry in registry().items()]
+    seen = {m.name for m in out}
+    for folder in search_dirs():
+        if folder.is_dir():
+            for f in sorted(folder.glob(f"*{SUFFIX}")):
+                if f.stem not in seen:
+                    seen.add(f.stem)
+                    out.append(ModelStatus(f.stem, None, f))
+    return out

@@ -1,0 +1,171 @@
+"""The FEN on ONNX Runtime: one :class:`FENSession` per model, device and thread count per process.
+
+Everything the session needs to feed the model (bands, variant, preprocessing) is read from the
+model's ``metadata_props`` written by ``fencli export``; a model without them is refused rather
+than guessed at. No torch here: this module must import on a machine without it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import threading
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from fencli.errors import FencliError
+from fencli.preprocess import FEN_SCALE, fen_input, select_bands
+
+ort.set_default_logger_severity(3)  # onnxruntime-gpu logs a CUDA error per session on CPU hosts
+
+FORMAT = "fencli-fen/1"
+MIN_SIDE = 5  # the 4-pixel reflect pad needs at least 5 pixels per side
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@cache
+def cuda_usable() -> bool:
+    """True when a CUDA GPU really works here, not merely when onnxruntime-gpu lists its provider."""
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    count = ctypes.c_int(0)
+    return lib.cuInit(0) == 0 and lib.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+
+
+def expected_preprocessing(bands: int) -> dict:
+    """The one preprocessing :func:`fencli.preprocess.fen_input` implements, as export writes it."""
+    return {"select": "first_bands", "bands": bands, "scaling": "global_minmax", "range": [-1.0, 1.0],
+            "scale": FEN_SCALE, "dtype": "float32", "layout": "NCHW"}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the model's metadata says about it."""
+
+    bands: int
+    variant: str
+    head_width: int
+    source: str
+    source_sha256: str
+    fencli_version: str
+    input_name: str
+    output_name: str
+
+
+def read_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
+    """Validate fencli's ``metadata_props``; anything missing or unknown is a FencliError."""
+    if meta.get("format") != FORMAT:
+        raise FencliError(f"{path} has no fencli FEN metadata: export it with `fencli export`")
+    try:
+        info = ModelInfo(int(meta["bands"]), meta["variant"], int(meta["head_width"]),
+                         meta.get("source", ""), meta.get("source_sha256", ""),
+                         meta.get("fencli_version", ""), meta["input_name"], meta["output_name"])
+        prep = json.loads(meta["preprocessing"])
+    except (KeyError, ValueError) as err:
+        raise FencliError(f"{path} has incomplete fencli metadata ({err})") from None
+    if info.variant not in ("plain", "supp"):
+        raise FencliError(f"{path}: unknown FEN variant {info.variant!r}")
+    if prep != expected_preprocessing(info.bands):
+        raise FencliError(f"{path} asks for a preprocessing this fencli does not implement: {prep}")
+    return info
+
+
+class FENSession:
+    """An ONNX Runtime session on one exported FEN; get one through :func:`get_session`."""
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FencliError(f"model file {self.path} does not exist")
+        if device not in DEVICES:
+            raise FencliError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+        if threads is not None and threads < 1:
+            raise FencliError(f"--threads must be at least 1, got {threads}")
+        if device == "cuda" and not cuda_usable():
+            raise FencliError("--device cuda: no usable CUDA GPU (driver, device or onnxruntime-gpu)")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default (physical cores)
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda" or (device == "auto" and cuda_usable()):
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
+        except Exception as err:  # onnxruntime raises its own (Fail, InvalidProtobuf, ...) types
+            raise FencliError(f"cannot load model {self.path}: {str(err).splitlines()[0]}") from None
+        self.info = read_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+        self.providers = self.session.get_providers()
+        if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
+            raise FencliError("--device cuda: onnxruntime could not start its CUDA provider")
+        self.device = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
+        self.name = self.path.stem
+        self.threads = threads
+        self._lock = threading.Lock()
+
+    @property
+    def bands(self) -> int:
+        return self.info.bands
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Raw forward pass: ``N x B x H x W`` float32 (already preprocessed) -> same shape."""
+        with self._lock:  # one run at a time: each already uses every intra-op thread
+            return self.session.run([self.info.output_name], {self.info.input_name: x})[0]
+
+    def enhance(self, cube: np.ndarray) -> np.ndarray:
+        """``H x W x bands`` cube -> enhanced ``H x W x B`` float32 (B = the model's band count)."""
+        if getattr(cube, "ndim", None) != 3:
+            raise FencliError(f"expected an H x W x bands cube, got shape {getattr(cube, 'shape', None)}")
+        h, w, nb = cube.shape
+        if nb < self.bands:
+            raise FencliError(f"the scene has {nb} bands but model {self.path.name} needs {self.bands}")
+        if h < MIN_SIDE or w < MIN_SIDE:
+            raise FencliError(f"the scene is {h} x {w}; the FEN needs at least {MIN_SIDE} x {MIN_SIDE}")
+        sub = np.asarray(select_bands(cube, self.bands))
+        if sub.dtype.kind == "f" and not np.isfinite(sub).all():
+            raise FencliError("the scene holds NaN or infinite values in the model's bands")
+        y = self.run(fen_input(sub))
+        return np.ascontiguousarray(y[0].transpose(1, 2, 0))
+
+
+_SESSIONS: dict[tuple, FENSession] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def get_session(path: str | Path, device: str = "auto", threads: int | None = None) -> FENSession:
+    """The process-wide session for (model file, device, threads); a rewritten file gets a new one."""
+    path = Path(path).expanduser().resolve()
+    try:
+        st = path.stat()
+    except OSError:
+        raise FencliError(f"model file {path} does not exist") from None
+    key = (str(path), st.st_mtime_ns, st.st_size, device, threads)
+    with _SESSIONS_LOCK:
+        if key not in _SESSIONS:
+            _SESSIONS[key] = FENSession(path, device, threads)
+        return _SESSIONS[key]
+
+
+def load_session(model: str | Path, device: str = "auto", threads: int | None = None) -> FENSession:
+    """The session for a model given by registry name or ``.onnx`` path (``none`` is an error here)."""
+    from fencli.models import resolve_model
+
+    path = resolve_model(str(model))
+    if path is None:
+        raise FencliError("model 'none' cannot enhance: name a model (see `fencli models`)")
+    return get_session(path, device, threads)
+
+
+def enhance(cube: np.ndarray, model: str | Path, device: str = "auto",
+            threads: int | None = None) -> np.ndarray:
+    """Enhance an ``H x W x bands`` cube with the FEN ``model`` (a registry name or ``.onnx`` path)."""
+    return load_session(model, device, threads).enhance(cube)

@@ -1,0 +1,240 @@
+"""fencli.runtime (ONNX Runtime session, enhance), fencli.models (lookup) and the export /
+models / enhance commands, on small synthetic models; one run in a process where torch is gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fencli import models as fmodels
+from fencli.errors import FencliError
+from fencli.preprocess import fen_input
+from fencli.runtime import FENSession, cuda_usable, get_session
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """(torch FEN, its ONNX path, its checkpoint folder) for a random 12-band model."""
+    pytest.importorskip("torch")
+    from export.onnx_export import export_model
+    from tests.test_fen import random_fen, save_checkpoint
+
+    model = random_fen(bands=12, seed=11)
+    base = tmp_path_factory.mktemp("rt")
+    path = export_model(model, base / "syn-12.onnx", source="syn", source_sha256="ab" * 32)
+    return model, path, save_checkpoint(model, base / "ckpt-12")
+
+
+def _torch_enhance(model, cube):
+    import torch
+
+    with torch.inference_mode():
+        return model(torch.from_numpy(fen_input(cube[:, :, :model.bands])))[0].numpy().transpose(1, 2, 0)
+
+
+def test_enhance_matches_torch_and_ignores_extra_bands(synthetic):
+    from tests.conftest import planted_scene
+
+    model, path, _ = synthetic
+    cube, _ = planted_scene(h=23, w=31, bands=15)
+    cube = (cube * 1000).astype(np.uint16)  # stored integer counts, as in the public .mat files
+    session = get_session(path, device="cpu", threads=1)
+    assert (session.bands, session.info.variant, session.info.head_width) == (12, "plain", 128)
+    assert session.info.source_sha256 == "ab" * 32 and session.device == "cpu"
+    out = session.enhance(cube)
+    assert out.shape == (23, 31, 12) and out.dtype == np.float32 and out.flags.c_contiguous
+    ref = _torch_enhance(model, cube)
+    assert np.abs(out - ref).max() / np.abs(ref).max() <= 1e-5
+    cube2 = cube.copy()
+    cube2[:, :, 12:] = 0  # bands past the model's must not matter (nor enter the min-max)
+    np.testing.assert_array_equal(session.enhance(cube2), out)
+
+
+def test_enhance_rejects_bad_scenes(synthetic):
+    session = get_session(synthetic[1], device="cpu")
+    with pytest.raises(FencliError, match="11 bands but model syn-12.onnx needs 12"):
+        session.enhance(np.random.rand(10, 10, 11))
+    with pytest.raises(FencliError, match="4 x 9; the FEN needs at least 5 x 5"):
+        session.enhance(np.random.rand(4, 9, 12))
+    with pytest.raises(FencliError, match="H x W x bands"):
+        session.enhance(np.random.rand(10, 12))
+    bad = np.random.rand(8, 8, 12)
+    bad[3, 3, 2] = np.nan
+    with pytest.raises(FencliError, match="NaN"):
+        session.enhance(bad)
+    session.enhance(np.random.rand(5, 5, 12))  # the smallest legal scene runs
+
+
+def test_model_without_fencli_metadata(tmp_path, synthetic):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 5, 5])])
+    bare = tmp_path / "bare.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), str(bare))
+    with pytest.raises(FencliError, match="no fencli FEN metadata"):
+        FENSession(bare)
+    proto = onnx.load(str(synthetic[1]))
+    for p in proto.metadata_props:
+        if p.key == "preprocessing":
+            p.value = json.dumps({**json.loads(p.value), "scale": 1.0})
+    odd = tmp_path / "odd.onnx"
+    onnx.save(proto, str(odd))
+    with pytest.raises(FencliError, match="preprocessing this fencli does not implement"):
+        FENSession(odd)
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    with pytest.raises(FencliError, match="cannot load model"):
+        FENSession(tmp_path / "junk.onnx")
+
+
+def test_devices_and_threads(synthetic):
+    path = synthetic[1]
+    if not cuda_usable():
+        with pytest.raises(FencliError, match="no usable CUDA GPU"):
+            FENSession(path, device="cuda")
+        assert FENSession(path, device="auto").device == "cpu"
+    with pytest.raises(FencliError, match="device must be one of"):
+        FENSession(path, device="tpu")
+    with pytest.raises(FencliError, match="at least 1"):
+        FENSession(path, threads=0)
+
+
+def test_sessions_are_cached_per_file_device_threads(synthetic, tmp_path):
+    path = synthetic[1]
+    assert get_session(path, "cpu", 2) is get_session(str(path), "cpu", 2)
+    assert get_session(path, "cpu", 2) is not get_session(path, "cpu", 1)
+    copy = tmp_path / "copy.onnx"
+    copy.write_bytes(path.read_bytes())
+    first = get_session(copy, "cpu", 1)
+    os.utime(copy, ns=(1, 1))  # a re-exported file (new mtime) must not reuse the old session
+    assert get_session(copy, "cpu", 1) is not first
+
+
+def test_resolve_model_search_order(tmp_path, monkeypatch):
+    env, repo, xdg = tmp_path / "env", tmp_path / "repo", tmp_path / "xdg"
+    for d, names in ((env, ["a"]), (repo, ["a", "b"]), (xdg / "fencli", ["a", "b", "c"])):
+        d.mkdir(parents=True)
+        for n in names:
+            (d / f"{n}.onnx").write_bytes(b"")
+    monkeypatch.setenv("FENCLI_WEIGHTS", str(env))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    monkeypatch.setattr(fmodels, "REPO_WEIGHTS", repo)
+    assert fmodels.resolve_model("a") == env / "a.onnx"
+    assert fmodels.resolve_model("b") == repo / "b.onnx"
+    assert fmodels.resolve_model("c") == xdg / "fencli" / "c.onnx"
+    assert fmodels.resolve_model("none") is None and fmodels.resolve_model(None) is None
+    assert fmodels.resolve_model(str(xdg / "fencli" / "a.onnx")) == xdg / "fencli" / "a.onnx"
+    with pytest.raises(FencliError, match="model file .*missing.onnx does not exist"):
+        fmodels.resolve_model(str(tmp_path / "missing.onnx"))
+    with pytest.raises(FencliError, match="'ferd-200-supp' is not installed.*fencli export"):
+        fmodels.resolve_model("ferd-200-supp")
+    with pytest.raises(FencliError, match="unknown model 'nope'.*ferd-50"):
+        fmodels.resolve_model("nope")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert fmodels.user_cache_dir() == tmp_path / "home" / ".cache" / "fencli"
+
+
+def test_registry_names_the_published_checkpoints():
+    reg = fmodels.registry()
+    assert {n: (e.bands, e.variant, e.head_width, e.source) for n, e in reg.items()} == {
+        "ferd-50": (50, "plain", 128, "50bands"), "ferd-100": (100, "plain", 128, "100bands"),
+        "ferd-200": (200, "plain", 256, "200bands"),
+        "ferd-200-supp": (200, "supp", 256, "200bands-supp")}
+    assert all(len(e.source_sha256) == 64 and set(e.files_sha256) == {"convh.pt", "enc.pt", "pc.pt"}
+               for e in reg.values())
+    assert fmodels.name_for_source("/x/200bands-supp") == "ferd-200-supp"
+
+
+# ---- commands ----------------------------------------------------------------------------------
+
+def _cli(*args: str):
+    from typer.testing import CliRunner
+
+    from fencli.cli import app
+    import fencli.cli.enhance, fencli.cli.export, fencli.cli.models  # noqa: E401, F401
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_export_and_models(synthetic, tmp_path, monkeypatch):
+    monkeypatch.setenv("FENCLI_WEIGHTS", str(tmp_path))
+    out = tmp_path / "ferd-200-supp.onnx"
+    res = _cli("export", "--checkpoint", synthetic[2], "--variant", "supp", "--out", out, "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output)
+    assert (summary["bands"], summary["variant"]) == (12, "supp")
+    res = _cli("export", "--checkpoint", synthetic[2], "--out", out)
+    assert isinstance(res.exception, FencliError) and "exists" in str(res.exception)
+    res = _cli("export", "--out", out)
+    assert isinstance(res.exception, FencliError) and "exactly one" in str(res.exception)
+    listed = {m["name"]: m for m in json.loads(_cli("models", "--json").output)["models"]}
+    assert listed["ferd-200-supp"]["path"] == str(out)
+    assert listed["ferd-50"]["installed"] is (fmodels.find_installed("ferd-50") is not None)
+
+
+def test_cli_enhance(synthetic, tmp_path):
+    io = pytest.importorskip("fencli.io")
+    from tests.conftest import planted_scene
+
+    cube, _ = planted_scene(h=20, w=22, bands=14)
+    src = tmp_path / "scene.npy"
+    np.save(src, cube)
+    res = _cli("enhance", src, "--model", synthetic[1], "--device", "cpu", "--threads", "1", "--json")
+    assert res.exit_code == 0, res.output
+    out = Path(json.loads(res.output)["output"])
+    assert out == tmp_path / "scene_fen.npy"
+    expected = get_session(synthetic[1], "cpu", 1).enhance(cube)
+    np.testing.assert_array_equal(np.load(out), expected)
+    res = _cli("enhance", src, "--model", synthetic[1])
+    assert isinstance(res.exception, FencliError) and "exists" in str(res.exception)
+    mat = tmp_path / "x.mat"
+    res = _cli("enhance", src, "-m", synthetic[1], "--out", mat, "--bands", "13")
+    assert res.exit_code == 0, res.output
+    np.testing.assert_allclose(io.read_scene(mat).cube, expected)
+    res = _cli("enhance", src, "-m", synthetic[1], "--out", tmp_path / "y.npy", "--bands", "11")
+    assert isinstance(res.exception, FencliError) and "needs 12" in str(res.exception)
+
+
+NO_TORCH = """
+import sys
+sys.modules["torch"] = None  # any `import torch` now raises ImportError
+import numpy as np
+from fencli.runtime import get_session
+import fencli, fencli.models, fencli.preprocess, fencli.detectors
+cube = np.random.default_rng(0).random((9, 11, 12)).astype(np.float32)
+y = get_session(sys.argv[1], device="auto").enhance(cube)
+np.save(sys.argv[2], y)
+try:
+    import fencli.io  # noqa
+    from fencli.cli import app
+    import fencli.cli.enhance, fencli.cli.models  # noqa
+    np.save(sys.argv[2] + ".in.npy", cube)
+    app(["enhance", sys.argv[2] + ".in.npy", "--model", sys.argv[1], "--out", sys.argv[2] + ".cli.npy"],
+        standalone_mode=False)
+except ImportError as err:
+    if "fencli.io" not in str(err):
+        raise
+"""
+
+
+def test_runtime_without_torch(synthetic, tmp_path):
+    out = tmp_path / "y.npy"
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(synthetic[1]), str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    cube = np.random.default_rng(0).random((9, 11, 12)).astype(np.float32)
+    expected = get_session(synthetic[1], device="cpu").enhance(cube)
+    np.testing.assert_allclose(np.load(out), expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+    if Path(str(out) + ".cli.npy").exists():
+        np.testing.assert_array_equal(np.load(str(out) + ".cli.npy"), np.load(out))
