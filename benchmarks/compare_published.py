@@ -1,7 +1,7 @@
 """fencli against the published FERD code: speed ratio and AUC, measured in ONE process.
 
-Published side (``published_ref.py``): per-pixel Python loops for GRX and SLRX, the FEN in PyTorch
-eager mode. fencli side: :func:`fencli.pipeline.run` with the vectorized detectors and the ONNX
+Published side: per-pixel Python loops for GRX and SLRX (``published.py``), the FEN in PyTorch
+eager mode on the published checkpoint (``export.checkpoint.load_checkpoint``), as the authors run it. fencli side: :func:`fencli.pipeline.run` with the vectorized detectors and the ONNX
 Runtime session. Same scene, same bands, same thread count for BLAS, PyTorch and ONNX Runtime;
 runs are interleaved (published, fencli, published, ...) so that load from other jobs hits both
 sides alike; warm-up runs first; median and minimum reported. Session/model creation and file
@@ -23,10 +23,21 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import numpy as np  # noqa: E402
 
-import published_ref as P  # noqa: E402
+from published import published_grx, published_slrx  # noqa: E402
 from machine import describe, limit_threads, machine_info, save_results, timed  # noqa: E402
 
 TARGETS = {"GRX": 10.0, "SLRX": 15.0, "FE+GRX": 3.0, "FE+SLRX": 10.0}
+
+
+def torch_fe(model, cube: np.ndarray) -> np.ndarray:
+    """The published FE step: preprocess, PyTorch eager forward, back to ``H x W x B`` float32."""
+    import torch
+
+    from fencli.preprocess import fen_input
+
+    with torch.inference_mode():
+        y = model(torch.from_numpy(fen_input(cube[:, :, :model.bands])))
+    return y[0].numpy().transpose(1, 2, 0)
 
 
 def main() -> None:
@@ -51,9 +62,10 @@ def main() -> None:
     print(describe(info), flush=True)
     scene = read_scene(shared_dir() / "data" / f"{args.scene}.mat")
     cube, gt = scene.cube[:, :, :args.bands], scene.gt
-    x_bhw = np.ascontiguousarray(cube.transpose(2, 0, 1), dtype=np.float64)
+    from export.checkpoint import load_checkpoint
+
     ckpt = Path(args.checkpoint) if args.checkpoint else shared_dir() / "ferd-checkpoints" / "200bands-supp"
-    torch_fen = P.load_fen(ckpt)
+    torch_fen = load_checkpoint(ckpt).eval()
     notes = []
     try:
         from fencli.runtime import load_session
@@ -64,14 +76,16 @@ def main() -> None:
         notes.append(f"no fencli FEN session ({type(err).__name__}: {err}): FE rows skipped")
 
     cases = {
-        "GRX": (lambda: P.grx(x_bhw), lambda: run(cube, "grx", bands=args.bands).scores),
-        "SLRX": (lambda: P.slrx(x_bhw), lambda: run(cube, "slrx", bands=args.bands).scores),
+        "GRX": (lambda: published_grx(cube), lambda: run(cube, "grx", bands=args.bands).scores),
+        "SLRX": (lambda: published_slrx(cube), lambda: run(cube, "slrx", bands=args.bands).scores),
     }
     if session is not None:
         cases |= {
-            "FE only": (lambda: P.fe(torch_fen, cube), lambda: session.enhance(cube)),
-            "FE+GRX": (lambda: P.grx(P.fe(torch_fen, cube)), lambda: run(cube, "grx", enhancer=session).scores),
-            "FE+SLRX": (lambda: P.slrx(P.fe(torch_fen, cube)), lambda: run(cube, "slrx", enhancer=session).scores),
+            "FE only": (lambda: torch_fe(torch_fen, cube), lambda: session.enhance(cube)),
+            "FE+GRX": (lambda: published_grx(torch_fe(torch_fen, cube)),
+                       lambda: run(cube, "grx", enhancer=session).scores),
+            "FE+SLRX": (lambda: published_slrx(torch_fe(torch_fen, cube)),
+                        lambda: run(cube, "slrx", enhancer=session).scores),
         }
     ref = load_reference(default_reference()) if default_reference() else None
     rows = []
@@ -102,7 +116,7 @@ def main() -> None:
             row["auc_fencli_minus_reference"] = None if r is None else row["auc_fencli"] - r
             row["auc_published_minus_reference"] = None if r is None else row["auc_published"] - r
         else:
-            row["max_abs_diff"] = float(np.max(np.abs(np.asarray(s_pub) - np.moveaxis(s_fen, 2, 0))))
+            row["max_abs_diff"] = float(np.max(np.abs(s_pub - s_fen)))
         rows.append(row)
         print(json.dumps(row), flush=True)
     end_load = [round(x, 2) for x in __import__("os").getloadavg()]

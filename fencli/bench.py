@@ -86,15 +86,9 @@ def default_reference() -> Path | None:
 
 def default_model() -> str:
     """``ferd-200-supp`` when it is installed (the paper's airport model), else ``none``."""
-    try:
-        from fencli.models import installed_models
-    except ImportError:
-        return "none"
-    try:
-        names = {m.name for m in installed_models()}
-    except FencliError:
-        return "none"
-    return DEFAULT_MODEL if DEFAULT_MODEL in names else "none"
+    from fencli.models import find_installed
+
+    return DEFAULT_MODEL if find_installed(DEFAULT_MODEL) is not None else "none"
 
 
 def demo_bench_scene() -> BenchScene:
@@ -343,7 +337,7 @@ def _cell(v: Any, col: str) -> str:
         return "-"
     if isinstance(v, float):
         if col == "auc_diff":
-            return f"{v:+.4f}"
+            return f"{v:+.6f}"
         return f"{v:.1f}" if col.endswith("_ms_best") or col.endswith("_ms_median") else f"{v:.4f}"
     return str(v)
 
