@@ -28,20 +28,23 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 from machine import RESULTS, describe, machine_info  # noqa: E402
 
 PY = "python"
-STEPS = {
+STEPS = {  # run in this order
     "bench": ("fencli bench on the shared scenes",
-              f"{PY} -m fencli bench --model ferd-100,ferd-200-supp --methods grx,slrx,lrx --repeat 5 --threads 2 --json"),
+              f"{PY} -m fencli bench --model ferd-100,ferd-200-supp --methods grx,slrx --repeat 3 --warmup 1 --threads 2 --json"),
     "bench_demo": ("fencli bench on the synthetic demo scene (maps and ROC figure)",
-                   f"{PY} -m fencli bench demo --model ferd-200-supp --methods grx,slrx,lrx --repeat 5 --threads 2 "
+                   f"{PY} -m fencli bench demo --model ferd-200-supp --methods grx,slrx --repeat 3 --warmup 1 --threads 2 "
                    "--out-dir benchmarks/figures/demo --force --json"),
     "compare_published": ("fencli vs the published code (speed ratio, same process)",
-                          f"{PY} benchmarks/compare_published.py --scene abu-airport-1 --bands 200 --threads 2 --repeat 5"),
+                          f"{PY} benchmarks/compare_published.py --scene abu-airport-1 --bands 200 --threads 2 --repeat 3 --warmup 1"),
+    "bench_fen": ("FEN alone: PyTorch eager vs ONNX Runtime (benchmarks/bench_fen.py, by the FEN work)",
+                  f"{PY} benchmarks/bench_fen.py --threads 2 --repeat 5"),
     "compare_spectral": ("fencli vs Spectral Python",
-                         f"{PY} benchmarks/compare_spectral.py --threads 2 --repeat 5 --crop 30"),
+                         f"{PY} benchmarks/compare_spectral.py --threads 2 --repeat 3 --crop 30"),
     "scaling": ("Scaling with the scene size",
-                f"{PY} benchmarks/scaling.py --sizes 100 250 500 1000 --threads 2 --budget 120"),
+                f"{PY} benchmarks/scaling.py --sizes 100 250 500 1000 --methods grx slrx fe fe+grx --threads 2 --budget 90"),
 }
 JSON_STDOUT = {"bench", "bench_demo"}  # steps whose stdout is the result document
+TEXT_STDOUT = {"bench_fen"}  # steps whose printed report is shown as is
 
 
 def run_step(name: str) -> None:
@@ -58,6 +61,8 @@ def run_step(name: str) -> None:
         return
     if name in JSON_STDOUT:
         (RESULTS / f"{name}.json").write_text(proc.stdout)
+    if name in TEXT_STDOUT:
+        (RESULTS / f"{name}.txt").write_text(proc.stdout)
     print(f"   done in {time.perf_counter() - t:.0f} s", flush=True)
 
 
@@ -72,7 +77,7 @@ def bench_section(name: str) -> str:
             "total_ms_best", "total_ms_median")
     text = markdown_table(rows, cols)
     return (text + "\n`auc_diff`: fencli's AUC minus the published code's (`auc_reference.json`, run on CPU), "
-            "where the reference lists the row. Times: best and median of 5 in-process runs of enhance + detect "
+            "where the reference lists the row. Times: best and median of 3 in-process runs of enhance + detect "
             "(file reading and session creation excluded), 2 threads.\n")
 
 
@@ -82,6 +87,9 @@ def section(name: str) -> str:
         if name == "bench_demo" and (HERE / "figures" / "demo" / "demo.png").exists():
             body += "\n![demo maps and ROC](figures/demo/demo.png)\n"
         return body
+    if name in TEXT_STDOUT:
+        path = RESULTS / f"{name}.txt"
+        return f"```\n{path.read_text().rstrip()}\n```\n" if path.exists() else "_not run_\n"
     path = RESULTS / f"{name}.md"
     return path.read_text() if path.exists() else "_not run_\n"
 

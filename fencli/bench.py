@@ -24,7 +24,7 @@ from fencli.errors import FencliError
 from fencli.pipeline import Enhancer, Result, detector, run
 
 DEFAULT_MODEL = "ferd-200-supp"
-DEFAULT_METHODS = ("grx", "slrx", "lrx")
+DEFAULT_METHODS = ("grx", "slrx")  # lrx is opt-in: minutes on a 100 x 100 x 200 scene
 TIMED = ("enhance", "detect", "total")
 SHARED_SCENES = ("abu-airport-1", "abu-airport-2", "hydice", "sandiego")
 
@@ -89,6 +89,18 @@ def default_model() -> str:
     from fencli.models import find_installed
 
     return DEFAULT_MODEL if find_installed(DEFAULT_MODEL) is not None else "none"
+
+
+def limit_blas_threads(threads: int) -> bool:
+    """Cap NumPy's BLAS threads like ONNX Runtime's (threadpoolctl, when installed): same-thread timings."""
+    if threads < 1:
+        raise FencliError(f"--threads must be at least 1, got {threads}")
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return False
+    threadpool_limits(threads)
+    return True
 
 
 def demo_bench_scene() -> BenchScene:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from fencli.cli import app
-from fencli.cli.options import Bands, Device, Force, Json, Threads
+from fencli.cli.options import Bands, Device, Force, Json
 
 
 def _table(rows: list[dict], title: str):
@@ -41,14 +41,14 @@ def bench(
     scenes: Annotated[Optional[list[Path]], typer.Argument(help="Scene files, or `demo` for the synthetic demo scene (default: the shared scenes when present, else the demo scene).", show_default=False)] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="FEN model(s), comma-separated names or .onnx paths, or 'none'. Default: ferd-200-supp when installed, else none.")] = None,
     bands: Bands = None,
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated detectors.")] = "grx,slrx,lrx",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated detectors: grx, slrx, lrx (lrx is opt-in: minutes per 100 x 100 x 200 scene).")] = "grx,slrx",
     repeat: Annotated[Optional[int], typer.Option("--repeat", help="Timed runs per row; the table shows the best and the median (default 3; 1 with --had100).")] = None,
     warmup: Annotated[Optional[int], typer.Option("--warmup", help="Untimed runs before them (default 1; 0 with --had100).")] = None,
     had100: Annotated[Optional[Path], typer.Option("--had100", help="A HAD100 folder (test/aviris_ng/*.npy, ground_truth/aviris_ng/*.png): per-scene and mean AUC.")] = None,
     reference: Annotated[Optional[str], typer.Option("--reference", help="AUC reference JSON to compare with (default: ../shared/reference/auc_reference.json when present; 'none' to skip).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write bench.md, bench.csv and a figure per scene (maps and ROC curves).")] = None,
     device: Device = "auto",
-    threads: Threads = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Threads for ONNX Runtime and, when threadpoolctl is installed, NumPy's BLAS (default: all cores).")] = None,
     json: Json = False,
     force: Force = False,
 ) -> None:
@@ -72,6 +72,8 @@ def bench(
         console = Console(width=200)
 
     method_list = B.parse_methods(methods)
+    if threads is not None:
+        B.limit_blas_threads(threads)
     names = [m.strip() for m in (model or B.default_model()).split(",") if m.strip()]
     enhancers = [e for e in (load_enhancer(n, device, threads) for n in names) if e is not None]
     if had100 is not None:
