@@ -178,6 +178,8 @@ def test_out_dir_writes_markdown_csv_and_figure(no_shared, tmp_path, capsys, mon
     (["--methods", " , "], "no method"),
     (["--repeat", "0"], "--repeat must be >= 1"),
     (["--reference", "/nonexistent/ref.json"], "no such reference file"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["/nonexistent/scene.mat"], "nonexistent"),
 ])
 def test_bad_options_are_one_line_errors(args, message, no_shared, capsys, monkeypatch):
     code, out, err = cli(["bench", "--model", "none", *args], capsys, monkeypatch)

@@ -55,6 +55,9 @@ def bench(
     """Benchmark the detectors, raw and FEN-enhanced: AUC, and the best/median in-process seconds
     of enhance + detect (reading files and creating the model session are excluded).
 
+    --json prints a list of rows {scene, method, model, bands, auc, metrics, seconds, reference_auc,
+    auc_diff}; with --had100, an object {scenes: rows, mean: rows per method and model, notes}.
+
     Examples:\n
       fencli bench\n
       fencli bench scene.mat --model ferd-200-supp --methods grx,slrx --repeat 5 --json\n
