@@ -1,8 +1,9 @@
 """Per-pixel-loop re-implementation of the published FERD GRX and SLRX, for speed ratios only.
 
-Written the way the authors' code is structured (float32 throughout, explicit inverses, one Python
-iteration and one matrix-vector product per pixel), but in NumPy instead of torch so that the
-benchmark needs no torch. Not used by fencli: the library's detectors are in fencli/detectors.py.
+SLRX follows the structure of the authors' published loop (float32 throughout, explicit inverses
+with a 1e-6 ridge, one Python iteration and one matrix-vector product per pixel and map), in NumPy
+instead of torch so that the benchmark needs no torch. GRX is written in the same per-pixel style
+from the spec (float32 pinv); its published source was not at hand. Not used by fencli.
 """
 
 from __future__ import annotations

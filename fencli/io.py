@@ -14,6 +14,8 @@ extension                     how                                               
 ENVI ``.hdr`` + data          :mod:`fencli.envi` memmap (BSQ/BIL/BIP, either byte       yes
                               order, header offset, data types 1-5 and 12-15); give
                               the header or the data file (``.img``, ``.dat``, none...)
+GeoTIFF ``.tif`` ``.tiff``    rasterio (the ``gis`` extra), bands = spectral bands;     no
+                              transform + CRS in ``meta["georef"]``, nodata -> NaN
 ============================  =======================================================  =========
 
 "Lazy" cubes are :class:`numpy.memmap` views or, for chunked/compressed HDF5 datasets,
@@ -60,7 +62,9 @@ WAVELENGTH_NAMES = ("wavelength", "wavelengths")
 ARRAY_FORMATS = {".mat": "mat", ".npy": "npy", ".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5",
                  ".he5": "hdf5"}
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff")
-READ_EXTENSIONS = tuple(ARRAY_FORMATS) + (".hdr",) + tuple(s for s in envi.DATA_SUFFIXES if s)
+GEOTIFF_EXTENSIONS = (".tif", ".tiff")
+READ_EXTENSIONS = (tuple(ARRAY_FORMATS) + (".hdr",) + tuple(s for s in envi.DATA_SUFFIXES if s)
+                   + GEOTIFF_EXTENSIONS)
 WRITE_EXTENSIONS = (".npy", ".mat", ".h5", ".hdf5", ".hdr", ".img")
 MIN_SIDE = 5  # a 5 x 5 scene is the smallest the detectors' windows make sense on
 _MAT_V5_LIMIT = 2**31 - 2**16  # v5 stores byte counts in 32 bits; MATLAB caps variables at 2 GB
@@ -468,8 +472,13 @@ def read_scene(path: str | os.PathLike, *, key: str | None = None,
     fmt = _format_of(path)
     gt_arr, gt_source = None, None
     if fmt == "image":
-        raise FencliError(f"{path.name} is an image: it can be ground truth (--gt), not a cube")
-    if fmt == "envi":
+        if path.suffix.lower() not in GEOTIFF_EXTENSIONS:
+            raise FencliError(f"{path.name} is an image: it can be ground truth (--gt), not a cube")
+        if layout.lower() != "hwb" or key is not None or (gt_key is not None and gt is None):
+            raise FencliError(f"{path.name} is a GeoTIFF holding one cube and no ground truth: "
+                              "--layout, --key and --gt-key do not apply")
+        cube, meta = _read_geotiff(path)
+    elif fmt == "envi":
         if layout.lower() != "hwb":
             raise FencliError("an ENVI header states its own interleave: --layout does not apply")
         if key is not None:
@@ -536,6 +545,16 @@ def _read_envi(path: Path) -> tuple[np.memmap, dict]:
     return cube, {"format": "envi", "key": None, "georef": georef or None, "wavelengths": wavelengths,
                   "data_file": str(data), "interleave": fields.get("interleave", "bsq").lower(),
                   "header": fields}
+
+
+def _read_geotiff(path: Path) -> tuple[np.ndarray, dict]:
+    """A GeoTIFF cube via rasterio (:func:`fencli.georef.read_geotiff`): transform and CRS kept."""
+    from fencli.georef import read_geotiff
+
+    cube, grid, extra = read_geotiff(path)
+    georef = None if grid is None else {"transform": list(grid.transform), "crs": grid.crs}
+    return cube, {"format": "geotiff", "key": None, "georef": georef,
+                  "wavelengths": extra.get("wavelengths"), "descriptions": extra.get("descriptions")}
 
 
 def read_mask(path: str | os.PathLike, key: str | None = None) -> np.ndarray:

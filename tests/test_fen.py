@@ -282,6 +282,8 @@ def test_export_metadata_and_checker(exported):
         "scale": 0.1, "dtype": "float32", "layout": "NCHW"}
     assert meta["source_sha256"] == "0" * 64 and meta["fencli_version"]
     assert [i.name for i in proto.graph.input] == [meta["input_name"]]
+    ops = [n.op_type for n in proto.graph.node]
+    assert "BatchNormalization" not in ops and ops.count("Conv") == 13  # BN folded into the convs
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert [bool(d.dim_param) for d in dims] == [True, False, True, True]  # N, H, W dynamic
 

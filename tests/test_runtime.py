@@ -41,7 +41,7 @@ def _torch_enhance(model, cube):
 
 
 def test_enhance_matches_torch_and_ignores_extra_bands(synthetic):
-    from tests.conftest import planted_scene
+    from conftest import planted_scene
 
     model, path, _ = synthetic
     cube, _ = planted_scene(h=23, w=31, bands=15)
@@ -185,7 +185,7 @@ def test_cli_export_and_models(synthetic, tmp_path, monkeypatch):
 
 def test_cli_enhance(synthetic, tmp_path):
     io = pytest.importorskip("fencli.io")
-    from tests.conftest import planted_scene
+    from conftest import planted_scene
 
     cube, _ = planted_scene(h=20, w=22, bands=14)
     src = tmp_path / "scene.npy"

@@ -28,24 +28,16 @@ def _register() -> None:
 
 
 def main() -> None:
-    """Console entry point: run the app, turning FencliError into one line and an exit status."""
+    """Console entry point: run the app, turning FencliError into one line and an exit status.
+
+    Click (standalone mode) reports usage errors itself, in one line plus the usage, exit 2.
+    """
     _register()
     try:
-        app(standalone_mode=False)
+        app()
     except FencliError as err:
         print(f"fencli: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         print("fencli: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as err:  # click usage errors and friends
-        import click
-
-        if isinstance(err, click.exceptions.Abort):
-            sys.exit(1)
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Exit):
-            sys.exit(err.exit_code)
-        raise

@@ -47,6 +47,44 @@ def result_row(scene: str, shape: tuple[int, ...], res: Result, seconds: dict, o
             "out": str(out) if out else None}
 
 
+def objects_line(summary: dict) -> str:
+    """One terminal line about the thresholded objects."""
+    t = summary["threshold"]
+    line = (f"{summary['count']} objects above {t['value']:.6g} ({t['rule']}"
+            + (f" {t['requested']:g}" if t["requested"] is not None else "")
+            + f", {t['flagged_pixels']} pixels)")
+    if summary["recall"] is not None:
+        prec = "-" if summary["precision"] is None else f"{summary['precision']:.3f}"
+        line += f"; object precision {prec}, recall {summary['recall']:.3f} of {summary['gt_objects']} targets"
+    return line
+
+
+def write_products(scene, scores, found, grid, label: str, *, out: Path | None, mask: Path | None,
+                   objects: Path | None, polygons: bool, quicklook: Path | None, force: bool) -> list[str]:
+    """Write the map, mask, object table and quick-look on the input's grid; returns stderr notes."""
+    from fencli import georef as geo
+
+    notes = []
+    if out is not None:
+        notes.append(geo.write_raster(out, scores.astype("float32"), grid, force=force, key="scores",
+                                      description=f"anomaly score ({label})", nodata=float("nan")))
+    if mask is not None:
+        notes.append(geo.write_raster(mask, found.mask, grid, force=force, key="mask",
+                                      description=f"detection mask ({label} > {found.threshold.value:.6g})"))
+    if objects is not None:
+        from fencli.objects import write_objects
+
+        write_objects(objects, found.objects, georef=grid, labels=found.labels, polygons=polygons, force=force)
+    if quicklook is not None:
+        from fencli.quicklook import save_quicklook
+
+        save_quicklook(quicklook, scene.cube, scores, found.labels, wavelengths=scene.meta.get("wavelengths"),
+                       title=label, threshold=found.threshold.value, force=force)
+    if grid is None and any(p is not None for p in (out, mask, objects, quicklook)):
+        notes.append(geo.describe(None))
+    return notes
+
+
 @app.command()
 def detect(
     cube: Cube,
@@ -58,11 +96,18 @@ def detect(
     key: Key = None,
     layout: Layout = "hwb",
     nan: Nan = "error",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the score map: .npy, .mat or .h5.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the score map: .tif (GeoTIFF), .hdr (ENVI), .h5, .npy or .mat; .tif, .hdr and .h5 keep the input's georeferencing.")] = None,
     png: Annotated[Optional[Path], typer.Option("--png", help="Write a PNG of the map (and the ground truth).")] = None,
     block_size: Annotated[Optional[int], typer.Option("--block-size", help="SLRX block side in pixels (default: bands // block-num).")] = None,
     block_num: Annotated[int, typer.Option("--block-num", help="SLRX: the reference's divisor of the BAND count.")] = 25,
     windows: Annotated[Optional[tuple[int, int]], typer.Option("--windows", help="LRX inner (guard) and outer window sides.")] = None,
+    threshold: Annotated[Optional[str], typer.Option("--threshold", "-t", help="Detection threshold: a score (3.5), a percentile (99.5%), 'auto' (median + 5 MAD) or 'f1' (oracle: best pixel F1 against --gt). Flags scores strictly above it.")] = None,
+    far: Annotated[Optional[str], typer.Option("--far", help="Threshold by false-alarm rate: flag at most this fraction of pixels (the empirical 1-FAR quantile).")] = None,
+    mask: Annotated[Optional[Path], typer.Option("--mask", help="Write the uint8 detection mask (same formats as --out).")] = None,
+    objects: Annotated[Optional[Path], typer.Option("--objects", help="Write the detected objects (8-connected): .csv or .geojson.")] = None,
+    polygons: Annotated[bool, typer.Option("--polygons", help="GeoJSON objects as pixel outlines instead of centroid points.")] = False,
+    min_pixels: Annotated[int, typer.Option("--min-pixels", help="Drop objects smaller than this many pixels.")] = 1,
+    quicklook: Annotated[Optional[Path], typer.Option("--quicklook", help="Write a PNG: the scene in colour with objects outlined, beside the map.")] = None,
     device: Device = "auto",
     threads: Threads = None,
     json: Json = False,
@@ -73,31 +118,56 @@ def detect(
     Examples:\n
       fencli detect scene.mat\n
       fencli detect scene.mat --method slrx --model ferd-200-supp --bands 200\n
-      fencli detect scene.hdr --gt truth.png --out map.npy --png map.png --json
+      fencli detect scene.hdr --gt truth.png --out map.npy --png map.png --json\n
+      fencli detect scene.hdr --far 1e-3 --out map.tif --mask mask.tif --objects objs.geojson --quicklook ql.png
     """
-    from fencli.io import read_scene, write_array
+    from fencli.io import read_scene
+    from fencli import georef as geo
+    from fencli.objects import parse_threshold
     from fencli.report import console, print_json, results_table, save_maps_png
 
-    refuse_existing([out, png], force)
+    rule = parse_threshold(threshold, far)
+    if polygons and (objects is None or objects.suffix.lower() not in (".geojson", ".json")):
+        raise FencliError("--polygons needs --objects FILE.geojson")
+    defaulted = rule is None and any((mask, objects, quicklook))
+    if defaulted:
+        rule = parse_threshold("auto")
+    refuse_existing([out, png, mask, objects, quicklook], force)
     t0 = time.perf_counter()
     enhancer = load_enhancer(model, device, threads)
     scene = read_scene(cube, key=key, gt=gt, gt_key=gt_key, layout=layout, nan=nan)
     t_read = time.perf_counter() - t0
     res = run(scene.cube, method, enhancer=enhancer, bands=bands, gt=scene.gt,
               options=detector_options(method, block_size, block_num, windows))
-    if out is not None:
-        write_array(out, res.scores.astype("float32"), force=force, key="scores", meta=scene.meta)
+    grid = geo.from_meta(scene.meta)
+    label = f"{'FE+' if res.model else ''}{method.upper()}"
+    found = None
+    if rule is not None:
+        from fencli.objects import detect_objects
+
+        found = detect_objects(res.scores, rule, min_pixels=min_pixels, georef=grid, gt=scene.gt)
+    notes = write_products(scene, res.scores, found, grid, label, out=out, mask=mask, objects=objects,
+                           polygons=polygons, quicklook=quicklook, force=force)
+    if defaulted:
+        notes.append(f"no --threshold/--far: objects use --threshold auto ({found.threshold.value:.6g})")
+    for note in filter(None, notes):
+        typer.echo(f"fencli: {note}", err=True)
     if png is not None:
-        label = f"{'FE+' if res.model else ''}{method.upper()}" + (f"  AUC {res.auc:.4f}" if res.auc is not None else "")
-        save_maps_png(png, [(label, res.scores)], scene.gt, force=force)
+        title = label + (f"  AUC {res.auc:.4f}" if res.auc is not None else "")
+        save_maps_png(png, [(title, res.scores)], scene.gt, force=force)
     seconds = {"read": t_read, **res.seconds, "total": time.perf_counter() - t0}
     row = result_row(scene.name, scene.cube.shape, res, seconds, out)
+    row.update(geo.json_fields(grid))
+    row["objects"] = found.summary() if found is not None else None
+    row["files"] = {k: str(v) for k, v in (("mask", mask), ("objects", objects), ("quicklook", quicklook)) if v}
     if json:
         print_json(row)
     else:
         console.print(results_table([row], title=f"{scene.name}  {tuple(scene.cube.shape)}"))
         if res.auc is None:
             console.print("no ground truth: AUC not computed (pass --gt or --gt-key)")
+        if found is not None:
+            console.print(objects_line(found.summary()))
 
 
 @app.command()

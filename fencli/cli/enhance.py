@@ -49,11 +49,13 @@ def enhance(
 
     session = load_session(model, device=device, threads=threads)
     scene = read_scene(cube, key=key, layout=layout, nan=nan)
+    data = select_bands(scene.cube, bands)
+    session.check(data)
     target = out or default_output(cube, scene.meta.get("format"))
     if target.exists() and not force:  # fail before the forward pass, not after it
         raise FencliError(f"{target} exists: pass --force to overwrite it")
     start = time.perf_counter()
-    enhanced = session.enhance(select_bands(scene.cube, bands))
+    enhanced = session.enhance(data)
     seconds = time.perf_counter() - start
     wavelengths = scene.meta.get("wavelengths")
     meta = {"georef": scene.meta.get("georef"),

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-Cube = Annotated[Path, typer.Argument(help="Scene file: .mat (v5/v7.3), .npy, .npz, .h5/.hdf5 or ENVI .hdr.",
+Cube = Annotated[Path, typer.Argument(help="Scene file: .mat (v5/v7.3), .npy, .npz, .h5/.hdf5, ENVI .hdr or GeoTIFF .tif.",
                                        show_default=False)]
 Key = Annotated[Optional[str], typer.Option("--key", help="Name of the cube array (default: the largest 3-D array).")]
 GtFile = Annotated[Optional[Path], typer.Option("--gt", help="Ground-truth file (.mat/.npy/.npz/.h5/.png; nonzero = anomaly).")]

@@ -1,0 +1,356 @@
+"""Georeferencing: where each pixel of a scene lies on the ground, carried from input to every output.
+
+The model is an affine ``transform`` in rasterio's order ``(a, b, c, d, e, f)``::
+
+    x = a * col + b * row + c        y = d * col + e * row + f
+
+where ``(col, row)`` are pixel-CORNER coordinates: ``(0, 0)`` is the upper-left corner of the
+upper-left pixel and the centre of pixel ``[r, c]`` is ``(c + 0.5, r + 0.5)``. This is GDAL's and
+rasterio's convention, so a transform read from a GeoTIFF is used as is.
+
+ENVI's ``map info`` names a reference pixel with 1-BASED corner coordinates: ``(1, 1)`` is the
+upper-left corner of the upper-left pixel and ``(1.5, 1.5)`` its centre. :func:`parse_map_info`
+converts, matching what GDAL's ENVI driver reads from the same header (checked in the tests).
+
+Only the GeoTIFF functions need rasterio (the ``gis`` extra); it is imported when they are called.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fencli.errors import FencliError
+
+Transform = tuple[float, float, float, float, float, float]
+
+
+@dataclass(frozen=True)
+class GeoRef:
+    """A pixel grid on the ground: affine ``transform`` and ``crs`` (WKT or ``EPSG:n``, or None).
+
+    ``map_info`` / ``coordinate_system`` keep the input's raw ENVI strings, so an ENVI output
+    repeats them verbatim.
+    """
+
+    transform: Transform
+    crs: str | None = None
+    map_info: str | None = None
+    coordinate_system: str | None = None
+
+    def xy(self, row: np.ndarray | float, col: np.ndarray | float) -> tuple[Any, Any]:
+        """Map coordinates of the CENTRE of pixel ``[row, col]`` (0-based indices, may be fractional)."""
+        a, b, c, d, e, f = self.transform
+        u, v = np.asarray(col, dtype=float) + 0.5, np.asarray(row, dtype=float) + 0.5
+        return a * u + b * v + c, d * u + e * v + f
+
+    def epsg(self) -> int | None:
+        """The EPSG code of the CRS when one is known (needs rasterio for a WKT CRS)."""
+        if self.crs is None:
+            return None
+        m = re.fullmatch(r"\s*EPSG:(\d+)\s*", self.crs, re.I)
+        if m:
+            return int(m.group(1))
+        try:
+            from rasterio.crs import CRS
+        except ImportError:
+            return None
+        try:
+            return CRS.from_user_input(self.crs).to_epsg()
+        except Exception:  # an unusual WKT: no EPSG code, still a valid CRS
+            return None
+
+
+# --------------------------------------------------------------------------------------- ENVI
+
+def _fields(map_info: str) -> list[str]:
+    return [f.strip() for f in map_info.strip().lstrip("{").rstrip("}").split(",")]
+
+
+def parse_map_info(map_info: str) -> tuple[Transform, str | None]:
+    """(transform, CRS or None) from an ENVI ``map info`` string.
+
+    ``{proj, ref_x, ref_y, easting, northing, px, py[, zone, North|South], datum[, units=..][, rotation=deg]}``.
+    The CRS is derived only where the string pins it down (UTM or Geographic on WGS-84); otherwise
+    the header's ``coordinate system string`` must give it. A ``rotation`` is folded in exactly as
+    GDAL's ENVI driver does (the reference-pixel offset is applied unrotated, as GDAL does).
+    """
+    f = _fields(map_info)  # with or without the header's braces
+    try:
+        proj = f[0]
+        ref_x, ref_y, east, north, px, py = (float(v) for v in f[1:7])
+    except (IndexError, ValueError):
+        raise FencliError(f"unreadable ENVI map info {map_info!r}: expected "
+                          "{projection, ref x, ref y, easting, northing, pixel x, pixel y, ...}") from None
+    if not (px > 0 and py > 0):
+        raise FencliError(f"ENVI map info has a non-positive pixel size ({px:g}, {py:g})")
+    keys = dict(kv.split("=", 1) for kv in f[7:] if "=" in kv)
+    keys = {k.strip().lower(): v.strip() for k, v in keys.items()}
+    rot = math.radians(float(keys.get("rotation", 0.0)))
+    cos, sin = math.cos(rot), math.sin(rot)
+    transform = (cos * px, sin * px, east - (ref_x - 1.0) * px,
+                 sin * py, -cos * py, north + (ref_y - 1.0) * py)
+    if rot == 0.0:
+        transform = (px, 0.0, transform[2], 0.0, -py, transform[5])
+    positional = [v for v in f[7:] if "=" not in v]
+    crs = None
+    pname = proj.lower()
+    if pname == "utm" and len(positional) >= 3 and _wgs84(positional[2]):
+        zone, hemi = int(float(positional[0])), positional[1].strip().lower()
+        crs = f"EPSG:{(32600 if hemi.startswith('n') else 32700) + zone}"
+    elif pname.startswith("geographic") and positional and _wgs84(positional[0]):
+        crs = "EPSG:4326"
+    return transform, crs
+
+
+def _wgs84(datum: str) -> bool:
+    return datum.strip().replace("-", "").replace(" ", "").lower() == "wgs84"
+
+
+def format_map_info(georef: GeoRef) -> str:
+    """An ENVI ``map info`` string for ``georef`` (its own raw string when it came from ENVI).
+
+    Written with reference pixel (1, 1) = the upper-left corner. UTM/WGS-84 and geographic WGS-84
+    get their ENVI names; any other CRS is ``Arbitrary`` and relies on the coordinate system string.
+    """
+    if georef.map_info:
+        return georef.map_info
+    a, b, c, d, e, f = georef.transform
+    if abs(b) > 1e-12 or abs(d) > 1e-12:
+        raise FencliError("a rotated grid cannot be written as an ENVI map info by fencli: use --out .tif")
+    head = f"1, 1, {c!r}, {f!r}, {a!r}, {-e!r}"
+    code = georef.epsg()
+    if code is not None and (32601 <= code <= 32660 or 32701 <= code <= 32760):
+        hemi = "North" if code < 32700 else "South"
+        return f"{{UTM, {head}, {code % 100}, {hemi}, WGS-84, units=Meters}}"
+    if code == 4326:
+        return f"{{Geographic Lat/Lon, {head}, WGS-84, units=Degrees}}"
+    return f"{{Arbitrary, {head}, units=Meters}}" if georef.crs else f"{{Arbitrary, {head}}}"
+
+
+def envi_fields(georef: GeoRef | None) -> dict[str, str]:
+    """Header fields (``map info``, ``coordinate system string``) that georeference an ENVI output,
+    without the braces (``fencli.envi`` adds them), as ``fencli.io`` reads them."""
+    if georef is None:
+        return {}
+    out = {"map info": _unbrace(format_map_info(georef))}
+    css = georef.coordinate_system or _wkt(georef.crs)
+    if css:
+        out["coordinate system string"] = _unbrace(css)
+    return out
+
+
+def _unbrace(text: str) -> str:
+    text = text.strip()
+    return text[1:-1].strip() if text.startswith("{") and text.endswith("}") else text
+
+
+def _wkt(crs: str | None) -> str | None:
+    if crs is None or not re.fullmatch(r"\s*EPSG:\d+\s*", crs, re.I):
+        return crs
+    try:
+        from rasterio.crs import CRS
+    except ImportError:
+        return None  # the map info alone still names UTM / geographic WGS-84
+    return CRS.from_user_input(crs).to_wkt()
+
+
+def from_envi(map_info: str | None, coordinate_system: str | None = None) -> GeoRef | None:
+    """GeoRef from the raw ENVI header strings; None when there is no ``map info``.
+
+    The ``coordinate system string`` (WKT, often ESRI-flavoured) wins over the CRS implied by the
+    map info, as in GDAL.
+    """
+    if not map_info:
+        return None
+    transform, crs = parse_map_info(map_info)
+    css = _unbrace(coordinate_system) if coordinate_system else None
+    return GeoRef(transform, css or crs, map_info=map_info, coordinate_system=coordinate_system)
+
+
+# --------------------------------------------------------------------------- scene metadata
+
+def from_meta(meta: dict | None) -> GeoRef | None:
+    """The georeferencing a reader left in ``meta["georef"]``, or None (a pixel grid).
+
+    Accepted keys: ENVI ``map info`` / ``coordinate system string``; or ``transform`` (6 numbers,
+    rasterio order) / ``geotransform`` (6 numbers, GDAL order) with ``crs`` (WKT or EPSG:n), as a
+    GeoTIFF reader or HDF5 attributes give them; or a ready :class:`GeoRef` under ``"georef"``.
+    """
+    g = (meta or {}).get("georef")
+    if g is None or isinstance(g, GeoRef):
+        return g
+    if g.get("map info"):
+        return from_envi(g["map info"], g.get("coordinate system string"))
+    crs = g.get("crs") or g.get("crs_wkt") or g.get("spatial_ref")
+    crs = crs.decode() if isinstance(crs, bytes) else (str(crs) if crs is not None else None)
+    if g.get("transform") is not None:
+        return GeoRef(_six(g["transform"], "transform"), crs)
+    if g.get("geotransform") is not None:
+        c, a, b, f, d, e = _six(g["geotransform"], "geotransform")
+        return GeoRef((a, b, c, d, e, f), crs)
+    return None
+
+
+def _six(values: Any, what: str) -> Transform:
+    v = [float(x) for x in np.asarray(values, dtype=float).reshape(-1)]
+    if len(v) < 6 or not all(math.isfinite(x) for x in v[:6]):
+        raise FencliError(f"the {what} attribute must hold 6 finite numbers, got {values!r}")
+    return tuple(v[:6])  # type: ignore[return-value]
+
+
+def describe(georef: GeoRef | None) -> str:
+    """One line for stderr: what grid the outputs are on."""
+    if georef is None:
+        return "input has no georeferencing: outputs are on the pixel grid (x = column, y = row)"
+    return f"georeferenced: CRS {_short(georef)}, pixel {georef.transform[0]:g} x {-georef.transform[4]:g}"
+
+
+def _short(georef: GeoRef) -> str:
+    code = georef.epsg()
+    if code is not None:
+        return f"EPSG:{code}"
+    return "unknown" if georef.crs is None else (georef.crs[:40] + "...")
+
+
+def json_fields(georef: GeoRef | None) -> dict[str, Any]:
+    """The ``--json`` fields that say how outputs are georeferenced."""
+    if georef is None:
+        return {"georeferenced": False, "crs": None, "transform": None}
+    code = georef.epsg()
+    return {"georeferenced": True, "crs": f"EPSG:{code}" if code else georef.crs,
+            "transform": list(georef.transform)}
+
+
+# ------------------------------------------------------------------------------- outputs
+
+GEOTIFF = (".tif", ".tiff")
+NO_GEOREF = (".npy", ".npz", ".mat")  # formats with no place fencli puts a map grid in
+
+
+def write_raster(path: str | Path, array: np.ndarray, georef: GeoRef | None, *,
+                 force: bool = False, key: str = "scores", description: str = "",
+                 nodata: float | None = None) -> str | None:
+    """Write a raster output georeferenced like the input: GeoTIFF for ``.tif``, else ``io.write_array``
+    (ENVI ``.hdr``/``.img`` gets ``map info`` / ``coordinate system string`` and keeps the array's
+    dtype; ``.h5`` gets them as dataset attributes). Returns a one-line note when the chosen format
+    cannot carry the georeferencing the input had.
+    """
+    path = Path(path)
+    if path.suffix.lower() in GEOTIFF:
+        write_geotiff(path, array, georef, force=force, descriptions=[description] if description else None,
+                      nodata=nodata)
+        return None
+    from fencli.io import write_array, write_envi_scene
+
+    fields = {"georef": envi_fields(georef)}  # not the input's wavelengths: a map has one band
+    if path.suffix.lower() in (".hdr", ".img"):
+        write_envi_scene(path, np.asarray(array), meta=fields, force=force)  # keeps uint8 masks uint8
+    else:
+        write_array(path, array, force=force, key=key, meta=fields)
+    if georef is not None and path.suffix.lower() in NO_GEOREF:
+        return f"{path.name}: {path.suffix} holds no georeferencing (use .tif or .hdr to keep it)"
+    return None
+
+
+# ------------------------------------------------------------------------------- GeoTIFF
+
+def _rasterio():
+    try:
+        import rasterio
+    except ImportError:
+        raise FencliError("GeoTIFF needs rasterio: pip install 'fencli[gis]'") from None
+    return rasterio
+
+
+def write_geotiff(path: str | Path, array: np.ndarray, georef: GeoRef | None, *, force: bool = False,
+                  descriptions: list[str] | None = None, nodata: float | None = None,
+                  tags: dict[str, str] | None = None) -> Path:
+    """Write an ``H x W`` or ``H x W x B`` array as a compressed GeoTIFF, atomically.
+
+    Without ``georef`` the file has no transform or CRS (a plain pixel grid).
+    """
+    rasterio = _rasterio()
+    from rasterio.crs import CRS
+    from rasterio.transform import Affine
+
+    from fencli.io import atomic_path
+
+    arr = np.asarray(array)
+    arr = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+    count, h, w = arr.shape
+    floating = np.issubdtype(arr.dtype, np.floating)
+    profile: dict[str, Any] = dict(driver="GTiff", height=h, width=w, count=count, dtype=arr.dtype.name,
+                                   compress="deflate", predictor=3 if floating else 2,
+                                   interleave="band" if count > 1 else "pixel")
+    if h >= 256 and w >= 256:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    if nodata is not None:
+        profile["nodata"] = nodata
+    if georef is not None:
+        profile["transform"] = Affine(*georef.transform)
+        if georef.crs:
+            try:
+                profile["crs"] = CRS.from_user_input(georef.crs)
+            except Exception as err:
+                raise FencliError(f"the input's coordinate system is not understood by GDAL: {err}") from None
+    with atomic_path(path, force=force) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(arr)
+            for i, text in enumerate(descriptions or [], start=1):
+                dst.set_band_description(i, text)
+            if tags:
+                dst.update_tags(**tags)
+    return Path(path)
+
+
+def read_geotiff(path: str | Path) -> tuple[np.ndarray, GeoRef | None, dict[str, Any]]:
+    """(cube ``H x W x B``, georeferencing or None, meta) of a GeoTIFF (or any GDAL raster).
+
+    Nodata pixels become NaN (the readers' ``--nan`` policy then applies). ``meta["wavelengths"]``
+    is filled from the band descriptions or ``wavelength`` tags when they hold numbers.
+    """
+    rasterio = _rasterio()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                data = src.read(masked=src.nodata is not None)
+                transform, crs = src.transform, src.crs
+                descriptions = list(src.descriptions)
+                band_tags = [src.tags(i) for i in range(1, src.count + 1)]
+    except rasterio.errors.RasterioIOError as err:
+        raise FencliError(f"cannot read {path}: {err}") from None
+    if np.ma.isMaskedArray(data):
+        data = data.astype(np.result_type(data.dtype, np.float32)).filled(np.nan)
+    georef = None
+    if not transform.is_identity or crs is not None:
+        georef = GeoRef(tuple(transform)[:6], crs.to_wkt() if crs else None)
+    meta: dict[str, Any] = {"georef": georef, "descriptions": descriptions}
+    wl = _wavelengths(descriptions, band_tags)
+    if wl is not None:
+        meta["wavelengths"] = wl
+    return np.moveaxis(data, 0, -1), georef, meta
+
+
+_NUMBER = re.compile(r"([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*(?:nm|um|µm|nanometers|micrometers)?", re.I)
+_WITH_UNIT = re.compile(r"(\d+(?:\.\d*)?)\s*(?:nm|um|µm|nanometers|micrometers)\b", re.I)
+
+
+def _wavelengths(descriptions: list[str | None], tags: list[dict]) -> list[float] | None:
+    out = []
+    for desc, tag in zip(descriptions, tags):
+        text = tag.get("wavelength") or tag.get("WAVELENGTH")
+        m = _NUMBER.fullmatch(text.strip()) if text else None
+        m = m or (_WITH_UNIT.search(desc) if desc else None)  # "Band 12 (550.3 nm)"
+        if not m:
+            return None
+        out.append(float(m.group(1)))
+    return out or None

@@ -1,0 +1,98 @@
+"""Quick-look PNG: the scene as a colour picture with the detected objects outlined, beside the map.
+
+Band choice: with wavelengths (nm, or micrometres when every value is below 100) the bands nearest
+640 / 550 / 460 nm (red / green / blue) make a true-colour picture, provided each lies within 30 nm
+of its target; otherwise (no wavelengths, or a scene that misses the visible) the bands at 3/4,
+1/2 and 1/4 of the band index range make a false-colour picture. Each channel is stretched
+linearly between its 2nd and 98th percentiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+RGB_NM = (640.0, 550.0, 460.0)
+MAX_GAP_NM = 30.0
+STRETCH = (2.0, 98.0)
+
+
+def rgb_bands(n_bands: int, wavelengths: Sequence[float] | None = None) -> tuple[tuple[int, int, int], str]:
+    """(band indices for R, G, B, a short note of how they were chosen)."""
+    if wavelengths is not None and len(wavelengths) == n_bands:
+        wl = np.asarray(wavelengths, dtype=float)
+        if np.nanmax(wl) < 100.0:
+            wl = wl * 1000.0  # micrometres
+        picks = [int(np.nanargmin(np.abs(wl - t))) for t in RGB_NM]
+        if all(abs(wl[i] - t) <= MAX_GAP_NM for i, t in zip(picks, RGB_NM)):
+            return tuple(picks), "true colour " + "/".join(f"{wl[i]:.0f}" for i in picks) + " nm"
+    picks = tuple(int(round(f * (n_bands - 1))) for f in (0.75, 0.5, 0.25))
+    return picks, "false colour, bands " + "/".join(str(i + 1) for i in picks)
+
+
+def stretch(channel: np.ndarray) -> np.ndarray:
+    """Linear 2-98 percentile stretch to [0, 1] (NaN -> 0)."""
+    c = np.asarray(channel, dtype=np.float64)
+    ok = np.isfinite(c)
+    if not ok.any():
+        return np.zeros_like(c)
+    lo, hi = np.percentile(c[ok], STRETCH)
+    if hi <= lo:
+        hi = lo + 1.0
+    return np.clip(np.nan_to_num((c - lo) / (hi - lo), nan=0.0), 0.0, 1.0)
+
+
+def rgb_image(cube: np.ndarray, wavelengths: Sequence[float] | None = None) -> tuple[np.ndarray, str]:
+    """``H x W x 3`` float image in [0, 1] and the band note."""
+    bands, note = rgb_bands(cube.shape[2], wavelengths)
+    return np.stack([stretch(cube[:, :, b]) for b in bands], -1), note
+
+
+def save_quicklook(path: str | Path, cube: np.ndarray, scores: np.ndarray, labels: np.ndarray | None = None,
+                   *, wavelengths: Sequence[float] | None = None, title: str = "",
+                   threshold: float | None = None, force: bool = False) -> Path:
+    """Write the two-panel PNG (RGB + outlines | score map + outlines), atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    from fencli.io import atomic_path
+    from fencli.objects import outline_segments
+
+    rgb, note = rgb_image(cube, wavelengths)
+    h, w = scores.shape
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6 * h / max(w, 1) + 0.6), squeeze=False,
+                             layout="constrained")
+    ax_rgb, ax_map = axes[0]
+    ax_rgb.imshow(rgb, interpolation="nearest")
+    ax_rgb.set_title(f"scene ({note})", fontsize=9)
+    shown = np.asarray(scores, dtype=float)
+    finite = shown[np.isfinite(shown)]
+    vmax = float(np.percentile(finite, 99.9)) if finite.size else None  # a few peaks must not blank the map
+    im = ax_map.imshow(shown, cmap="inferno", interpolation="nearest", vmax=vmax)
+    fig.colorbar(im, ax=ax_map, shrink=0.8, extend="max")
+    n = int(labels.max()) if labels is not None and labels.size else 0
+    sub = f"{n} objects" + (f", threshold {threshold:.4g}" if threshold is not None else "")
+    ax_map.set_title(f"{title}  {sub}".strip(), fontsize=9)
+    if n:
+        segs = outline_segments(labels) - 0.5  # imshow puts pixel centres on integers
+        for ax, colour in ((ax_rgb, "yellow"), (ax_map, "cyan")):
+            ax.add_collection(LineCollection(segs, colors=colour, linewidths=0.8))
+        from scipy import ndimage
+
+        tops = ndimage.find_objects(labels)[:20]  # ids are ranks: label the 20 strongest
+        for i, box in enumerate(tops, start=1):
+            if box is not None:
+                ax_rgb.text(box[1].stop - 0.5, box[0].start - 0.5, str(i), color="yellow", fontsize=6)
+    for ax in (ax_rgb, ax_map):
+        ax.set_xlim(-0.5, w - 0.5)
+        ax.set_ylim(h - 0.5, -0.5)
+        ax.set_axis_off()
+    with atomic_path(path, force=force) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return Path(path)
