@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from fencli.cli import app
-from fencli.cli.options import (Bands, Cube, Device, Force, GtFile, GtKey, Json, Key, Layout, Model,
+from fencli.cli.options import (Bands, Device, Force, GtFile, GtKey, Json, Key, Layout, Model,
                                 Nan, Threads)
 from fencli.errors import FencliError
 from fencli.pipeline import Result, run
@@ -45,6 +45,16 @@ def result_row(scene: str, shape: tuple[int, ...], res: Result, seconds: dict, o
     return {"scene": scene, "shape": list(shape), "bands": res.bands, "method": res.method,
             "model": res.model, "auc": res.auc, "metrics": res.metrics, "seconds": seconds,
             "out": str(out) if out else None}
+
+
+Cubes = Annotated[list[Path], typer.Argument(
+    help="Scene file(s): .mat (v5/v7.3), .npy, .npz, .h5/.hdf5, ENVI .hdr or GeoTIFF .tif; with --out-dir also folders and globs.",
+    show_default=False)]
+Tile = Annotated[Optional[int], typer.Option("--tile", help="Tile side in pixels for scenes larger than memory "
+                                             "(results equal whole-scene ones). Default: from available memory; 0: whole scene in memory.")]
+Engine = Annotated[str, typer.Option("--engine", help="local, or dask (needs fencli[dask]): tiles and scenes as Dask tasks.")]
+Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running dask.distributed scheduler (default: a LocalCluster).")]
+OutDir = Annotated[Optional[Path], typer.Option("--out-dir", help="Many scenes: write <scene>.<method>.npy each and summary.csv/json here; finished scenes are skipped unless --force.")]
 
 
 def objects_line(summary: dict) -> str:
@@ -87,7 +97,7 @@ def write_products(scene, scores, found, grid, label: str, *, out: Path | None, 
 
 @app.command()
 def detect(
-    cube: Cube,
+    cubes: Cubes,
     method: Annotated[str, typer.Option("--method", help="grx (global RX), slrx (fixed-patch local RX) or lrx (dual-window local RX).")] = "grx",
     bands: Bands = None,
     model: Model = "none",
@@ -108,6 +118,10 @@ def detect(
     polygons: Annotated[bool, typer.Option("--polygons", help="GeoJSON objects as pixel outlines instead of centroid points.")] = False,
     min_pixels: Annotated[int, typer.Option("--min-pixels", help="Drop objects smaller than this many pixels.")] = 1,
     quicklook: Annotated[Optional[Path], typer.Option("--quicklook", help="Write a PNG: the scene in colour with objects outlined, beside the map.")] = None,
+    tile: Tile = None,
+    engine: Engine = "local",
+    scheduler: Scheduler = None,
+    out_dir: OutDir = None,
     device: Device = "auto",
     threads: Threads = None,
     json: Json = False,
@@ -115,13 +129,33 @@ def detect(
 ) -> None:
     """Score every pixel of CUBE for anomaly, optionally after FEN enhancement.
 
+    Scenes larger than a tile run out of core (tiled FEN, streamed detectors) with the same result.
+
     Examples:\n
       fencli detect scene.mat\n
       fencli detect scene.mat --method slrx --model ferd-200-supp --bands 200\n
       fencli detect scene.hdr --gt truth.png --out map.npy --png map.png --json\n
-      fencli detect scene.hdr --far 1e-3 --out map.tif --mask mask.tif --objects objs.geojson --quicklook ql.png
+      fencli detect scene.hdr --far 1e-3 --out map.tif --mask mask.tif --objects objs.geojson --quicklook ql.png\n
+      fencli detect flights/ 'more/*.hdr' --model ferd-200 --out-dir maps/ --engine dask
     """
-    from fencli.io import read_scene
+    if engine not in ("local", "dask"):
+        raise FencliError(f"--engine must be local or dask, not {engine!r}")
+    if scheduler and engine != "dask":
+        raise FencliError("--scheduler needs --engine dask")
+    if tile is not None and tile < 0:
+        raise FencliError(f"--tile must be >= 0, got {tile}")
+    options = detector_options(method, block_size, block_num, windows)
+    if out_dir is not None or len(cubes) > 1:
+        extras = (("--threshold", threshold), ("--far", far), ("--mask", mask), ("--objects", objects),
+                  ("--quicklook", quicklook))
+        for flag, value in extras:
+            if value is not None:
+                raise FencliError(f"{flag} is for one scene; with --out-dir each scene's score map goes to the folder")
+        return detect_many(cubes, out_dir, method=method, bands=bands, model=model, gt=gt, out=out, png=png,
+                           key=key, layout=layout, nan=nan, options=options, tile=tile, engine=engine,
+                           scheduler=scheduler, device=device, threads=threads, json=json, force=force)
+    cube = cubes[0]
+    from fencli.io import read_scene, validate_cube
     from fencli import georef as geo
     from fencli.objects import parse_threshold
     from fencli.report import console, print_json, results_table, save_maps_png
@@ -135,10 +169,14 @@ def detect(
     refuse_existing([out, png, mask, objects, quicklook], force)
     t0 = time.perf_counter()
     enhancer = load_enhancer(model, device, threads)
-    scene = read_scene(cube, key=key, gt=gt, gt_key=gt_key, layout=layout, nan=nan)
+    scene = read_scene(cube, key=key, gt=gt, gt_key=gt_key, layout=layout, nan=nan, validate=False)
     t_read = time.perf_counter() - t0
-    res = run(scene.cube, method, enhancer=enhancer, bands=bands, gt=scene.gt,
-              options=detector_options(method, block_size, block_num, windows))
+    if use_tiles(scene.cube.shape, enhancer, bands, tile, engine, nan):
+        res = run_tiled(cube, scene, method, enhancer, bands, tile, engine, scheduler, options, bar=not json)
+    else:
+        scene.cube, scene.meta["validation"] = validate_cube(scene.cube, nan=nan, name=cube.name)
+        t_read = time.perf_counter() - t0
+        res = run(scene.cube, method, enhancer=enhancer, bands=bands, gt=scene.gt, options=options)
     grid = geo.from_meta(scene.meta)
     label = f"{'FE+' if res.model else ''}{method.upper()}"
     found = None
@@ -168,6 +206,107 @@ def detect(
             console.print("no ground truth: AUC not computed (pass --gt or --gt-key)")
         if found is not None:
             console.print(objects_line(found.summary()))
+
+
+def use_tiles(shape: tuple[int, ...], enhancer, bands: int | None, tile: int | None, engine: str, nan: str) -> bool:
+    """Out of core when asked (--tile N, --engine dask) or when the scene is larger than one tile of
+    the size the available memory allows; NaN filling needs the cube in memory."""
+    if tile == 0:
+        if engine == "dask":
+            raise FencliError("--engine dask works on tiles: --tile 0 does not apply")
+        return False
+    if tile is not None or engine == "dask":
+        if nan == "fill":
+            raise FencliError("--nan fill works on the whole scene in memory: use --tile 0")
+        return True
+    from fencli.tiles import default_tile
+
+    nb = enhancer.bands if enhancer is not None else (bands or shape[2])
+    return nan != "fill" and max(shape[0], shape[1]) > default_tile(nb)
+
+
+def run_tiled(path: Path, scene, method: str, enhancer, bands: int | None, tile: int | None, engine: str,
+              scheduler: str | None, options: dict, bar: bool = False) -> Result:
+    """One scene through :func:`fencli.stream.detect_stream` (or its Dask twin) as a pipeline Result."""
+    from fencli.metrics import roc3d
+    from fencli.stream import SessionTileFen, detect_stream, session_tile_fen
+
+    fen = None
+    if enhancer is not None:
+        if bands is not None and bands != enhancer.bands:
+            raise FencliError(f"--bands {bands} differs from the {enhancer.bands} bands of model {enhancer.name}")
+        bands = enhancer.bands
+        # Dask may ship the FEN to worker processes: a picklable handle, not the live session.
+        fen = (SessionTileFen(str(enhancer.path), enhancer.device, enhancer.threads) if engine == "dask"
+               else session_tile_fen(enhancer))
+    source = path if path.suffix.lower() == ".npy" and scene.meta.get("layout", "hwb") == "hwb" else scene.cube
+    if engine == "dask":
+        from fencli.dask_engine import dask_client, detect_dask
+
+        with dask_client(scheduler) as _:
+            t0 = time.perf_counter()
+            res = detect_dask(source, method, fen=fen, bands=bands, tile=tile, options=options)
+            res.seconds["detect"] = time.perf_counter() - t0
+    else:
+        from rich.progress import Progress
+
+        h, w = scene.cube.shape[:2]
+        with Progress(transient=True, disable=not bar) as progress:
+            task = progress.add_task(f"{scene.name} in tiles", total=h * w * (2 if fen else 1))
+            res = detect_stream(source, method, fen=fen, bands=bands, tile=tile, options=options,
+                                progress=lambda n: progress.advance(task, n))
+    metrics = roc3d(res.scores, scene.gt) if scene.gt is not None else {}
+    return Result(res.scores, method, enhancer.name if enhancer else None, res.bands,
+                  metrics.get("auc_df"), metrics, res.seconds)
+
+
+def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: int | None, model: str,
+                gt: Path | None, out: Path | None, png: Path | None, key: str | None, layout: str, nan: str,
+                options: dict, tile: int | None, engine: str, scheduler: str | None, device: str,
+                threads: int | None, json: bool, force: bool) -> None:
+    """Many scenes: one progress bar, per-scene rows in OUT_DIR/summary.{csv,json}, failures isolated."""
+    from fencli.batch import run_batch
+    from fencli.report import console, print_json
+    from fencli.stream import SessionTileFen
+
+    if out_dir is None:
+        raise FencliError("several scenes need --out-dir (one score map per scene goes there)")
+    for flag, value in (("--out", out), ("--png", png), ("--gt", gt)):
+        if value is not None:
+            raise FencliError(f"{flag} is for one scene; with --out-dir each scene's map goes to the folder")
+    if layout != "hwb" or nan != "error" or tile == 0:
+        raise FencliError("--layout, --nan fill and --tile 0 are for one scene at a time")
+    enhancer = load_enhancer(model, device, threads)  # fail early on a bad model, before any scene
+    if enhancer is not None and bands is not None and bands != enhancer.bands:
+        raise FencliError(f"--bands {bands} differs from the {enhancer.bands} bands of model {enhancer.name}")
+    fen = SessionTileFen(str(enhancer.path), device, threads) if enhancer is not None else None
+    kw = dict(method=method, model=enhancer.name if enhancer else None, force=force, progress=not json,
+              fen=fen, bands=enhancer.bands if enhancer else bands, tile=tile, options=options, key=key)
+    if engine == "dask":
+        from fencli.dask_engine import dask_client
+
+        with dask_client(scheduler) as client:
+            summary = run_batch(cubes, out_dir, client=client, **kw)
+    else:
+        summary = run_batch(cubes, out_dir, **kw)
+    if json:
+        from dataclasses import asdict
+
+        print_json({"out_dir": str(out_dir), "counts": summary.counts(), "scenes": [asdict(r) for r in summary.rows]})
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"{len(summary.rows)} scenes -> {out_dir}")
+        for col in ("scene", "status", "shape", "AUC", "seconds", "error"):
+            table.add_column(col)
+        for r in summary.rows:
+            table.add_row(r.scene, r.status, "x".join(map(str, r.shape)) if r.shape else "",
+                          f"{r.auc:.4f}" if r.auc is not None else "", f"{r.seconds:.1f}" if r.seconds else "",
+                          r.error or "")
+        console.print(table)
+        console.print(f"summary: {out_dir / 'summary.csv'}, {out_dir / 'summary.json'}")
+    if summary.failed:  # the others are done: say so in one line and exit non-zero
+        raise FencliError(f"{summary.failed} of {len(summary.rows)} scenes failed (see {out_dir / 'summary.csv'})")
 
 
 @app.command()

@@ -1,0 +1,242 @@
+"""Many scenes per command: expand inputs, skip finished scenes, isolate failures, write a summary.
+
+Each scene's scores go to ``OUT_DIR/<scene>.<tag>.npy`` (atomically); a scene whose output exists is
+skipped unless ``force``, so an interrupted campaign resumes where it stopped. A scene that fails
+(corrupt file, too few bands, ...) becomes an ``error`` row and the batch goes on; the caller turns
+``Summary.failed`` into a non-zero exit status. ``summary.csv`` and ``summary.json`` list every scene.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io as _io
+import json
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from fencli.errors import FencliError
+
+SCENE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".he5", ".hdr", ".tif", ".tiff")
+FIELDS = ("scene", "path", "status", "shape", "bands", "method", "model", "auc", "seconds", "out", "error")
+
+
+@dataclass
+class Row:
+    """One scene's line in the summary."""
+
+    scene: str
+    path: str
+    status: str  # ok | skipped | error
+    shape: list[int] | None = None
+    bands: int | None = None
+    method: str | None = None
+    model: str | None = None
+    auc: float | None = None
+    seconds: float | None = None
+    out: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Summary:
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(r.status == "error" for r in self.rows)
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(r.status == s for r in self.rows) for s in ("ok", "skipped", "error")}
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files, directories (their scene files, not recursive) and glob patterns, deduplicated, in order."""
+    found: list[Path] = []
+    for item in inputs:
+        text = str(item)
+        p = Path(text)
+        if p.is_dir():
+            found += sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in SCENE_SUFFIXES)
+        elif p.exists():
+            found.append(p)
+        elif glob.has_magic(text):
+            matches = sorted(Path(m) for m in glob.glob(text) if Path(m).is_file())
+            if not matches:
+                raise FencliError(f"{text}: matches no file")
+            found += matches
+        else:
+            raise FencliError(f"{text}: no such file or directory")
+    seen, out = set(), []
+    for f in found:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    if not out:
+        raise FencliError("no scene files found in the inputs")
+    return out
+
+
+def scene_names(paths: list[Path]) -> list[str]:
+    """Output stems: the file stem, prefixed by parent folders where two inputs would collide."""
+    names = [p.stem for p in paths]
+    depth = 1
+    while len(set(names)) < len(names) and depth < 8:
+        counts = {n: names.count(n) for n in names}
+        names = [("-".join(p.resolve().parts[-1 - depth:-1]) + "-" + p.stem) if counts[n] > 1 else n
+                 for p, n in zip(paths, names)]
+        depth += 1
+    return names
+
+
+def output_tag(method: str, model: str | None) -> str:
+    return f"{'fe-' if model else ''}{method}"
+
+
+def save_atomic(path: Path, scores: np.ndarray) -> None:
+    """Write via a temporary file in the same folder and rename: no half-written output on failure."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, scores)
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def detect_scene(path: Path, out: Path, *, method: str = "grx", fen: Any = None, model: str | None = None,
+                 bands: int | None = None, tile: int | None = None, options: dict | None = None,
+                 key: str | None = None, engine: str = "local") -> dict:
+    """One scene through the out-of-core pipeline, scores saved to ``out``; returns its summary fields.
+
+    ``fen`` is a per-tile FEN callable; for Dask workers in other processes a picklable one such as
+    :class:`fencli.stream.SessionTileFen`.
+    """
+    from fencli.metrics import roc_auc
+
+    t0 = time.perf_counter()
+    gt = None
+    source: Any = path
+    if path.suffix.lower() != ".npy":  # .npy is read by window directly; other formats via fencli.io
+        from fencli.io import read_scene
+
+        scene = read_scene(path, key=key, validate=False)  # the streamed passes check NaN/constant
+        source, gt = scene.cube, scene.gt
+    if engine == "dask":
+        from fencli.dask_engine import detect_dask
+
+        res = detect_dask(source, method, fen=fen, bands=bands, tile=tile, options=options, workdir=out.parent)
+    else:
+        from fencli.stream import detect_stream
+
+        res = detect_stream(source, method, fen=fen, bands=bands, tile=tile, options=options, workdir=out.parent)
+    save_atomic(out, res.scores.astype(np.float32))
+    auc = float(roc_auc(res.scores, np.asarray(gt))) if gt is not None else None
+    return {"shape": list(res.shape), "bands": res.bands, "auc": auc,
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _guarded(process: Callable[..., dict], path: Path, out: Path) -> tuple[dict | None, str | None]:
+    """Run one scene, turning any failure into a one-line message (a bad file must not stop a batch)."""
+    try:
+        return process(path, out), None
+    except FencliError as err:
+        return None, str(err)
+    except Exception as err:  # noqa: BLE001 - corrupt files raise anything from h5py/scipy/numpy
+        last = traceback.extract_tb(err.__traceback__)[-1]
+        return None, f"{type(err).__name__}: {err} ({Path(last.filename).name}:{last.lineno})"
+
+
+def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str = "grx",
+              model: str | None = None, force: bool = False, process: Callable[..., dict] | None = None,
+              client: Any = None, progress: bool = True, **scene_kw: Any) -> Summary:
+    """Detect anomalies in every input scene; ``process(path, out) -> fields`` defaults to
+    :func:`detect_scene` with ``scene_kw``. With a Dask ``client`` each scene is one task."""
+    paths = expand_inputs(inputs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    process = process or partial(detect_scene, method=method, model=model, **scene_kw)
+    tag = output_tag(method, model)
+    rows: dict[int, Row] = {}
+    todo = []
+    for i, (p, name) in enumerate(zip(paths, scene_names(paths))):
+        out = out_dir / f"{name}.{tag}.npy"
+        rows[i] = Row(name, str(p), "skipped", method=method, model=model, out=str(out))
+        if force or not out.exists():
+            todo.append((i, p, out))
+    with _Bar(progress, len(todo)) as bar:
+        if client is None:
+            for i, p, out in todo:
+                bar.show(rows[i].scene)
+                rows[i] = _row(rows[i], *_guarded(process, p, out))
+                bar.step()
+        else:
+            from distributed import as_completed
+
+            futures = {client.submit(_guarded, process, p, out, pure=False): i for i, p, out in todo}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                rows[i] = _row(rows[i], *fut.result())
+                bar.show(rows[i].scene)
+                bar.step()
+    summary = Summary([rows[i] for i in sorted(rows)])
+    write_summary(summary, out_dir)
+    return summary
+
+
+def _row(row: Row, fields: dict | None, error: str | None) -> Row:
+    if error is not None:
+        return Row(row.scene, row.path, "error", method=row.method, model=row.model, error=error)
+    return Row(row.scene, row.path, "ok", method=row.method, model=row.model, out=row.out, **fields)
+
+
+class _Bar:
+    """One rich progress bar over the scenes (silent when disabled)."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total, self.bar = enabled, total, None
+
+    def __enter__(self) -> "_Bar":
+        if self.enabled and self.total:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn())
+            self.bar.start()
+            self.task = self.bar.add_task("scenes", total=self.total)
+        return self
+
+    def show(self, scene: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=scene)
+
+    def step(self) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def write_summary(summary: Summary, out_dir: Path) -> None:
+    """``summary.json`` (list of rows) and ``summary.csv`` in ``out_dir``, each written atomically."""
+    data = [asdict(r) for r in summary.rows]
+    write_text_atomic(out_dir / "summary.json", json.dumps(data, indent=1) + "\n")
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=FIELDS)
+    w.writeheader()
+    for d in data:
+        w.writerow({k: ("x".join(map(str, v)) if k == "shape" and v else v) for k, v in d.items()})
+    write_text_atomic(out_dir / "summary.csv", buf.getvalue())

@@ -1,0 +1,246 @@
+"""Tile grids with halos and bounded-memory access to ``H x W x bands`` cubes that do not fit in RAM.
+
+A scene is processed as tiles: each tile's *core* is what it contributes to the output, its
+*extent* is the core grown by a halo of real pixels on every side that is not a true scene border
+(at a border nothing is added, so a detector's own border rule sees exactly the scene's border).
+A local operator of radius ``r <= halo`` then gives on the core exactly its whole-scene result.
+
+Reading never maps a whole file into the process: a C-ordered raw array (``.npy``, ENVI BIP) is
+read by ``readinto`` per row segment, so file pages stay in the page cache and out of the resident
+set; a ``numpy.memmap`` handed in by the caller is read slab by slab and its pages are released
+with ``madvise(MADV_DONTNEED)`` after each slab (touched memmap pages count as RssFile).
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from fencli.errors import FencliError
+
+FEN_HALO = 4  # >= the FEN's receptive radius of 3 (three 3x3 convs); 4 keeps tiles >= 5 px
+MIN_TILE = 5  # the FEN's internal reflect pad of 4 needs 5 px a side
+
+
+@dataclass(frozen=True)
+class Tile:
+    """``core`` = (r0, r1, c0, c1) written to the output; ``ext`` = core plus halo, clipped to the scene."""
+
+    core: tuple[int, int, int, int]
+    ext: tuple[int, int, int, int]
+
+    @property
+    def crop(self) -> tuple[slice, slice]:
+        """Slices of an extent-shaped array that give the core."""
+        r0, r1, c0, c1 = self.core
+        e0, _, f0, _ = self.ext
+        return slice(r0 - e0, r1 - e0), slice(c0 - f0, c1 - f0)
+
+    @property
+    def core_slices(self) -> tuple[slice, slice]:
+        r0, r1, c0, c1 = self.core
+        return slice(r0, r1), slice(c0, c1)
+
+
+def split(n: int, size: int, align: int = 1) -> list[tuple[int, int]]:
+    """``[0, n)`` cut into near-equal parts of at most ``size`` (rounded down to ``align``), boundaries
+    on multiples of ``align``; even parts avoid a sliver at the end that a 5-px minimum would reject."""
+    units = math.ceil(n / align)
+    per = max(1, size // align)
+    parts = math.ceil(units / per)
+    edges = [min(n, round(units * k / parts) * align) for k in range(parts + 1)]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def grid(h: int, w: int, tile: int | tuple[int, int], halo: int, align: int = 1) -> list[Tile]:
+    """Row-major tiles covering ``h x w`` with cores of at most ``tile`` px and the given halo."""
+    th, tw = (tile, tile) if isinstance(tile, int) else tile
+    if min(th, tw) < 1:
+        raise FencliError(f"--tile must be at least 1, got {tile}")
+    out = []
+    for r0, r1 in split(h, th, align):
+        for c0, c1 in split(w, tw, align):
+            ext = (max(0, r0 - halo), min(h, r1 + halo), max(0, c0 - halo), min(w, c1 + halo))
+            out.append(Tile((r0, r1, c0, c1), ext))
+    return out
+
+
+def default_tile(bands: int, budget: int | None = None) -> int:
+    """Tile side whose FEN activations fit a memory budget (default: 1/8 of available RAM, <= 1 GiB).
+
+    Per padded pixel the FEN holds the input, a few 256- and 128-channel float32 maps and the output:
+    about ``(6 * 256 + 3 * bands) * 4`` bytes at peak.
+    """
+    if budget is None:
+        import psutil
+
+        budget = min(psutil.virtual_memory().available // 8, 1 << 30)
+    per_px = (6 * 256 + 3 * bands) * 4
+    side = int(math.sqrt(budget / per_px)) - 2 * FEN_HALO
+    return max(64, min(1024, side))
+
+
+class Cube:
+    """Bounded-memory window reads of an ``H x W x bands`` array-like (file-backed or in memory).
+
+    ``window(r0, r1, c0, c1, bands)`` returns a new in-memory array of ``[r0:r1, c0:c1, :bands]``.
+    """
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.shape: tuple[int, int, int] = tuple(int(s) for s in source.shape)  # type: ignore[assignment]
+        self.dtype = np.dtype(source.dtype)
+        if len(self.shape) != 3:
+            raise FencliError(f"expected an H x W x bands cube, got shape {self.shape}")
+        self._mm = _root_mmap(source)
+
+    def window(self, r0: int, r1: int, c0: int, c1: int, bands: int | None = None) -> np.ndarray:
+        out = np.array(self.source[r0:r1, c0:c1, :bands])
+        if self._mm is not None:
+            self._mm.madvise(mmap.MADV_DONTNEED)  # drop the slab's pages from our resident set
+        return out
+
+    def rows(self, r0: int, r1: int, bands: int | None = None) -> np.ndarray:
+        return self.window(r0, r1, 0, self.shape[1], bands)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Cube":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _root_mmap(arr: Any) -> mmap.mmap | None:
+    """The ``mmap`` behind a numpy memmap (or a view of one), to release touched pages."""
+    while arr is not None:
+        mm = getattr(arr, "_mmap", None)
+        if isinstance(mm, mmap.mmap):
+            return mm
+        arr = getattr(arr, "base", None)
+    return None
+
+
+class RawCube(Cube):
+    """A C-ordered ``H x W x B`` array at a byte offset in a file (``.npy`` body, ENVI BIP), read by
+    ``readinto`` per row segment: no mapping, so the resident set holds only the requested window."""
+
+    def __init__(self, path: str | Path, shape: tuple[int, int, int], dtype: Any, offset: int,
+                 writable: bool = False) -> None:
+        self.source = None
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)  # type: ignore[assignment]
+        self.dtype = np.dtype(dtype)
+        self.offset = offset
+        self._mm = None
+        self._f = open(self.path, "r+b" if writable else "rb", buffering=0)
+
+    def _seg(self, r: int, c: int) -> int:
+        _, w, b = self.shape
+        return self.offset + (r * w + c) * b * self.dtype.itemsize
+
+    def window(self, r0: int, r1: int, c0: int, c1: int, bands: int | None = None) -> np.ndarray:
+        b = self.shape[2]
+        buf = np.empty((r1 - r0, c1 - c0, b), self.dtype)
+        if c0 == 0 and c1 == self.shape[1]:  # full rows are one contiguous run
+            self._readinto(buf, self._seg(r0, 0))
+        else:
+            for i in range(r1 - r0):
+                self._readinto(buf[i], self._seg(r0 + i, c0))
+        return buf if bands is None or bands == b else np.ascontiguousarray(buf[:, :, :bands])
+
+    def _readinto(self, arr: np.ndarray, pos: int) -> None:
+        view = memoryview(arr.reshape(-1).view(np.uint8))
+        got = os.preadv(self._f.fileno(), [view], pos)
+        if got != view.nbytes:
+            raise FencliError(f"{self.path}: file is truncated (short read at byte {pos})")
+
+    def write(self, r0: int, c0: int, block: np.ndarray) -> None:
+        """Write an ``h x w x B`` block at (r0, c0), one row segment at a time."""
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        for i in range(block.shape[0]):
+            os.pwrite(self._f.fileno(), memoryview(block[i].reshape(-1).view(np.uint8)), self._seg(r0 + i, c0))
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """(shape, dtype, fortran_order, data offset) of a ``.npy`` file, reading only its header."""
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f)
+        except ValueError as err:
+            raise FencliError(f"{path}: not a valid .npy file ({err})") from None
+        return shape, dtype, fortran, f.tell()
+
+
+def open_cube(source: Any, key: str | None = None) -> Cube:
+    """A window reader for a path (``.npy``; ``.h5``/``.mat`` v7.3 dataset read by slab) or an array-like.
+
+    Paths of other formats go through :func:`fencli.io.read_scene`, whose cube may be a memmap.
+    """
+    if isinstance(source, Cube):
+        return source
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise FencliError(f"{path}: no such file")
+        if path.suffix.lower() == ".npy":
+            shape, dtype, fortran, offset = npy_header(path)
+            if len(shape) != 3:
+                raise FencliError(f"{path}: expected a 3-D H x W x bands array, got shape {shape}")
+            if not fortran and not dtype.hasobject:
+                return RawCube(path, shape, dtype, offset)
+            return Cube(np.load(path, mmap_mode="r"))
+        from fencli.io import read_scene  # noqa: PLC0415  (formats, layouts and keys live there)
+
+        return Cube(read_scene(path, key=key, validate=False).cube)  # streamed passes check values
+    return Cube(source)
+
+
+def create_raw(path: str | Path, shape: tuple[int, int, int], dtype: Any = np.float32) -> RawCube:
+    """A new ``.npy`` file of ``shape`` (sparse until written) opened for window writes and reads."""
+    path = Path(path)
+    dtype = np.dtype(dtype)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_2_0(f, header)
+        offset = f.tell()
+        f.truncate(offset + int(np.prod(shape)) * dtype.itemsize)
+    return RawCube(path, shape, dtype, offset, writable=True)
+
+
+def row_chunk(w: int, bands: int, itemsize: int = 8, budget: int = 64 << 20) -> int:
+    """Rows per streaming chunk so that one float64 chunk stays under ``budget`` bytes."""
+    return max(1, budget // max(1, w * bands * itemsize))
+
+
+def iter_rows(cube: Cube, bands: int | None = None, chunk: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, rows block) over the whole cube, ``chunk`` rows at a time."""
+    h, w, b = cube.shape
+    chunk = chunk or row_chunk(w, bands or b)
+    for r0 in range(0, h, chunk):
+        yield r0, cube.rows(r0, min(h, r0 + chunk), bands)
+
+
+def stream_range(cube: Cube, bands: int | None = None, chunk: int | None = None) -> tuple[float, float]:
+    """Global (min, max) of ``cube[:, :, :bands]`` in one streaming pass; constant is an error."""
+    lo, hi = math.inf, -math.inf
+    for _, block in iter_rows(cube, bands, chunk):
+        if block.dtype.kind == "f" and not np.isfinite(block).all():
+            raise FencliError("the cube holds NaN or Inf values: clean it first (--nan fill)")
+        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+    if not hi > lo:
+        raise FencliError(f"the cube is constant (every value is {lo:g}): nothing to detect")
+    return lo, hi
