@@ -150,6 +150,12 @@ def assemble() -> Path:
                   "start and end load in `benchmarks/results/<name>.json` and in its section)", ""]
     for name, (title, cmd) in STEPS.items():
         parts += [f"## {title}", "", "```", cmd, "```", "", section(name)]
+    mine = set(STEPS) | {"machine"}
+    others = sorted(p for p in RESULTS.glob("*.json") if p.stem not in mine)
+    if others:
+        parts += ["## Other results in `benchmarks/results/`", "",
+                  "Written by other scripts (see each file's producer in `benchmarks/`), not rerun by this one:", ""]
+        parts += [f"- `results/{p.name}`" for p in others] + [""]
     out = HERE / "RESULTS.md"
     out.write_text("\n".join(parts))
     return out
