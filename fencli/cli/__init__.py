@@ -24,7 +24,7 @@ app = typer.Typer(
 def _register() -> None:
     from fencli.cli import detect  # noqa: F401  (each module adds its commands to ``app``)
     from fencli.cli import enhance, export, models  # noqa: F401
-    from fencli.cli import train  # noqa: F401
+    from fencli.cli import bench, train  # noqa: F401
 
 
 def main() -> None:
