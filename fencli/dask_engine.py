@@ -4,7 +4,7 @@
   machines read the file themselves; the shared file system is assumed);
 * the FEN and local detectors are ``map_overlap`` with the same halos and ``boundary='none'`` (no
   halo at true scene borders, where the model's own reflect pad is the scene's);
-* GRX statistics are a reduction of per-chunk float64 :class:`~fencli.stream.RXStats`;
+* GRX statistics are a reduction of per-chunk float64 :class:`~fencli.detectors.RXStats`;
 * SLRX runs per block-aligned tile (one delayed task each), normalized globally at the end;
 * a batch is one task per scene (see :func:`fencli.batch.run_batch`).
 
@@ -22,9 +22,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from fencli.detectors import SLRX_RIDGE, RXStats, slrx_block_size, slrx_combine, slrx_full_whitener
 from fencli.errors import FencliError
-from fencli.stream import (FenFn, GRXScorer, RXStats, StreamResult, combine_slrx, fen_block, full_factor,
-                           lrx_halo, lrx_outer, slrx_block_size, slrx_raw_maps)
+from fencli.stream import FenFn, StreamResult, fen_block, lrx_halo, lrx_outer, slrx_tile_maps
 from fencli.tiles import FEN_HALO, RawCube, create_raw, default_tile, grid, npy_header, open_cube, split
 
 
@@ -103,11 +103,11 @@ def _as_dask(source: Any, bands: int, tile: int, align: int = 1):
 def _block_stats(block: np.ndarray) -> tuple[RXStats, float, float]:
     if block.dtype.kind == "f" and not np.isfinite(block).all():
         raise FencliError("the cube holds NaN or Inf values: clean it first (--nan fill)")
-    return RXStats.of(block), float(block.min()), float(block.max())
+    return RXStats(block.shape[-1]).fit(block), float(block.min()), float(block.max())
 
 
 def _merge(*parts: tuple[RXStats, float, float]) -> tuple[RXStats, float, float]:
-    stats = RXStats(len(parts[0][0].mean))
+    stats = RXStats(parts[0][0].bands)
     for s, _, _ in parts:
         stats.merge(s)
     return stats, min(p[1] for p in parts), max(p[2] for p in parts)
@@ -124,20 +124,12 @@ def _fen_chunk(block: np.ndarray, fen: FenFn, vrange: tuple[float, float]) -> np
     return fen_block(block, fen, vrange)
 
 
-def _grx_chunk(block: np.ndarray, scorer: GRXScorer, lo: float, hi: float) -> np.ndarray:
-    x = np.asarray(block, np.float64) - lo
-    x *= 1.0 / (hi - lo)
-    return scorer.score(x)
+def _grx_chunk(block: np.ndarray, stats: RXStats) -> np.ndarray:
+    return stats.score(block)
 
 
 def _local_chunk(block: np.ndarray, detect: Any, vrange: tuple[float, float], options: dict) -> np.ndarray:
     return np.asarray(detect(block, vrange=vrange, **options), dtype=np.float64)
-
-
-def _slrx_tile(ext: np.ndarray, origin, core, scene, bs, lo, hi, mean, chol) -> np.ndarray:
-    x = np.asarray(ext, np.float64) - lo
-    x *= 1.0 / (hi - lo)
-    return slrx_raw_maps(x, origin, core, scene, bs, mean, chol)
 
 
 def detect_dask(source: Any, method: str = "grx", *, fen: FenFn | None = None, bands: int | None = None,
@@ -180,21 +172,21 @@ def detect_dask(source: Any, method: str = "grx", *, fen: FenFn | None = None, b
             src = source
         if method == "grx":
             det = _as_dask(src, b, tile)
-            scorer = GRXScorer.fit(stats.affine(lo, hi))
-            scores = det.map_blocks(partial(_grx_chunk, scorer=scorer, lo=lo, hi=hi), drop_axis=2,
+            stats.set_range((lo, hi)).whitener()  # factor once, before the tasks share it
+            scores = det.map_blocks(partial(_grx_chunk, stats=stats), drop_axis=2,
                                     dtype=np.float64, meta=np.empty((0, 0))).compute()
         elif method == "slrx":
             bs = slrx_block_size(b, options.get("block_size"), options.get("block_num", 25))
             det = _as_dask(src, b, tile)
-            s01 = stats.affine(lo, hi)
-            chol = full_factor(s01)
+            ridge = options.get("ridge", SLRX_RIDGE)
+            white = slrx_full_whitener(stats.set_range((lo, hi)).covariance, ridge)
             tiles = grid(h, w, max(tile, bs), bs, align=bs)
-            jobs = [dask.delayed(_slrx_tile)(det[t.ext[0]:t.ext[1], t.ext[2]:t.ext[3]], (t.ext[0], t.ext[2]),
-                                             t.core, (h, w), bs, lo, hi, s01.mean, chol) for t in tiles]
+            jobs = [dask.delayed(slrx_tile_maps)(det[t.ext[0]:t.ext[1], t.ext[2]:t.ext[3]], t, (lo, hi), stats,
+                                                 white, bs, ridge) for t in tiles]
             maps = np.empty((3, h, w))
             for t, m in zip(tiles, dask.compute(*jobs)):
                 maps[:, t.core[0]:t.core[1], t.core[2]:t.core[3]] = m
-            scores = combine_slrx(maps)
+            scores = slrx_combine(maps)
         elif method == "lrx":
             from fencli.detectors import lrx  # noqa: PLC0415
 

@@ -7,11 +7,11 @@ import pytest
 import scipy.ndimage
 
 from fencli import stream, tiles
-from fencli.detectors import grx
+from fencli.detectors import RXStats, grx
 from fencli.errors import FencliError
 from fencli.metrics import roc_auc
 from fencli.preprocess import fen_input, minmax01
-from fencli.stream import RXStats, detect_stream, stream_grx, tiled_fen, tiled_local, tiled_slrx
+from fencli.stream import detect_stream, stream_grx, tiled_fen, tiled_local, tiled_slrx
 from fencli.synthetic import planted_scene
 from fencli.tiles import Cube, create_raw
 
@@ -104,10 +104,10 @@ def test_rxstats_merge_equals_direct():
     x = np.random.default_rng(0).normal(3.0, 2.0, size=(101, 7))
     s = RXStats(7)
     for a, b in [(0, 10), (10, 11), (11, 60), (60, 101)]:
-        s.merge(RXStats.of(x[a:b]))
+        s.merge(RXStats(7).fit(x[a:b]))
     assert s.n == 101
     np.testing.assert_allclose(s.mean, x.mean(0), rtol=1e-13)
-    np.testing.assert_allclose(s.cov(), np.cov(x.T), rtol=1e-12)
+    np.testing.assert_allclose(s.covariance, np.cov(x.T), rtol=1e-12)
 
 
 @pytest.mark.parametrize("chunk", [1, 4, 100])
