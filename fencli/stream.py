@@ -212,8 +212,10 @@ def session_tile_fen(session: Any) -> FenFn:
         return session.run
     import onnxruntime as ort
 
+    from fencli.runtime import session_options
+
     cut = ort.InferenceSession(_pre_norm(session.path, session.info.output_name),
-                               _session_options(session.threads), providers=session.session.get_providers())
+                               session_options(session.threads), providers=session.session.get_providers())
     name = session.info.input_name
     return lambda x: cut.run(None, {name: x})[0]
 
@@ -235,16 +237,6 @@ class SessionTileFen:
 
             fn = self._cache[key] = session_tile_fen(get_session(self.path, self.device, self.threads))
         return fn(x)
-
-
-def _session_options(threads: int | None):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or 0
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return opts
 
 
 def _pre_norm(path: str | Path, output: str) -> bytes:
