@@ -35,7 +35,7 @@ import numpy as np
 
 from fencli.detectors import SLRX_RIDGE, RXStats, slrx_block_size, slrx_combine, slrx_full_whitener, slrx_raw_maps
 from fencli.errors import FencliError
-from fencli.preprocess import FEN_SCALE, minmax01
+from fencli.preprocess import fen_input, minmax01
 from fencli.tiles import FEN_HALO, Cube, RawCube, Tile, create_raw, default_tile, grid, iter_rows, open_cube, stream_range
 
 FenFn = Callable[[np.ndarray], np.ndarray]  # 1 x B x h x w preprocessed float32 -> 1 x B x h x w
@@ -61,19 +61,9 @@ class FenPass:
         self.stats.update(y64)
 
 
-def fen_tile_input(block: np.ndarray, vrange: tuple[float, float]) -> np.ndarray:
-    """``h x w x B`` raw block -> ``1 x B x h x w`` float32 in [-0.1, 0.1] with the scene's range
-    (the same arithmetic as :func:`fencli.preprocess.fen_input`)."""
-    lo, hi = vrange
-    x = np.asarray(block, dtype=np.float64) - lo
-    x *= 1.0 / (hi - lo)
-    x = (x * 2.0 - 1.0) * FEN_SCALE
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
-
-
 def fen_block(block: np.ndarray, fen: FenFn, vrange: tuple[float, float]) -> np.ndarray:
     """FEN output ``h x w x B`` float32 of one raw block (tile plus halo)."""
-    y = fen(fen_tile_input(block, vrange))
+    y = fen(fen_input(block, vrange))  # the scene's range, not the tile's
     return np.ascontiguousarray(np.asarray(y)[0].transpose(1, 2, 0), dtype=np.float32)
 
 
