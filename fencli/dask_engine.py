@@ -24,8 +24,9 @@ import numpy as np
 
 from fencli.detectors import SLRX_RIDGE, RXStats, slrx_block_size, slrx_combine, slrx_full_whitener
 from fencli.errors import FencliError
+from fencli.preprocess import checked_range
 from fencli.stream import FenFn, StreamResult, fen_block, lrx_halo, lrx_outer, slrx_tile_maps
-from fencli.tiles import FEN_HALO, RawCube, create_raw, default_tile, grid, npy_header, open_cube, split
+from fencli.tiles import FEN_HALO, RawCube, create_raw, default_tile, finite_range, grid, npy_header, open_cube, split
 
 
 def _dask():
@@ -101,9 +102,7 @@ def _as_dask(source: Any, bands: int, tile: int, align: int = 1):
 
 
 def _block_stats(block: np.ndarray) -> tuple[RXStats, float, float]:
-    if block.dtype.kind == "f" and not np.isfinite(block).all():
-        raise FencliError("the cube holds NaN or Inf values: clean it first (--nan fill)")
-    return RXStats(block.shape[-1]).fit(block), float(block.min()), float(block.max())
+    return (RXStats(block.shape[-1]).fit(block), *finite_range(block))
 
 
 def _merge(*parts: tuple[RXStats, float, float]) -> tuple[RXStats, float, float]:
@@ -152,9 +151,7 @@ def detect_dask(source: Any, method: str = "grx", *, fen: FenFn | None = None, b
     try:
         arr = _as_dask(source, b, tile)
         if fen is not None:
-            lo, hi = (float(v) for v in dask.compute(arr.min(), arr.max()))
-            if not hi > lo:
-                raise FencliError(f"the cube is constant (every value is {lo:g}): nothing to detect")
+            lo, hi = checked_range(*(float(v) for v in dask.compute(arr.min(), arr.max())))
             y = arr.map_overlap(partial(_fen_chunk, fen=fen, vrange=(lo, hi)), depth={0: FEN_HALO, 1: FEN_HALO, 2: 0},
                                 boundary="none", trim=True, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
             tmp = tempfile.TemporaryDirectory(prefix="fencli-dask-", dir=workdir)
@@ -162,13 +159,11 @@ def detect_dask(source: Any, method: str = "grx", *, fen: FenFn | None = None, b
             create_raw(path, (h, w, b), np.float32).close()
             store = da.store(y, PathCube(path), lock=False, compute=False)
             _, (stats, lo, hi) = dask.compute(store, _stats(y))
-            if not hi > lo:
-                raise FencliError("the FEN output is constant: nothing to detect")
+            checked_range(lo, hi, "the FEN output")
             src: Any = path
         else:
             (stats, lo, hi), = dask.compute(_stats(arr))
-            if not hi > lo:
-                raise FencliError(f"the cube is constant (every value is {lo:g}): nothing to detect")
+            checked_range(lo, hi)
             src = source
         if method == "grx":
             det = _as_dask(src, b, tile)

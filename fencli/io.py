@@ -53,6 +53,7 @@ import numpy as np
 
 from fencli import envi
 from fencli.errors import FencliError
+from fencli.preprocess import checked_range
 
 __all__ = ["Scene", "LazyCube", "read_scene", "read_mask", "validate_cube", "write_array",
            "write_envi_scene", "atomic_path", "READ_EXTENSIONS", "WRITE_EXTENSIONS", "GT_NAMES"]
@@ -666,9 +667,7 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
         cube = _fill_nonfinite(cube, chunk_bytes)
         report["filled"] = True
         report["notes"].append(f"filled {what} with their band means")
-    if lo.min() == hi.max():
-        raise FencliError(f"the cube of {name} is constant (every value is {lo.min():g}): "
-                          "nothing to detect")
+    checked_range(float(lo.min()), float(hi.max()), f"the cube of {name}")
     constant = np.flatnonzero(lo == hi)
     if constant.size:
         if constant_bands == "error":

@@ -27,9 +27,13 @@ def select_bands(cube: np.ndarray, bands: int | None) -> np.ndarray:
 
 def value_range(cube: np.ndarray) -> tuple[float, float]:
     """Global (min, max) as Python floats; a constant cube cannot be scaled and is an error."""
-    lo, hi = float(np.min(cube)), float(np.max(cube))
+    return checked_range(float(np.min(cube)), float(np.max(cube)))
+
+
+def checked_range(lo: float, hi: float, what: str = "the cube") -> tuple[float, float]:
+    """A global (min, max) however it was gathered (whole, streamed, per band), refused when constant."""
     if not hi > lo:
-        raise FencliError(f"the cube is constant (every value is {lo:g}): nothing to detect")
+        raise FencliError(f"{what} is constant (every value is {lo:g}): nothing to detect")
     return lo, hi
 
 

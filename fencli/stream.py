@@ -35,8 +35,9 @@ import numpy as np
 
 from fencli.detectors import SLRX_RIDGE, RXStats, slrx_block_size, slrx_combine, slrx_full_whitener, slrx_raw_maps
 from fencli.errors import FencliError
-from fencli.preprocess import fen_input, minmax01
-from fencli.tiles import FEN_HALO, Cube, RawCube, Tile, create_raw, default_tile, grid, iter_rows, open_cube, stream_range
+from fencli.preprocess import checked_range, fen_input, minmax01
+from fencli.tiles import (FEN_HALO, Cube, RawCube, Tile, create_raw, default_tile, finite_range, grid, iter_rows,
+                          open_cube, stream_range)
 
 FenFn = Callable[[np.ndarray], np.ndarray]  # 1 x B x h x w preprocessed float32 -> 1 x B x h x w
 Progress = Callable[[int], None]  # called with the number of pixels just finished
@@ -101,15 +102,12 @@ def stream_stats(cube: Cube, bands: int | None = None) -> tuple[RXStats, float, 
     """Raw-value statistics and (min, max) of ``cube[:, :, :bands]`` in one pass."""
     stats, lo, hi = None, math.inf, -math.inf
     for _, block in iter_rows(cube, bands):
-        if block.dtype.kind == "f" and not np.isfinite(block).all():
-            raise FencliError("the cube holds NaN or Inf values: clean it first (--nan fill)")
-        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+        blo, bhi = finite_range(block)
+        lo, hi = min(lo, blo), max(hi, bhi)
         if stats is None:
             stats = RXStats(block.shape[-1])
         stats.update(block)
-    if not hi > lo:
-        raise FencliError(f"the cube is constant (every value is {lo:g}): nothing to detect")
-    return stats, lo, hi
+    return (stats, *checked_range(lo, hi))
 
 
 def stream_grx(cube: Cube, bands: int | None = None, *, stats: RXStats | None = None,
@@ -302,8 +300,7 @@ def detect_stream(source: Any, method: str = "grx", *, fen: FenFn | None = None,
                 k = 1.0 / math.sqrt(acc.sumsq)
                 acc.lo, acc.hi = acc.lo * k, acc.hi * k
                 acc.stats.rescale(k)
-            if not acc.hi > acc.lo:
-                raise FencliError("the FEN output is constant: nothing to detect")
+            checked_range(acc.lo, acc.hi, "the FEN output")
             stats, vrange = acc.stats, (acc.lo, acc.hi)
         t0 = time.perf_counter()
         if method == "grx":
