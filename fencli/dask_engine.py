@@ -24,7 +24,8 @@ import numpy as np
 
 from fencli.detectors import SLRX_RIDGE, RXStats, slrx_block_size, slrx_combine, slrx_full_whitener
 from fencli.errors import FencliError
-from fencli.preprocess import checked_range
+from fencli.pipeline import check_size, detector
+from fencli.preprocess import band_count, checked_range
 from fencli.stream import FenFn, StreamResult, fen_block, lrx_halo, lrx_outer, slrx_tile_maps
 from fencli.tiles import FEN_HALO, RawCube, create_raw, default_tile, finite_range, grid, npy_header, open_cube, split
 
@@ -138,14 +139,13 @@ def detect_dask(source: Any, method: str = "grx", *, fen: FenFn | None = None, b
     Dask's default scheduler when none is set)."""
     dask, da = _dask()
     options = dict(options or {})
-    shape = tuple(int(s) for s in (PathCube(source).shape if isinstance(source, (str, Path))
-                                   and Path(source).suffix.lower() == ".npy" else open_cube(source).shape))
+    detect = detector(method)  # an unknown method fails before any task runs
+    cube = (PathCube(source) if isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".npy"
+            else open_cube(source))
+    shape = tuple(int(s) for s in cube.shape)
     h, w, nb = shape
-    b = bands or nb
-    if b > nb:
-        raise FencliError(f"the scene has {nb} bands, fewer than the {b} asked for")
-    if min(h, w) < 5:
-        raise FencliError(f"the scene is {h} x {w} pixels: at least 5 x 5 are needed")
+    b = band_count(nb, bands)
+    check_size(cube)
     tile = max(tile or (default_tile(b) if fen is not None else 256), 2 * FEN_HALO)
     tmp = None
     try:
@@ -183,15 +183,13 @@ def detect_dask(source: Any, method: str = "grx", *, fen: FenFn | None = None, b
                 maps[:, t.core[0]:t.core[1], t.core[2]:t.core[3]] = m
             scores = slrx_combine(maps)
         elif method == "lrx":
-            from fencli.detectors import lrx  # noqa: PLC0415
-
             halo = lrx_halo(**options)
             det = _as_dask(src, b, max(tile, lrx_outer(**options)))
-            scores = det.map_overlap(partial(_local_chunk, detect=lrx, vrange=(lo, hi), options=options),
+            scores = det.map_overlap(partial(_local_chunk, detect=detect, vrange=(lo, hi), options=options),
                                      depth={0: halo, 1: halo, 2: 0}, boundary="none", trim=True, drop_axis=2,
                                      dtype=np.float64, meta=np.empty((0, 0))).compute()
         else:
-            raise FencliError(f"unknown method {method!r}: choose one of grx, slrx, lrx")
+            raise FencliError(f"method {method!r} has no out-of-core version yet")
         return StreamResult(np.asarray(scores), method, b, shape, {})
     finally:
         if tmp is not None:

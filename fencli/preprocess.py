@@ -18,11 +18,18 @@ def select_bands(cube: np.ndarray, bands: int | None) -> np.ndarray:
     """First ``bands`` bands of an ``H x W x bands`` cube (a view), or all when ``bands`` is None."""
     if bands is None:
         return cube
+    return cube[:, :, :band_count(cube.shape[2], bands)]
+
+
+def band_count(available: int, bands: int | None) -> int:
+    """How many leading bands to keep: ``bands``, or all ``available`` when None; checked."""
+    if bands is None:
+        return available
     if bands < 1:
         raise FencliError(f"--bands must be at least 1, got {bands}")
-    if cube.shape[2] < bands:
-        raise FencliError(f"the scene has {cube.shape[2]} bands, fewer than the {bands} asked for")
-    return cube[:, :, :bands]
+    if available < bands:
+        raise FencliError(f"the scene has {available} bands, fewer than the {bands} asked for")
+    return bands
 
 
 def value_range(cube: np.ndarray) -> tuple[float, float]:

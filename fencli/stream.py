@@ -35,7 +35,8 @@ import numpy as np
 
 from fencli.detectors import SLRX_RIDGE, RXStats, slrx_block_size, slrx_combine, slrx_full_whitener, slrx_raw_maps
 from fencli.errors import FencliError
-from fencli.preprocess import checked_range, fen_input, minmax01
+from fencli.pipeline import check_size, detector
+from fencli.preprocess import band_count, checked_range, fen_input, minmax01
 from fencli.tiles import (FEN_HALO, Cube, RawCube, Tile, create_raw, default_tile, finite_range, grid, iter_rows,
                           open_cube, stream_range)
 
@@ -271,13 +272,11 @@ def detect_stream(source: Any, method: str = "grx", *, fen: FenFn | None = None,
     pixels finish each pass: ``H * W`` in all, twice that with a FEN.
     """
     options = dict(options or {})
+    detect = detector(method)  # an unknown method fails before any pass over the data
     cube = open_cube(source)
     h, w, nb = cube.shape
-    b = bands or nb
-    if b > nb:
-        raise FencliError(f"the scene has {nb} bands, fewer than the {b} asked for")
-    if min(h, w) < 5:
-        raise FencliError(f"the scene is {h} x {w} pixels: at least 5 x 5 are needed")
+    b = band_count(nb, bands)
+    check_size(cube)
     seconds: dict[str, float] = {"enhance": 0.0}
     tmp = None
     try:
@@ -309,13 +308,11 @@ def detect_stream(source: Any, method: str = "grx", *, fen: FenFn | None = None,
             scores = tiled_slrx(det_cube, b if fen is None else None, stats=stats, vrange=vrange,
                                 tile=tile or 256, progress=progress, **options)
         elif method == "lrx":
-            from fencli.detectors import lrx  # noqa: PLC0415
-
-            scores = tiled_local(det_cube, lrx, lrx_halo(**options), bands=b if fen is None else None,
+            scores = tiled_local(det_cube, detect, lrx_halo(**options), bands=b if fen is None else None,
                                  tile=max(tile or 256, lrx_outer(**options)), vrange=vrange, progress=progress,
                                  **options)
         else:
-            raise FencliError(f"unknown method {method!r}: choose one of grx, slrx, lrx")
+            raise FencliError(f"method {method!r} has no out-of-core version yet")
         seconds["detect"] = time.perf_counter() - t0
         return StreamResult(scores, method, b, (h, w, nb), seconds)
     finally:

@@ -206,6 +206,8 @@ def test_detect_stream_rejects_small_and_short_scenes(tmp_path):
         detect_stream(np.zeros((4, 9, 3)))
     with pytest.raises(FencliError, match="bands"):
         detect_stream(np.zeros((9, 9, 3)), bands=5)
+    with pytest.raises(FencliError, match="unknown method 'rx'"):  # before any pass over the data
+        detect_stream(np.zeros((9, 9, 3)), "rx")
 
 
 def test_tiled_slrx_equals_detectors_slrx_when_available(scene):
