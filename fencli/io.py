@@ -54,6 +54,7 @@ import numpy as np
 from fencli import envi
 from fencli.errors import FencliError
 from fencli.preprocess import checked_range
+from fencli.tiles import row_chunk
 
 __all__ = ["Scene", "LazyCube", "read_scene", "read_mask", "validate_cube", "write_array",
            "write_envi_scene", "atomic_path", "READ_EXTENSIONS", "WRITE_EXTENSIONS", "GT_NAMES"]
@@ -616,9 +617,10 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def _row_chunks(cube: Any, chunk_bytes: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Row blocks of about ``chunk_bytes`` each, read (for lazy cubes) one at a time."""
+    """Row blocks of about ``chunk_bytes`` each, read (for lazy cubes) one at a time; views of an
+    in-memory cube (:func:`fencli.tiles.iter_rows` copies, for bounded memory on file-backed cubes)."""
     h, w, b = cube.shape
-    rows = max(1, chunk_bytes // max(1, w * b * np.dtype(cube.dtype).itemsize))
+    rows = row_chunk(w, b, np.dtype(cube.dtype).itemsize, chunk_bytes)
     for r0 in range(0, h, rows):
         yield r0, np.asarray(cube[r0:r0 + rows])
 
