@@ -53,7 +53,7 @@ import numpy as np
 
 from fencli import envi
 from fencli.errors import FencliError
-from fencli.preprocess import checked_range
+from fencli.preprocess import MIN_SIDE, checked_range
 from fencli.tiles import row_chunk
 
 __all__ = ["Scene", "LazyCube", "read_scene", "read_mask", "validate_cube", "write_array",
@@ -68,7 +68,6 @@ GEOTIFF_EXTENSIONS = (".tif", ".tiff")
 READ_EXTENSIONS = (tuple(ARRAY_FORMATS) + (".hdr",) + tuple(s for s in envi.DATA_SUFFIXES if s)
                    + GEOTIFF_EXTENSIONS)
 WRITE_EXTENSIONS = (".npy", ".mat", ".h5", ".hdf5", ".hdr", ".img")
-MIN_SIDE = 5  # a 5 x 5 scene is the smallest the detectors' windows make sense on
 _MAT_V5_LIMIT = 2**31 - 2**16  # v5 stores byte counts in 32 bits; MATLAB caps variables at 2 GB
 _MATLAB_CLASSES = {"f8": "double", "f4": "single", "i1": "int8", "u1": "uint8", "i2": "int16",
                    "u2": "uint16", "i4": "int32", "u4": "uint32", "i8": "int64", "u8": "uint64",

@@ -12,6 +12,7 @@ import numpy as np
 from fencli.errors import FencliError
 
 FEN_SCALE = 0.1  # the reference's ``x *= 0.1`` after mapping to [-1, 1]
+MIN_SIDE = 5  # the FEN's reflect pad of 4 needs at least 5 pixels a side; the smallest scene accepted
 
 
 def select_bands(cube: np.ndarray, bands: int | None) -> np.ndarray:

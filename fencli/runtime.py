@@ -18,12 +18,11 @@ import numpy as np
 import onnxruntime as ort
 
 from fencli.errors import FencliError
-from fencli.preprocess import FEN_SCALE, fen_input, select_bands
+from fencli.preprocess import FEN_SCALE, MIN_SIDE, fen_input, select_bands
 
 ort.set_default_logger_severity(3)  # onnxruntime-gpu logs a CUDA error per session on CPU hosts
 
 FORMAT = "fencli-fen/1"
-MIN_SIDE = 5  # the 4-pixel reflect pad needs at least 5 pixels per side
 DEVICES = ("auto", "cpu", "cuda")
 
 

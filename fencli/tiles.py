@@ -26,7 +26,6 @@ from fencli.errors import FencliError
 from fencli.preprocess import checked_range
 
 FEN_HALO = 4  # >= the FEN's receptive radius of 3 (three 3x3 convs); 4 keeps tiles >= 5 px
-MIN_TILE = 5  # the FEN's internal reflect pad of 4 needs 5 px a side
 
 
 @dataclass(frozen=True)
