@@ -329,8 +329,9 @@ def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge:
     r0, r1, c0, c1 = core if core is not None else (0, rh, 0, rw)
     maps = np.empty((3, r1 - r0, rw))
     maps[1] = 0.0  # blocks without a surround (a single-block image) keep 0
-    pixels = np.array(region[r0:r1, c0:c1], order="C").reshape(-1, b)  # overwritten by trmm
-    full = _sq_norms_after(full_whitener, pixels, triangular=True)
+    core_pixels = np.array(region[r0:r1, c0:c1], order="C").reshape(-1, b)  # a copy: trmm overwrites it
+    full = _sq_norms_after(full_whitener, core_pixels, triangular=True)
+    del core_pixels  # the copy of the whole core must not outlive the full map
     np.sqrt(full.reshape(r1 - r0, c1 - c0), out=maps[2, :, c0:c1])
 
     cache: dict[int, tuple[list, tuple[np.ndarray, ...]]] = {}
