@@ -12,7 +12,6 @@ import csv
 import glob
 import io as _io
 import json
-import os
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from fencli.errors import FencliError
+from fencli.io import atomic_path, read_scene, write_array
 
 SCENE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".he5", ".hdr", ".tif", ".tiff")
 FIELDS = ("scene", "path", "status", "shape", "bands", "method", "model", "auc", "seconds", "out", "error")
@@ -101,18 +101,10 @@ def output_tag(method: str, model: str | None) -> str:
     return f"{'fe-' if model else ''}{method}"
 
 
-def save_atomic(path: Path, scores: np.ndarray) -> None:
-    """Write via a temporary file in the same folder and rename: no half-written output on failure."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, scores)
-    os.replace(tmp, path)
-
-
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """The summaries are rewritten on every run (resumed campaigns included): atomic, overwriting."""
+    with atomic_path(path, force=True) as tmp:
+        tmp.write_text(text)
 
 
 def detect_scene(path: Path, out: Path, *, method: str = "grx", fen: Any = None, model: str | None = None,
@@ -129,8 +121,6 @@ def detect_scene(path: Path, out: Path, *, method: str = "grx", fen: Any = None,
     gt = None
     source: Any = path
     if path.suffix.lower() != ".npy":  # .npy is read by window directly; other formats via fencli.io
-        from fencli.io import read_scene
-
         scene = read_scene(path, key=key, validate=False)  # the streamed passes check NaN/constant
         source, gt = scene.cube, scene.gt
     if engine == "dask":
@@ -141,7 +131,7 @@ def detect_scene(path: Path, out: Path, *, method: str = "grx", fen: Any = None,
         from fencli.stream import detect_stream
 
         res = detect_stream(source, method, fen=fen, bands=bands, tile=tile, options=options, workdir=out.parent)
-    save_atomic(out, res.scores.astype(np.float32))
+    write_array(out, res.scores.astype(np.float32), force=True)  # run_batch already skipped finished scenes
     auc = float(roc_auc(res.scores, np.asarray(gt))) if gt is not None else None
     return {"shape": list(res.shape), "bands": res.bands, "auc": auc,
             "seconds": round(time.perf_counter() - t0, 3)}

@@ -4,7 +4,7 @@
   machines read the file themselves; the shared file system is assumed);
 * the FEN and local detectors are ``map_overlap`` with the same halos and ``boundary='none'`` (no
   halo at true scene borders, where the model's own reflect pad is the scene's);
-* GRX statistics are a reduction of per-chunk float64 :class:`~fencli.stream.RXStats`;
+* GRX statistics are a reduction of per-chunk float64 :class:`~fencli.detectors.RXStats`;
 * SLRX runs per block-aligned tile (one delayed task each), normalized globally at the end;
 * a batch is one task per scene (see :func:`fencli.batch.run_batch`).
 
@@ -22,10 +22,12 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from fencli.detectors import SLRX_RIDGE, RXStats, slrx_block_size, slrx_combine, slrx_full_whitener
 from fencli.errors import FencliError
-from fencli.stream import (FenFn, GRXScorer, RXStats, StreamResult, combine_slrx, fen_block, full_factor,
-                           lrx_halo, lrx_outer, slrx_block_size, slrx_raw_maps)
-from fencli.tiles import FEN_HALO, RawCube, create_raw, default_tile, grid, npy_header, open_cube, split
+from fencli.pipeline import check_size, detector
+from fencli.preprocess import band_count, checked_range
+from fencli.stream import FenFn, StreamResult, fen_block, lrx_halo, lrx_outer, slrx_tile_maps
+from fencli.tiles import FEN_HALO, RawCube, create_raw, default_tile, finite_range, grid, npy_header, open_cube, split
 
 
 def _dask():
@@ -101,13 +103,11 @@ def _as_dask(source: Any, bands: int, tile: int, align: int = 1):
 
 
 def _block_stats(block: np.ndarray) -> tuple[RXStats, float, float]:
-    if block.dtype.kind == "f" and not np.isfinite(block).all():
-        raise FencliError("the cube holds NaN or Inf values: clean it first (--nan fill)")
-    return RXStats.of(block), float(block.min()), float(block.max())
+    return (RXStats(block.shape[-1]).fit(block), *finite_range(block))
 
 
 def _merge(*parts: tuple[RXStats, float, float]) -> tuple[RXStats, float, float]:
-    stats = RXStats(len(parts[0][0].mean))
+    stats = RXStats(parts[0][0].bands)
     for s, _, _ in parts:
         stats.merge(s)
     return stats, min(p[1] for p in parts), max(p[2] for p in parts)
@@ -124,20 +124,12 @@ def _fen_chunk(block: np.ndarray, fen: FenFn, vrange: tuple[float, float]) -> np
     return fen_block(block, fen, vrange)
 
 
-def _grx_chunk(block: np.ndarray, scorer: GRXScorer, lo: float, hi: float) -> np.ndarray:
-    x = np.asarray(block, np.float64) - lo
-    x *= 1.0 / (hi - lo)
-    return scorer.score(x)
+def _grx_chunk(block: np.ndarray, stats: RXStats) -> np.ndarray:
+    return stats.score(block)
 
 
 def _local_chunk(block: np.ndarray, detect: Any, vrange: tuple[float, float], options: dict) -> np.ndarray:
     return np.asarray(detect(block, vrange=vrange, **options), dtype=np.float64)
-
-
-def _slrx_tile(ext: np.ndarray, origin, core, scene, bs, lo, hi, mean, chol) -> np.ndarray:
-    x = np.asarray(ext, np.float64) - lo
-    x *= 1.0 / (hi - lo)
-    return slrx_raw_maps(x, origin, core, scene, bs, mean, chol)
 
 
 def detect_dask(source: Any, method: str = "grx", *, fen: FenFn | None = None, bands: int | None = None,
@@ -147,22 +139,19 @@ def detect_dask(source: Any, method: str = "grx", *, fen: FenFn | None = None, b
     Dask's default scheduler when none is set)."""
     dask, da = _dask()
     options = dict(options or {})
-    shape = tuple(int(s) for s in (PathCube(source).shape if isinstance(source, (str, Path))
-                                   and Path(source).suffix.lower() == ".npy" else open_cube(source).shape))
+    detect = detector(method)  # an unknown method fails before any task runs
+    cube = (PathCube(source) if isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".npy"
+            else open_cube(source))
+    shape = tuple(int(s) for s in cube.shape)
     h, w, nb = shape
-    b = bands or nb
-    if b > nb:
-        raise FencliError(f"the scene has {nb} bands, fewer than the {b} asked for")
-    if min(h, w) < 5:
-        raise FencliError(f"the scene is {h} x {w} pixels: at least 5 x 5 are needed")
+    b = band_count(nb, bands)
+    check_size(cube)
     tile = max(tile or (default_tile(b) if fen is not None else 256), 2 * FEN_HALO)
     tmp = None
     try:
         arr = _as_dask(source, b, tile)
         if fen is not None:
-            lo, hi = (float(v) for v in dask.compute(arr.min(), arr.max()))
-            if not hi > lo:
-                raise FencliError(f"the cube is constant (every value is {lo:g}): nothing to detect")
+            lo, hi = checked_range(*(float(v) for v in dask.compute(arr.min(), arr.max())))
             y = arr.map_overlap(partial(_fen_chunk, fen=fen, vrange=(lo, hi)), depth={0: FEN_HALO, 1: FEN_HALO, 2: 0},
                                 boundary="none", trim=True, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
             tmp = tempfile.TemporaryDirectory(prefix="fencli-dask-", dir=workdir)
@@ -170,41 +159,37 @@ def detect_dask(source: Any, method: str = "grx", *, fen: FenFn | None = None, b
             create_raw(path, (h, w, b), np.float32).close()
             store = da.store(y, PathCube(path), lock=False, compute=False)
             _, (stats, lo, hi) = dask.compute(store, _stats(y))
-            if not hi > lo:
-                raise FencliError("the FEN output is constant: nothing to detect")
+            checked_range(lo, hi, "the FEN output")
             src: Any = path
         else:
             (stats, lo, hi), = dask.compute(_stats(arr))
-            if not hi > lo:
-                raise FencliError(f"the cube is constant (every value is {lo:g}): nothing to detect")
+            checked_range(lo, hi)
             src = source
         if method == "grx":
             det = _as_dask(src, b, tile)
-            scorer = GRXScorer.fit(stats.affine(lo, hi))
-            scores = det.map_blocks(partial(_grx_chunk, scorer=scorer, lo=lo, hi=hi), drop_axis=2,
+            stats.set_range((lo, hi)).whitener()  # factor once, before the tasks share it
+            scores = det.map_blocks(partial(_grx_chunk, stats=stats), drop_axis=2,
                                     dtype=np.float64, meta=np.empty((0, 0))).compute()
         elif method == "slrx":
             bs = slrx_block_size(b, options.get("block_size"), options.get("block_num", 25))
             det = _as_dask(src, b, tile)
-            s01 = stats.affine(lo, hi)
-            chol = full_factor(s01)
+            ridge = options.get("ridge", SLRX_RIDGE)
+            white = slrx_full_whitener(stats.set_range((lo, hi)).covariance, ridge)
             tiles = grid(h, w, max(tile, bs), bs, align=bs)
-            jobs = [dask.delayed(_slrx_tile)(det[t.ext[0]:t.ext[1], t.ext[2]:t.ext[3]], (t.ext[0], t.ext[2]),
-                                             t.core, (h, w), bs, lo, hi, s01.mean, chol) for t in tiles]
+            jobs = [dask.delayed(slrx_tile_maps)(det[t.ext[0]:t.ext[1], t.ext[2]:t.ext[3]], t, (lo, hi), stats,
+                                                 white, bs, ridge) for t in tiles]
             maps = np.empty((3, h, w))
             for t, m in zip(tiles, dask.compute(*jobs)):
                 maps[:, t.core[0]:t.core[1], t.core[2]:t.core[3]] = m
-            scores = combine_slrx(maps)
+            scores = slrx_combine(maps)
         elif method == "lrx":
-            from fencli.detectors import lrx  # noqa: PLC0415
-
             halo = lrx_halo(**options)
             det = _as_dask(src, b, max(tile, lrx_outer(**options)))
-            scores = det.map_overlap(partial(_local_chunk, detect=lrx, vrange=(lo, hi), options=options),
+            scores = det.map_overlap(partial(_local_chunk, detect=detect, vrange=(lo, hi), options=options),
                                      depth={0: halo, 1: halo, 2: 0}, boundary="none", trim=True, drop_axis=2,
                                      dtype=np.float64, meta=np.empty((0, 0))).compute()
         else:
-            raise FencliError(f"unknown method {method!r}: choose one of grx, slrx, lrx")
+            raise FencliError(f"method {method!r} has no out-of-core version yet")
         return StreamResult(np.asarray(scores), method, b, shape, {})
     finally:
         if tmp is not None:

@@ -93,6 +93,22 @@ class RXStats:
             self._merge(other.n, other._mean, other._scatter)
         return self
 
+    def set_range(self, vrange: tuple[float, float] | None) -> RXStats:
+        """Express mean, covariance and scores in [0, 1] units of ``vrange``, a range often known
+        only after the pass that fitted the statistics; returns self."""
+        self.vrange = None if vrange is None else (float(vrange[0]), float(vrange[1]))
+        self._factor = None
+        return self
+
+    def rescale(self, k: float) -> RXStats:
+        """Statistics of ``k * x`` (data rescaled after it was fitted); returns self."""
+        self._mean *= k
+        self._scatter *= k * k
+        if self.vrange is not None:
+            self.vrange = (self.vrange[0] * k, self.vrange[1] * k)
+        self._factor = None
+        return self
+
     def _merge(self, n: int, mean: np.ndarray, scatter: np.ndarray) -> None:
         total = self.n + n
         delta = mean - self._mean
@@ -277,48 +293,65 @@ def _neighbourhood(rows: list[tuple[np.ndarray, ...]],
     return tuple(out)
 
 
-def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, ridge: float = 1e-6,
-         vrange: tuple[float, float] | None = None) -> np.ndarray:
-    """The FERD authors' fixed-patch local RX (SLRX), float64, vectorized over blocks.
+SLRX_RIDGE = 1e-6  # the reference's ridge on every SLRX covariance
 
-    ``block_size`` defaults to ``B // block_num`` (BANDS, as in the reference). Blocks tile from
-    (0, 0), edge blocks are smaller. Three maps of sqrt-Mahalanobis distances, each min-maxed to
-    [0, 1], multiplied: to the block itself, to the union of its (up to 8) neighbouring blocks, and
-    to the full image, each with ``inv(S + ridge I)``. A block larger than the image is clipped
-    to it (one block, no surround). Sets of fewer than 2 pixels get a zero covariance.
-    """
-    h, w, b = cube.shape
-    bs = block_size if block_size is not None else b // block_num
+
+def slrx_block_size(bands: int, block_size: int | None = None, block_num: int = 25) -> int:
+    """SLRX's block side: ``block_size``, else the reference's ``bands // block_num`` (it divides
+    the BAND count)."""
+    bs = block_size if block_size is not None else bands // block_num
     if bs < 1:
-        raise FencliError(f"SLRX block size must be at least 1 (got {bs}: {b} bands // block_num "
+        raise FencliError(f"SLRX block size must be at least 1 (got {bs}: {bands} bands // block_num "
                           f"{block_num}); pass block_size")
+    return bs
+
+
+def slrx_full_whitener(covariance: np.ndarray, ridge: float = SLRX_RIDGE) -> np.ndarray:
+    """``L^-1`` with ``L L^T = S + ridge I`` for the full-image map: ``||L^-1 (x - mu)||^2``."""
     if not ridge > 0:
         raise FencliError(f"SLRX ridge must be positive, got {ridge}")
-    centered = minmax01(cube, vrange).reshape(-1, b)
-    centered -= centered.mean(axis=0)  # all later statistics are shift-invariant; limits cancellation
-    grid = centered.reshape(h, w, b)
+    shifted = covariance + ridge * np.eye(covariance.shape[0])
+    return lapack.dtrtri(np.linalg.cholesky(shifted), lower=1)[0]
 
-    full_cov = _scatter(centered) / max(h * w - 1, 1) + ridge * np.eye(b)
-    inv_chol = lapack.dtrtri(np.linalg.cholesky(full_cov), lower=1)[0]
-    full = _sq_norms_after(inv_chol, centered.copy(), triangular=True).reshape(h, w)
-    block = np.zeros((h, w))
-    surround = np.zeros((h, w))
 
-    starts = range(0, h, bs)
-    groups = {r0: _block_groups(grid[r0: r0 + bs], bs) for r0 in starts[:1]}
-    moments = {r0: _row_moments(groups[r0]) for r0 in starts[:1]}
-    for r0 in starts:
-        nxt = r0 + bs
-        if nxt < h:
-            groups[nxt] = _block_groups(grid[nxt: nxt + bs], bs)
-            moments[nxt] = _row_moments(groups[nxt])
-        rows = [moments[r] for r in (r0 - bs, r0, nxt) if r in moments]
-        sur_sums, sur_moments, sur_counts = _neighbourhood(rows, moments[r0])
+def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge: float = SLRX_RIDGE,
+                  core: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Unnormalized SLRX maps ``3 x h x w`` (distance to the block, to its surround, to the full
+    image) of the ``core`` rows/columns of ``region`` (default: all of it).
+
+    ``region``: float64 pixels in [0, 1] units minus the full image's mean, its origin on the block
+    grid; ``core`` bounds on multiples of ``bs`` (or the scene's edge) with one block of halo around
+    it wherever the scene has one, so every core block sees its whole surround. ``full_whitener``:
+    :func:`slrx_full_whitener` of the full image's covariance. Returns sqrt distances; the caller
+    min-maxes each map over the whole scene (:func:`slrx_combine`). Vectorized over a block row.
+    """
+    rh, rw, b = region.shape
+    r0, r1, c0, c1 = core if core is not None else (0, rh, 0, rw)
+    maps = np.empty((3, r1 - r0, rw))
+    maps[1] = 0.0  # blocks without a surround (a single-block image) keep 0
+    core_pixels = np.array(region[r0:r1, c0:c1], order="C").reshape(-1, b)  # a copy: trmm overwrites it
+    full = _sq_norms_after(full_whitener, core_pixels, triangular=True)
+    del core_pixels  # the copy of the whole core must not outlive the full map
+    np.sqrt(full.reshape(r1 - r0, c1 - c0), out=maps[2, :, c0:c1])
+
+    cache: dict[int, tuple[list, tuple[np.ndarray, ...]]] = {}
+
+    def block_row(top: int) -> tuple[list, tuple[np.ndarray, ...]]:
+        if top not in cache:
+            groups = _block_groups(region[top: top + bs], bs)
+            cache[top] = (groups, _row_moments(groups))
+        return cache[top]
+
+    for top in range(r0, r1, bs):
+        groups, own = block_row(top)
+        rows = [block_row(q)[1] for q in (top - bs, top, top + bs) if 0 <= q < rh]
+        sur_sums, sur_moments, sur_counts = _neighbourhood(rows, own)
+        block, surround = maps[0, top - r0: top - r0 + bs], maps[1, top - r0: top - r0 + bs]
         k0 = 0
-        for col0, bw, px in groups[r0]:
+        for col0, bw, px in groups:
             m = px.shape[0]
             own_means = px.mean(axis=1, keepdims=True)
-            _paste(block[r0: nxt], np.sqrt(_own_block_distances(px - own_means, ridge)), col0, bw, bs)
+            _paste(block, np.sqrt(_own_block_distances(px - own_means, ridge)), col0, bw, bs)
             sel = slice(k0, k0 + m)
             has = sur_counts[sel] > 0
             if has.all():
@@ -328,11 +361,34 @@ def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, r
                 d2[has] = _surround_distances(sur_sums[sel][has], sur_moments[sel][has],
                                               sur_counts[sel][has], px[has], ridge)
             if has.any():
-                _paste(surround[r0: nxt], np.sqrt(np.clip(d2, 0.0, None)), col0, bw, bs)
+                _paste(surround, np.sqrt(np.clip(d2, 0.0, None)), col0, bw, bs)
             k0 += m
-        groups.pop(r0 - bs, None)
-        moments.pop(r0 - bs, None)
-    return _minmax_map(block) * _minmax_map(surround) * _minmax_map(np.sqrt(full))
+        cache.pop(top - bs, None)
+    return maps[:, :, c0:c1]
+
+
+def slrx_combine(maps: np.ndarray) -> np.ndarray:
+    """SLRX's scores from its three maps over the whole scene: each min-maxed, then multiplied."""
+    return _minmax_map(maps[0]) * _minmax_map(maps[1]) * _minmax_map(maps[2])
+
+
+def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, ridge: float = SLRX_RIDGE,
+         vrange: tuple[float, float] | None = None) -> np.ndarray:
+    """The FERD authors' fixed-patch local RX (SLRX), float64, vectorized over blocks.
+
+    ``block_size`` defaults to ``B // block_num`` (BANDS, as in the reference). Blocks tile from
+    (0, 0), edge blocks are smaller. Three maps of sqrt-Mahalanobis distances, each min-maxed to
+    [0, 1], multiplied: to the block itself, to the union of its (up to 8) neighbouring blocks, and
+    to the full image, each with ``inv(S + ridge I)``. A block larger than the image is clipped
+    to it (one block, no surround). Sets of fewer than 2 pixels get a zero covariance.
+    :func:`fencli.stream.tiled_slrx` runs the same :func:`slrx_raw_maps` tile by tile.
+    """
+    h, w, b = cube.shape
+    bs = slrx_block_size(b, block_size, block_num)
+    centered = minmax01(cube, vrange).reshape(-1, b)
+    centered -= centered.mean(axis=0)  # all later statistics are shift-invariant; limits cancellation
+    white = slrx_full_whitener(_scatter(centered) / max(h * w - 1, 1), ridge)
+    return slrx_combine(slrx_raw_maps(centered.reshape(h, w, b), bs, white, ridge))
 
 
 def _window_starts(length: int, extent: int) -> np.ndarray:

@@ -53,6 +53,8 @@ import numpy as np
 
 from fencli import envi
 from fencli.errors import FencliError
+from fencli.preprocess import MIN_SIDE, checked_range
+from fencli.tiles import row_chunk
 
 __all__ = ["Scene", "LazyCube", "read_scene", "read_mask", "validate_cube", "write_array",
            "write_envi_scene", "atomic_path", "READ_EXTENSIONS", "WRITE_EXTENSIONS", "GT_NAMES"]
@@ -66,7 +68,6 @@ GEOTIFF_EXTENSIONS = (".tif", ".tiff")
 READ_EXTENSIONS = (tuple(ARRAY_FORMATS) + (".hdr",) + tuple(s for s in envi.DATA_SUFFIXES if s)
                    + GEOTIFF_EXTENSIONS)
 WRITE_EXTENSIONS = (".npy", ".mat", ".h5", ".hdf5", ".hdr", ".img")
-MIN_SIDE = 5  # a 5 x 5 scene is the smallest the detectors' windows make sense on
 _MAT_V5_LIMIT = 2**31 - 2**16  # v5 stores byte counts in 32 bits; MATLAB caps variables at 2 GB
 _MATLAB_CLASSES = {"f8": "double", "f4": "single", "i1": "int8", "u1": "uint8", "i2": "int16",
                    "u2": "uint16", "i4": "int32", "u4": "uint32", "i8": "int64", "u8": "uint64",
@@ -615,9 +616,10 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def _row_chunks(cube: Any, chunk_bytes: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Row blocks of about ``chunk_bytes`` each, read (for lazy cubes) one at a time."""
+    """Row blocks of about ``chunk_bytes`` each, read (for lazy cubes) one at a time; views of an
+    in-memory cube (:func:`fencli.tiles.iter_rows` copies, for bounded memory on file-backed cubes)."""
     h, w, b = cube.shape
-    rows = max(1, chunk_bytes // max(1, w * b * np.dtype(cube.dtype).itemsize))
+    rows = row_chunk(w, b, np.dtype(cube.dtype).itemsize, chunk_bytes)
     for r0 in range(0, h, rows):
         yield r0, np.asarray(cube[r0:r0 + rows])
 
@@ -666,9 +668,7 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
         cube = _fill_nonfinite(cube, chunk_bytes)
         report["filled"] = True
         report["notes"].append(f"filled {what} with their band means")
-    if lo.min() == hi.max():
-        raise FencliError(f"the cube of {name} is constant (every value is {lo.min():g}): "
-                          "nothing to detect")
+    checked_range(float(lo.min()), float(hi.max()), f"the cube of {name}")
     constant = np.flatnonzero(lo == hi)
     if constant.size:
         if constant_bands == "error":

@@ -15,9 +15,7 @@ import numpy as np
 from fencli.detectors import DETECTORS
 from fencli.errors import FencliError
 from fencli.metrics import roc3d
-from fencli.preprocess import select_bands
-
-MIN_SIDE = 5  # the FEN's reflect pad of 4 needs at least 5 pixels a side
+from fencli.preprocess import MIN_SIDE, select_bands
 
 
 class Enhancer(Protocol):

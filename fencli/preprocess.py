@@ -12,24 +12,36 @@ import numpy as np
 from fencli.errors import FencliError
 
 FEN_SCALE = 0.1  # the reference's ``x *= 0.1`` after mapping to [-1, 1]
+MIN_SIDE = 5  # the FEN's reflect pad of 4 needs at least 5 pixels a side; the smallest scene accepted
 
 
 def select_bands(cube: np.ndarray, bands: int | None) -> np.ndarray:
     """First ``bands`` bands of an ``H x W x bands`` cube (a view), or all when ``bands`` is None."""
     if bands is None:
         return cube
+    return cube[:, :, :band_count(cube.shape[2], bands)]
+
+
+def band_count(available: int, bands: int | None) -> int:
+    """How many leading bands to keep: ``bands``, or all ``available`` when None; checked."""
+    if bands is None:
+        return available
     if bands < 1:
         raise FencliError(f"--bands must be at least 1, got {bands}")
-    if cube.shape[2] < bands:
-        raise FencliError(f"the scene has {cube.shape[2]} bands, fewer than the {bands} asked for")
-    return cube[:, :, :bands]
+    if available < bands:
+        raise FencliError(f"the scene has {available} bands, fewer than the {bands} asked for")
+    return bands
 
 
 def value_range(cube: np.ndarray) -> tuple[float, float]:
     """Global (min, max) as Python floats; a constant cube cannot be scaled and is an error."""
-    lo, hi = float(np.min(cube)), float(np.max(cube))
+    return checked_range(float(np.min(cube)), float(np.max(cube)))
+
+
+def checked_range(lo: float, hi: float, what: str = "the cube") -> tuple[float, float]:
+    """A global (min, max) however it was gathered (whole, streamed, per band), refused when constant."""
     if not hi > lo:
-        raise FencliError(f"the cube is constant (every value is {lo:g}): nothing to detect")
+        raise FencliError(f"{what} is constant (every value is {lo:g}): nothing to detect")
     return lo, hi
 
 

@@ -18,12 +18,11 @@ import numpy as np
 import onnxruntime as ort
 
 from fencli.errors import FencliError
-from fencli.preprocess import FEN_SCALE, fen_input, select_bands
+from fencli.preprocess import FEN_SCALE, MIN_SIDE, fen_input, select_bands
 
 ort.set_default_logger_severity(3)  # onnxruntime-gpu logs a CUDA error per session on CPU hosts
 
 FORMAT = "fencli-fen/1"
-MIN_SIDE = 5  # the 4-pixel reflect pad needs at least 5 pixels per side
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -78,6 +77,19 @@ def read_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
     return info
 
 
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """The one set of ONNX Runtime options for every FEN session (whole-scene and per-tile)."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default (physical cores)
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    # Idle workers sleep instead of spinning: on a 2-core machine shared with other work this was
+    # 5-10% faster (benchmarks/bench_fen.py), and it leaves the cores to the detectors.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
 class FENSession:
     """An ONNX Runtime session on one exported FEN; get one through :func:`get_session`."""
 
@@ -91,14 +103,7 @@ class FENSession:
             raise FencliError(f"--threads must be at least 1, got {threads}")
         if device == "cuda" and not cuda_usable():
             raise FencliError("--device cuda: no usable CUDA GPU (driver, device or onnxruntime-gpu)")
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default (physical cores)
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        # Idle workers sleep instead of spinning: on a 2-core machine shared with other work this was
-        # 5-10% faster (benchmarks/bench_fen.py), and it leaves the cores to the detectors.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts = session_options(threads)
         providers = ["CPUExecutionProvider"]
         if device == "cuda" or (device == "auto" and cuda_usable()):
             providers.insert(0, "CUDAExecutionProvider")

@@ -23,9 +23,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from fencli.errors import FencliError
+from fencli.preprocess import checked_range
 
 FEN_HALO = 4  # >= the FEN's receptive radius of 3 (three 3x3 convs); 4 keeps tiles >= 5 px
-MIN_TILE = 5  # the FEN's internal reflect pad of 4 needs 5 px a side
 
 
 @dataclass(frozen=True)
@@ -238,9 +238,13 @@ def stream_range(cube: Cube, bands: int | None = None, chunk: int | None = None)
     """Global (min, max) of ``cube[:, :, :bands]`` in one streaming pass; constant is an error."""
     lo, hi = math.inf, -math.inf
     for _, block in iter_rows(cube, bands, chunk):
-        if block.dtype.kind == "f" and not np.isfinite(block).all():
-            raise FencliError("the cube holds NaN or Inf values: clean it first (--nan fill)")
-        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
-    if not hi > lo:
-        raise FencliError(f"the cube is constant (every value is {lo:g}): nothing to detect")
-    return lo, hi
+        blo, bhi = finite_range(block)
+        lo, hi = min(lo, blo), max(hi, bhi)
+    return checked_range(lo, hi)
+
+
+def finite_range(block: np.ndarray) -> tuple[float, float]:
+    """(min, max) of one streamed block; NaN or Inf is an error (the streamed passes cannot fill)."""
+    if block.dtype.kind == "f" and not np.isfinite(block).all():
+        raise FencliError("the cube holds NaN or Inf values: clean it first (--nan fill)")
+    return float(block.min()), float(block.max())

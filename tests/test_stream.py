@@ -7,13 +7,14 @@ import pytest
 import scipy.ndimage
 
 from fencli import stream, tiles
-from fencli.detectors import grx
+from fencli.detectors import RXStats, grx
 from fencli.errors import FencliError
 from fencli.metrics import roc_auc
 from fencli.preprocess import fen_input, minmax01
-from fencli.stream import RXStats, detect_stream, stream_grx, tiled_fen, tiled_local, tiled_slrx
+from fencli.stream import detect_stream, stream_grx, tiled_fen, tiled_local, tiled_slrx
 from fencli.synthetic import planted_scene
 from fencli.tiles import Cube, create_raw
+from tests.test_detectors import slrx_loop
 
 torch = pytest.importorskip("torch")
 from export.fen import FEN  # noqa: E402
@@ -104,10 +105,10 @@ def test_rxstats_merge_equals_direct():
     x = np.random.default_rng(0).normal(3.0, 2.0, size=(101, 7))
     s = RXStats(7)
     for a, b in [(0, 10), (10, 11), (11, 60), (60, 101)]:
-        s.merge(RXStats.of(x[a:b]))
+        s.merge(RXStats(7).fit(x[a:b]))
     assert s.n == 101
     np.testing.assert_allclose(s.mean, x.mean(0), rtol=1e-13)
-    np.testing.assert_allclose(s.cov(), np.cov(x.T), rtol=1e-12)
+    np.testing.assert_allclose(s.covariance, np.cov(x.T), rtol=1e-12)
 
 
 @pytest.mark.parametrize("chunk", [1, 4, 100])
@@ -120,40 +121,10 @@ def test_stream_grx_equals_in_memory_grx(scene, monkeypatch, chunk):
     assert roc_auc(s, gt) == roc_auc(g, gt)
 
 
-def slrx_reference(cube: np.ndarray, bs: int, ridge: float = 1e-6) -> np.ndarray:
-    """The spec's SLRX, written naively (float64, explicit inverses)."""
-    x = minmax01(cube)
-    h, w, b = x.shape
-    flat = x.reshape(-1, b)
-    finv = np.linalg.inv(np.cov(flat.T) + ridge * np.eye(b))
-    fmu = flat.mean(0)
-    maps = np.zeros((3, h, w))
-
-    def dist(p, mu, inv):
-        d = p - mu
-        return np.sqrt(np.einsum("ij,jk,ik->i", d, inv, d))
-
-    for r0 in range(0, h, bs):
-        for c0 in range(0, w, bs):
-            r1, c1 = min(r0 + bs, h), min(c0 + bs, w)
-            p = x[r0:r1, c0:c1].reshape(-1, b)
-            shp = (r1 - r0, c1 - c0)
-            maps[0, r0:r1, c0:c1] = dist(p, p.mean(0), np.linalg.inv(np.cov(p.T) + ridge * np.eye(b))).reshape(shp)
-            q = np.concatenate([x[i:i + bs, j:j + bs].reshape(-1, b)
-                                for i in range(max(0, r0 - bs), min(h, r1 + bs), bs)
-                                for j in range(max(0, c0 - bs), min(w, c1 + bs), bs) if (i, j) != (r0, c0)])
-            maps[1, r0:r1, c0:c1] = dist(p, q.mean(0), np.linalg.inv(np.cov(q.T) + ridge * np.eye(b))).reshape(shp)
-            maps[2, r0:r1, c0:c1] = dist(p, fmu, finv).reshape(shp)
-    out = np.ones((h, w))
-    for m in maps:
-        out *= (m - m.min()) / (m.max() - m.min())
-    return out
-
-
 @pytest.mark.parametrize("tile,bs", [(7, 3), (9, 4), (50, 4)])
 def test_tiled_slrx_equals_whole_scene_reference(scene, tile, bs):
     cube, gt = scene
-    ref = slrx_reference(cube[..., :B], bs)
+    ref = slrx_loop(cube[..., :B], bs)
     got = tiled_slrx(Cube(cube), B, block_size=bs, tile=tile)
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9)
     assert abs(roc_auc(got, gt) - roc_auc(ref, gt)) < 1e-9
@@ -195,7 +166,7 @@ def test_detect_stream_with_fen_equals_whole_scene_pipeline(scene, model, tmp_pa
     res = detect_stream(tmp_path / "c.npy", method, fen=as_fn(model), bands=B, tile=8,
                         workdir=tmp_path, options={"block_size": 4} if method == "slrx" else None)
     y = whole_fen(model, cube[..., :B])
-    ref = grx(y) if method == "grx" else slrx_reference(y, 4)
+    ref = grx(y) if method == "grx" else slrx_loop(y, 4)
     np.testing.assert_allclose(res.scores, ref, rtol=1e-4, atol=1e-9)
     assert abs(roc_auc(res.scores, gt) - roc_auc(ref, gt)) < 1e-3
     assert list(tmp_path.glob("fencli-*")) == []  # the temporary enhanced cube is gone
@@ -206,6 +177,8 @@ def test_detect_stream_rejects_small_and_short_scenes(tmp_path):
         detect_stream(np.zeros((4, 9, 3)))
     with pytest.raises(FencliError, match="bands"):
         detect_stream(np.zeros((9, 9, 3)), bands=5)
+    with pytest.raises(FencliError, match="unknown method 'rx'"):  # before any pass over the data
+        detect_stream(np.zeros((9, 9, 3)), "rx")
 
 
 def test_tiled_slrx_equals_detectors_slrx_when_available(scene):
