@@ -84,9 +84,9 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     opts.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default (physical cores)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    # Idle workers sleep instead of spinning: on a 2-core machine shared with other work this was
-    # 5-10% faster (benchmarks/bench_fen.py), and it leaves the cores to the detectors.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Worker spinning stays on (ONNX Runtime's default): on an idle 2-core machine it measured 253 ms
+    # against 290 ms without (benchmarks/bench_fen.py); only under heavy foreign load did sleeping
+    # workers win (5-10%).
     return opts
 
 
