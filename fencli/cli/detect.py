@@ -12,7 +12,7 @@ from fencli.cli import app
 from fencli.cli.options import (Bands, Device, Force, GtFile, GtKey, Json, Key, Layout, Model,
                                 Nan, Threads)
 from fencli.errors import FencliError
-from fencli.pipeline import Result, run
+from fencli.pipeline import Result, detector, run
 
 
 def load_enhancer(model: str, device: str = "auto", threads: int | None = None):
