@@ -44,8 +44,15 @@ class FEN(nn.Module):
         # ConvH is pointwise, so it commutes with the reflect pad: applying it first is exact and
         # spends its B x 64 multiply-adds on H x W pixels instead of (H+8) x (W+8).
         f = F.pad(self.convh(x), (PAD, PAD, PAD, PAD), mode="reflect")
-        f = self.layer1(f)[:, :, PAD:-PAD, PAD:-PAD]
-        y = F.relu(self.conv2(F.relu(self.conv1(f)))) + x
+        return self.finish(self.layer1(f)[:, :, PAD:-PAD, PAD:-PAD], x)
+
+    def head(self, f: Tensor) -> Tensor:
+        """1x1 256 -> h, ReLU, 1x1 h -> B, ReLU (also the training network's classifier head)."""
+        return F.relu(self.conv2(F.relu(self.conv1(f))))
+
+    def finish(self, f: Tensor, x: Tensor) -> Tensor:
+        """Head on the cropped layer1 features, residual, and the ``supp`` variant's norm."""
+        y = self.head(f) + x
         if self.variant == "supp":
             # The reference runs one scene at a time; per-sample norms keep a batch equal to that.
             # A float32 sum of ~1e6 squares is off by ~1e-5 relative, differently in every backend:

@@ -57,10 +57,7 @@ class TrimmedFEN(nn.Module):
             out = F.relu(block.bn1(block.conv1(f)))
             out = F.relu(block.bn2(F.conv2d(out, block.conv2.weight)))
             f = F.relu(block.bn3(block.conv3(out)) + skip[:, :, 1:-1, 1:-1])
-        y = F.relu(m.conv2(F.relu(m.conv1(f)))) + x
-        if m.variant == "supp":
-            y = y / torch.linalg.vector_norm(y.double(), dim=(1, 2, 3), keepdim=True).to(y.dtype)
-        return y
+        return m.finish(f, x)
 
 
 def _to_onnx_model(model: FEN, dynamo: bool, trim: bool = True):
