@@ -183,11 +183,8 @@ def detect_dask(source: Any, method: str = "grx", *, fen: FenFn | None = None, b
                 maps[:, t.core[0]:t.core[1], t.core[2]:t.core[3]] = m
             scores = slrx_combine(maps)
         elif method == "lrx":
-            halo = lrx_halo(**options)
-            det = _as_dask(src, b, max(tile, lrx_outer(**options)))
-            scores = det.map_overlap(partial(_local_chunk, detect=detect, vrange=(lo, hi), options=options),
-                                     depth={0: halo, 1: halo, 2: 0}, boundary="none", trim=True, drop_axis=2,
-                                     dtype=np.float64, meta=np.empty((0, 0))).compute()
+            scores = tiled_local_dask(src, detect, lrx_halo(**options), bands=b,
+                                      tile=max(tile, lrx_outer(**options)), vrange=(lo, hi), **options)
         else:
             raise FencliError(f"method {method!r} has no out-of-core version yet")
         return StreamResult(np.asarray(scores), method, b, shape, {})

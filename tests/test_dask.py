@@ -32,7 +32,8 @@ def scene_file(tmp_path_factory):
     return path, cube
 
 
-@pytest.mark.parametrize("method,options", [("grx", None), ("slrx", {"block_size": 4})])
+@pytest.mark.parametrize("method,options", [("grx", None), ("slrx", {"block_size": 4}),
+                                            ("lrx", {"inner": 3, "outer": 9})])
 def test_dask_fe_detection_equals_local_engine(client, scene_file, tmp_path, method, options):
     path, _ = scene_file
     fen = as_fn(random_fen())
