@@ -253,8 +253,11 @@ def test_tiny_float32_input_like_the_supp_fen_output():
         assert _top_k_is_planted(det(tiny, **kwargs), gt)
 
 
-def test_registry():
-    assert DETECTORS == {"grx": grx, "slrx": slrx, "lrx": lrx}
+def test_every_registered_detector_runs_and_finds_the_planted_pixels():
+    cube, gt = planted_scene(h=30, w=34, bands=12, n_anomalies=3, seed=3)
+    for name, det in DETECTORS.items():
+        kwargs = {"block_size": 6} if name == "slrx" else {"inner": 3, "outer": 9} if name == "lrx" else {}
+        assert _top_k_is_planted(det(cube, **kwargs), gt), name
 
 
 # ---------------------------------------------------------------- shared scenes

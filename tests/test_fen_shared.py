@@ -93,9 +93,6 @@ def test_fe_grx_auc_equals_reference(auc_reference, enhanced, model, scene):
 
 @pytest.mark.parametrize("model, scene", CASES)
 def test_fe_slrx_auc_equals_reference(auc_reference, enhanced, model, scene):
-    slrx = getattr(detectors, "slrx", None)
-    if slrx is None:
-        pytest.skip("fencli.detectors.slrx is not in this branch yet")
     cube, gt = enhanced(model, scene)
     want = auc_reference[scene][model]["FE+SLRX"]["auc"]
-    assert roc_auc(slrx(cube), gt) == pytest.approx(want, abs=2e-3)
+    assert roc_auc(detectors.slrx(cube), gt) == pytest.approx(want, abs=2e-3)
