@@ -98,7 +98,8 @@ def scene_names(paths: list[Path]) -> list[str]:
 
 
 def output_tag(method: str, model: str | None) -> str:
-    return f"{'fe-' if model else ''}{method}"
+    """``<model>-<method>`` (or the method alone): a map made with another model is not 'done'."""
+    return f"{Path(model).stem}-{method}" if model else method
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from fencli.errors import FencliError
 from fencli.pipeline import Enhancer, Result, detector, run
+from fencli.preprocess import model_bands
 
 DEFAULT_MODEL = "ferd-200-supp"
 DEFAULT_METHODS = ("grx", "slrx")  # lrx is opt-in: minutes on a 100 x 100 x 200 scene
@@ -223,9 +224,8 @@ def bench_scene(scene: BenchScene, methods: Sequence[str], enhancers: Sequence[E
         if e.bands > n:
             if notes is not None:
                 notes.append(f"{scene.name}: {n} bands, fewer than the {e.bands} of {e.name}: no FE rows")
-        elif bands is not None and bands != e.bands:
-            raise FencliError(f"--bands {bands} differs from the {e.bands} bands of model {e.name}")
         else:
+            model_bands(bands, e)  # an explicit --bands must equal the model's
             usable.append(e)
     raw_bands = list(dict.fromkeys([e.bands for e in usable] or [bands]))
     rows = []

@@ -299,6 +299,8 @@ SLRX_RIDGE = 1e-6  # the reference's ridge on every SLRX covariance
 def slrx_block_size(bands: int, block_size: int | None = None, block_num: int = 25) -> int:
     """SLRX's block side: ``block_size``, else the reference's ``bands // block_num`` (it divides
     the BAND count)."""
+    if block_size is None and block_num < 1:
+        raise FencliError(f"SLRX block_num must be at least 1, got {block_num}")
     bs = block_size if block_size is not None else bands // block_num
     if bs < 1:
         raise FencliError(f"SLRX block size must be at least 1 (got {bs}: {bands} bands // block_num "

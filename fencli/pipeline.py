@@ -15,7 +15,7 @@ import numpy as np
 from fencli.detectors import DETECTORS
 from fencli.errors import FencliError
 from fencli.metrics import roc3d
-from fencli.preprocess import MIN_SIDE, select_bands
+from fencli.preprocess import MIN_SIDE, model_bands, select_bands
 
 
 class Enhancer(Protocol):
@@ -64,11 +64,7 @@ def run(cube: np.ndarray, method: str = "grx", *, enhancer: Enhancer | None = No
     """
     detect = detector(method)
     check_size(cube)
-    if enhancer is not None:
-        if bands is not None and bands != enhancer.bands:
-            raise FencliError(f"--bands {bands} differs from the {enhancer.bands} bands of model {enhancer.name}")
-        bands = enhancer.bands
-    cube = select_bands(cube, bands)
+    cube = select_bands(cube, model_bands(bands, enhancer))
     seconds = {"enhance": 0.0}
     if enhancer is not None:
         t0 = time.perf_counter()

@@ -7,6 +7,8 @@ so a scene streamed in tiles needs that range before the first tile (see :func:`
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from fencli.errors import FencliError
@@ -59,3 +61,12 @@ def fen_input(cube: np.ndarray, vrange: tuple[float, float] | None = None) -> np
     x = minmax01(cube, vrange)  # float64, like the reference's numpy arithmetic
     x = (x * 2.0 - 1.0) * FEN_SCALE
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def model_bands(bands: int | None, enhancer: Any) -> int | None:
+    """The bands to keep: the model's own count, which an explicit ``--bands`` must equal."""
+    if enhancer is None:
+        return bands
+    if bands is not None and bands != enhancer.bands:
+        raise FencliError(f"--bands {bands} differs from the {enhancer.bands} bands of model {enhancer.name}")
+    return enhancer.bands

@@ -15,7 +15,6 @@ from rich.table import Table
 from fencli.io import atomic_path
 
 console = Console(stderr=False)
-err_console = Console(stderr=True)
 
 
 def print_json(obj: Any) -> None:

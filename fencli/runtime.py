@@ -175,9 +175,3 @@ def load_session(model: str | Path, device: str = "auto", threads: int | None = 
     if path is None:
         raise FencliError("model 'none' cannot enhance: name a model (see `fencli models`)")
     return get_session(path, device, threads)
-
-
-def enhance(cube: np.ndarray, model: str | Path, device: str = "auto",
-            threads: int | None = None) -> np.ndarray:
-    """Enhance an ``H x W x bands`` cube with the FEN ``model`` (a registry name or ``.onnx`` path)."""
-    return load_session(model, device, threads).enhance(cube)

@@ -9,10 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from fencli.cli import app
-from fencli.cli.options import (Bands, Device, Force, GtFile, GtKey, Json, Key, Layout, Model,
+from fencli.cli.options import (Bands, ConstantBands, Device, Force, GtFile, GtKey, Json, Key, Layout, Model,
                                 Nan, Threads)
 from fencli.errors import FencliError
 from fencli.pipeline import Result, detector, run
+from fencli.preprocess import model_bands
 
 
 def load_enhancer(model: str, device: str = "auto", threads: int | None = None):
@@ -106,6 +107,7 @@ def detect(
     key: Key = None,
     layout: Layout = "hwb",
     nan: Nan = "error",
+    constant_bands: ConstantBands = "error",
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the score map: .tif (GeoTIFF), .hdr (ENVI), .h5, .npy or .mat; .tif, .hdr and .h5 keep the input's georeferencing.")] = None,
     png: Annotated[Optional[Path], typer.Option("--png", help="Write a PNG of the map (and the ground truth).")] = None,
     block_size: Annotated[Optional[int], typer.Option("--block-size", help="SLRX block side in pixels (default: bands // block-num).")] = None,
@@ -167,14 +169,16 @@ def detect(
     if defaulted:
         rule = parse_threshold("auto")
     refuse_existing([out, png, mask, objects, quicklook], force)
+    t_start = time.perf_counter()
+    enhancer = load_enhancer(model, device, threads)  # session creation: in "total", not in "read"
     t0 = time.perf_counter()
-    enhancer = load_enhancer(model, device, threads)
     scene = read_scene(cube, key=key, gt=gt, gt_key=gt_key, layout=layout, nan=nan, validate=False)
     t_read = time.perf_counter() - t0
     if use_tiles(scene.cube.shape, enhancer, bands, tile, engine, nan):
         res = run_tiled(cube, scene, method, enhancer, bands, tile, engine, scheduler, options, bar=not json)
     else:
-        scene.cube, scene.meta["validation"] = validate_cube(scene.cube, nan=nan, name=cube.name)
+        scene.cube, scene.meta["validation"] = validate_cube(scene.cube, nan=nan, constant_bands=constant_bands,
+                                                                 name=cube.name)
         t_read = time.perf_counter() - t0
         res = run(scene.cube, method, enhancer=enhancer, bands=bands, gt=scene.gt, options=options)
     grid = geo.from_meta(scene.meta)
@@ -193,7 +197,7 @@ def detect(
     if png is not None:
         title = label + (f"  AUC {res.auc:.4f}" if res.auc is not None else "")
         save_maps_png(png, [(title, res.scores)], scene.gt, force=force)
-    seconds = {"read": t_read, **res.seconds, "total": time.perf_counter() - t0}
+    seconds = {"read": t_read, **res.seconds, "total": time.perf_counter() - t_start}
     row = result_row(scene.name, scene.cube.shape, res, seconds, out)
     row.update(geo.json_fields(grid))
     row["objects"] = found.summary() if found is not None else None
@@ -232,10 +236,8 @@ def run_tiled(path: Path, scene, method: str, enhancer, bands: int | None, tile:
     from fencli.stream import SessionTileFen, detect_stream, session_tile_fen
 
     fen = None
+    bands = model_bands(bands, enhancer)
     if enhancer is not None:
-        if bands is not None and bands != enhancer.bands:
-            raise FencliError(f"--bands {bands} differs from the {enhancer.bands} bands of model {enhancer.name}")
-        bands = enhancer.bands
         # Dask may ship the FEN to worker processes: a picklable handle, not the live session.
         fen = (SessionTileFen(str(enhancer.path), enhancer.device, enhancer.threads) if engine == "dask"
                else session_tile_fen(enhancer))
@@ -277,11 +279,10 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
     if layout != "hwb" or nan != "error" or tile == 0:
         raise FencliError("--layout, --nan fill and --tile 0 are for one scene at a time")
     enhancer = load_enhancer(model, device, threads)  # fail early on a bad model, before any scene
-    if enhancer is not None and bands is not None and bands != enhancer.bands:
-        raise FencliError(f"--bands {bands} differs from the {enhancer.bands} bands of model {enhancer.name}")
+    bands = model_bands(bands, enhancer)
     fen = SessionTileFen(str(enhancer.path), device, threads) if enhancer is not None else None
     kw = dict(method=method, model=enhancer.name if enhancer else None, force=force, progress=not json,
-              fen=fen, bands=enhancer.bands if enhancer else bands, tile=tile, options=options, key=key)
+              fen=fen, bands=bands, tile=tile, options=options, key=key)
     if engine == "dask":
         from fencli.dask_engine import dask_client
 

@@ -44,12 +44,12 @@ def enhance(
       fencli enhance scene.hdr -m weights/mine.onnx --out enhanced.h5 --json
     """
     from fencli.io import read_scene, write_array
-    from fencli.preprocess import select_bands
+    from fencli.preprocess import model_bands, select_bands
     from fencli.runtime import load_session
 
     session = load_session(model, device=device, threads=threads)
     scene = read_scene(cube, key=key, layout=layout, nan=nan)
-    data = select_bands(scene.cube, bands)
+    data = select_bands(scene.cube, model_bands(bands, session))
     session.check(data)
     target = out or default_output(cube, scene.meta.get("format"))
     if target.exists() and not force:  # fail before the forward pass, not after it

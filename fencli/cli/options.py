@@ -14,6 +14,7 @@ GtFile = Annotated[Optional[Path], typer.Option("--gt", help="Ground-truth file 
 GtKey = Annotated[Optional[str], typer.Option("--gt-key", help="Name of the ground-truth array (default: map/gt/groundtruth/mask).")]
 Layout = Annotated[str, typer.Option("--layout", help="Axis order of the stored cube, e.g. hwb (bands last) or bhw.")]
 Nan = Annotated[str, typer.Option("--nan", help="NaN/Inf pixels: 'error' or 'fill' (band mean).")]
+ConstantBands = Annotated[str, typer.Option("--constant-bands", help="Constant bands: 'error' or 'keep' (RX then relies on its pseudo-inverse / ridge).")]
 Bands = Annotated[Optional[int], typer.Option("--bands", "-b", help="Keep the first N bands (default: all, or the model's).")]
 Model = Annotated[str, typer.Option("--model", "-m", help="FEN model: registry name (see `fencli models`), .onnx path, or 'none'.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda (ONNX Runtime execution provider).")]
