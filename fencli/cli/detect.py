@@ -149,7 +149,8 @@ def detect(
     options = detector_options(method, block_size, block_num, windows)
     if out_dir is not None or len(cubes) > 1:
         extras = (("--threshold", threshold), ("--far", far), ("--mask", mask), ("--objects", objects),
-                  ("--quicklook", quicklook))
+                  ("--quicklook", quicklook), ("--gt-key", gt_key),
+                  ("--constant-bands keep", None if constant_bands == "error" else constant_bands))
         for flag, value in extras:
             if value is not None:
                 raise FencliError(f"{flag} is for one scene; with --out-dir each scene's score map goes to the folder")
