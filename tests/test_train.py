@@ -6,6 +6,7 @@ The whole network is ~170 M parameters even for tiny inputs: runs use batch 2 an
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -251,6 +252,15 @@ def test_checkpoint_has_the_published_layout_and_exports_to_onnx(scenes: dict[st
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
     assert not np.allclose(ref, x.numpy(), atol=1e-4)  # the head contributes: not an identity
+
+    from typer.testing import CliRunner  # the trained FEN is usable as `fencli detect --model`
+    import fencli.cli.detect  # noqa: F401  (registers the command)
+    from fencli.cli import app
+
+    res = CliRunner().invoke(app, ["detect", str(scenes["val"]), "--model", str(result.onnx), "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.output)
+    assert row["model"] == Path(result.onnx).stem and row["bands"] == BANDS and 0.0 <= row["auc"] <= 1.0
 
 
 def test_cli_bad_input_is_one_line(scenes: dict[str, Path], tmp_path: Path) -> None:
