@@ -266,13 +266,18 @@ def _reference_cases():
     return [(s, ck) for s in SCENES for ck in BAND_COUNTS]
 
 
-@pytest.mark.shared
-@pytest.mark.parametrize("scene,checkpoint", _reference_cases())
-def test_grx_auc_matches_reference(scene, checkpoint, auc_reference):
+def _reference_scene(scene, checkpoint, auc_reference):
+    """(first-B-bands cube, ground truth) of a shared scene; skips when it has too few bands."""
     if checkpoint not in auc_reference[scene]:
         pytest.skip(f"{scene} has fewer than {BAND_COUNTS[checkpoint]} bands")
     cube, gt = load_shared_scene(scene)
-    cube = cube[:, :, :BAND_COUNTS[checkpoint]]
+    return cube[:, :, :BAND_COUNTS[checkpoint]], gt
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("scene,checkpoint", _reference_cases())
+def test_grx_auc_matches_reference(scene, checkpoint, auc_reference):
+    cube, gt = _reference_scene(scene, checkpoint, auc_reference)
     ref = auc_reference[scene][checkpoint]["GRX"]["auc"]
     assert roc_auc(grx(cube), gt) == pytest.approx(ref, abs=1e-5)
     assert roc_auc(grx(cube, float32_scores=True), gt) == pytest.approx(ref, abs=1e-5)
@@ -288,10 +293,8 @@ SLRX_FLOAT32_NOISE = {("hydice", "ferd-50")}
 @pytest.mark.shared
 @pytest.mark.parametrize("scene,checkpoint", _reference_cases())
 def test_slrx_auc_matches_reference(scene, checkpoint, auc_reference):
-    if checkpoint not in auc_reference[scene]:
-        pytest.skip(f"{scene} has fewer than {BAND_COUNTS[checkpoint]} bands")
-    cube, gt = load_shared_scene(scene)
-    auc = roc_auc(slrx(cube[:, :, :BAND_COUNTS[checkpoint]]), gt)
+    cube, gt = _reference_scene(scene, checkpoint, auc_reference)
+    auc = roc_auc(slrx(cube), gt)
     ref = auc_reference[scene][checkpoint]["SLRX"]["auc"]
     if (scene, checkpoint) in SLRX_FLOAT32_NOISE:
         assert auc > ref + 0.05  # the exact block map helps; float32 noise does not
