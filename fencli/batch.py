@@ -149,6 +149,15 @@ def _guarded(process: Callable[..., dict], path: Path, out: Path) -> tuple[dict 
         return None, f"{type(err).__name__}: {err} ({Path(last.filename).name}:{last.lineno})"
 
 
+def _earlier_rows(out_dir: Path) -> dict[str, dict]:
+    """An earlier run's summary rows by output path, so a resumed batch keeps their figures."""
+    try:
+        rows = json.loads((out_dir / "summary.json").read_text())
+        return {r["out"]: r for r in rows if r.get("status") in ("ok", "skipped") and r.get("out")}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
 def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str = "grx",
               model: str | None = None, force: bool = False, process: Callable[..., dict] | None = None,
               client: Any = None, progress: bool = True, **scene_kw: Any) -> Summary:
@@ -159,11 +168,14 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     process = process or partial(detect_scene, method=method, model=model, **scene_kw)
     tag = output_tag(method, model)
+    earlier = _earlier_rows(out_dir)
     rows: dict[int, Row] = {}
     todo = []
     for i, (p, name) in enumerate(zip(paths, scene_names(paths))):
         out = out_dir / f"{name}.{tag}.npy"
-        rows[i] = Row(name, str(p), "skipped", method=method, model=model, out=str(out))
+        prev = earlier.get(str(out), {})
+        rows[i] = Row(name, str(p), "skipped", method=method, model=model, out=str(out),
+                      **{k: prev.get(k) for k in ("shape", "bands", "auc", "seconds")})
         if force or not out.exists():
             todo.append((i, p, out))
     with _Bar(progress, len(todo)) as bar:

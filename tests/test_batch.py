@@ -59,6 +59,8 @@ def test_batch_resumes_and_force_recomputes(campaign, tmp_path):
     summary = run_batch([d / "s0.npy", d / "s1.npy"], out, process=process, progress=False)
     assert calls == ["s1.npy"]
     assert [r.status for r in summary.rows] == ["skipped", "ok"]
+    first = json.loads((out / "summary.json").read_text())[0]
+    assert first["status"] == "skipped" and first["shape"] and first["bands"] and first["seconds"]  # kept
     assert (out / "s0.grx.npy").stat().st_mtime_ns == stamp
     run_batch([d / "s0.npy"], out, process=process, force=True, progress=False)
     assert calls == ["s1.npy", "s0.npy"]
