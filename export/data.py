@@ -14,7 +14,7 @@ import numpy as np
 
 from fencli.errors import FencliError
 from fencli.io import read_scene
-from fencli.preprocess import FEN_SCALE, select_bands, value_range
+from fencli.preprocess import fen_scale, select_bands
 
 SCENE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".he5", ".hdr")  # one file per scene
 SENSORS = ("aviris_ng", "aviris", "all")
@@ -64,8 +64,7 @@ def collect_files(paths: list[str | Path], sensor: str = "aviris_ng") -> list[Pa
 def scale_crop(x: np.ndarray) -> np.ndarray:
     """One min/max over the crop to [-0.1, 0.1], as the reference scales each training image."""
     lo, hi = float(x.min()), float(x.max())
-    span = hi - lo if hi > lo else 1.0
-    return ((x - lo) * (2.0 / span) - 1.0) * FEN_SCALE
+    return fen_scale(x, (lo, hi if hi > lo else lo + 1.0))
 
 
 def clean_origins(gt: np.ndarray | None, h: int, w: int, crop: int) -> np.ndarray:
@@ -94,8 +93,7 @@ class CropSampler:
             if origins.size:
                 cube = sc.cube
                 if norm == "scene":
-                    lo, hi = value_range(cube)
-                    cube = ((cube - lo) * (2.0 / (hi - lo)) - 1.0) * FEN_SCALE
+                    cube = fen_scale(cube)
                 self.scenes.append(TrainScene(sc.name, cube.astype(np.float32), sc.gt))
                 self.origins.append(origins)
         if not self.scenes:

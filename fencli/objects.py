@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from fencli.errors import FencliError
+from fencli.metrics import roc_curve
 
 EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity for scipy.ndimage.label
 AUTO_K = 5.0  # robust z-score of the auto threshold
@@ -128,14 +129,16 @@ def f1_threshold(scores: np.ndarray, gt: np.ndarray) -> float:
     s, y = s[ok], y[ok]
     if not y.any():
         raise FencliError("--threshold f1 needs ground truth with anomalous pixels")
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # end of each run of equal scores
-    tp = np.cumsum(y)[last]
-    fp = (last + 1) - tp
-    f1 = 2 * tp / (2 * tp + fp + (y.sum() - tp))
-    i = int(np.argmax(f1))  # selects every pixel with score >= s[last[i]]
-    return float(s[last[i + 1]]) if i + 1 < last.size else -math.inf
+    if y.all():
+        return -math.inf  # every pixel is anomalous: flag them all
+    pf, pd, thresholds = roc_curve(s, y)  # point k flags every score >= thresholds[k]
+    n_pos = int(y.sum())
+    tp = np.rint(pd[1:] * n_pos)
+    fp = np.rint(pf[1:] * (y.size - n_pos))
+    f1 = 2 * tp / (2 * tp + fp + (n_pos - tp))
+    i = int(np.argmax(f1)) + 1
+    # The mask is strict (score > threshold): return the next lower distinct score.
+    return float(thresholds[i + 1]) if i + 1 < thresholds.size else -math.inf
 
 
 def resolve(scores: np.ndarray, rule: ThresholdRule, gt: np.ndarray | None = None) -> Threshold:

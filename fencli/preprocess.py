@@ -56,10 +56,19 @@ def minmax01(cube: np.ndarray, vrange: tuple[float, float] | None = None,
     return out
 
 
+def fen_scale(cube: np.ndarray, vrange: tuple[float, float] | None = None,
+              dtype: type = np.float64) -> np.ndarray:
+    """The FEN's value scaling, same layout: one global min-max to [-1, 1], times 0.1."""
+    x = minmax01(cube, vrange, dtype)
+    x *= dtype(2.0)
+    x -= dtype(1.0)
+    x *= dtype(FEN_SCALE)
+    return x
+
+
 def fen_input(cube: np.ndarray, vrange: tuple[float, float] | None = None) -> np.ndarray:
     """``H x W x B`` cube -> ``1 x B x H x W`` float32 in [-0.1, 0.1], exactly the reference's steps."""
-    x = minmax01(cube, vrange)  # float64, like the reference's numpy arithmetic
-    x = (x * 2.0 - 1.0) * FEN_SCALE
+    x = fen_scale(cube, vrange)  # float64, like the reference's numpy arithmetic
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
