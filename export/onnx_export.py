@@ -27,13 +27,12 @@ import fencli
 from export.checkpoint import checkpoint_sha256, default_variant, load_checkpoint
 from export.fen import FEN, PAD, Variant
 from fencli.errors import FencliError
+from fencli.models import registry
 from fencli.runtime import FORMAT, expected_preprocessing
 
 OPSET = 18
 INPUT, OUTPUT = "x", "y"
 PARITY_TOL = 1e-5
-SHARED_MODELS = {"ferd-50": "50bands", "ferd-100": "100bands", "ferd-200": "200bands",
-                 "ferd-200-supp": "200bands-supp"}
 
 
 class TrimmedFEN(nn.Module):
@@ -176,7 +175,8 @@ def export_all_shared(dest_dir: str | Path, shared: str | Path | None = None,
         raise FencliError(f"{ckpts} does not exist")
     dest = Path(dest_dir)
     done = {}
-    for name, folder in SHARED_MODELS.items():
+    for name, entry in registry().items():
+        folder = entry.source
         out = dest / f"{name}.onnx"
         if out.exists() and not force:
             props = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}

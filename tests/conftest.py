@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fencli.models import registry
 from fencli.synthetic import planted_scene  # noqa: F401  (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FENCLI_SHARED", ROOT.parent / "shared"))
 SCENES = ("abu-airport-1", "abu-airport-2", "hydice", "sandiego")
-CHECKPOINTS = {"ferd-50": "50bands", "ferd-100": "100bands", "ferd-200": "200bands",
-               "ferd-200-supp": "200bands-supp"}
+CHECKPOINTS = {name: entry.source for name, entry in registry().items()}  # name -> shared folder
 
 
 def _need(path: Path) -> Path:
