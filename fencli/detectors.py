@@ -100,15 +100,6 @@ class RXStats:
         self._factor = None
         return self
 
-    def rescale(self, k: float) -> RXStats:
-        """Statistics of ``k * x`` (data rescaled after it was fitted); returns self."""
-        self._mean *= k
-        self._scatter *= k * k
-        if self.vrange is not None:
-            self.vrange = (self.vrange[0] * k, self.vrange[1] * k)
-        self._factor = None
-        return self
-
     def _merge(self, n: int, mean: np.ndarray, scatter: np.ndarray) -> None:
         total = self.n + n
         delta = mean - self._mean

@@ -260,15 +260,14 @@ class StreamResult:
 
 
 def detect_stream(source: Any, method: str = "grx", *, fen: FenFn | None = None, bands: int | None = None,
-                  tile: int | None = None, workdir: str | Path | None = None, supp: bool = False,
-                  options: dict[str, Any] | None = None, enhanced_out: str | Path | None = None,
-                  progress: Progress | None = None) -> StreamResult:
+                  tile: int | None = None, workdir: str | Path | None = None,
+                  options: dict[str, Any] | None = None, progress: Progress | None = None) -> StreamResult:
     """Detect anomalies in a scene of any size with bounded memory (the out-of-core :func:`pipeline.run`).
 
     ``source``: a path or an ``H x W x bands`` array-like (memmap, h5py dataset, ndarray).
     ``fen``: the per-tile FEN (see :func:`fencli.runtime` sessions' tile entry), or None for raw
-    detection. The FEN output goes to ``enhanced_out`` when given (``supp``: normalized there),
-    otherwise to a temporary file in ``workdir`` removed afterwards. ``progress(n)`` is called as
+    detection. The FEN output goes to a temporary file in ``workdir``, removed afterwards (a ``supp``
+    norm is left out: every detector's own min-max cancels it). ``progress(n)`` is called as
     pixels finish each pass: ``H * W`` in all, twice that with a FEN.
     """
     options = dict(options or {})
@@ -282,23 +281,12 @@ def detect_stream(source: Any, method: str = "grx", *, fen: FenFn | None = None,
     try:
         det_cube, stats, vrange = cube, None, None
         if fen is not None:
-            t0 = time.perf_counter()
+            t0 = time.perf_counter()  # "enhance" = the streaming min/max pass + the tiled FEN
             in_range = stream_range(cube, b)
-            seconds["range"] = time.perf_counter() - t0
-            if enhanced_out is not None:
-                path = Path(enhanced_out)
-            else:
-                tmp = tempfile.TemporaryDirectory(prefix="fencli-", dir=workdir)
-                path = Path(tmp.name) / "enhanced.npy"
-            det_cube = create_raw(path, (h, w, b), np.float32)
-            t0 = time.perf_counter()
-            acc = tiled_fen(cube, fen, det_cube, bands=b, vrange=in_range, tile=tile,
-                            supp_norm=supp and enhanced_out is not None, progress=progress)
+            tmp = tempfile.TemporaryDirectory(prefix="fencli-", dir=workdir)
+            det_cube = create_raw(Path(tmp.name) / "enhanced.npy", (h, w, b), np.float32)
+            acc = tiled_fen(cube, fen, det_cube, bands=b, vrange=in_range, tile=tile, progress=progress)
             seconds["enhance"] = time.perf_counter() - t0
-            if supp and enhanced_out is not None:  # the file holds y / ||y||: rescale the statistics
-                k = 1.0 / math.sqrt(acc.sumsq)
-                acc.lo, acc.hi = acc.lo * k, acc.hi * k
-                acc.stats.rescale(k)
             checked_range(acc.lo, acc.hi, "the FEN output")
             stats, vrange = acc.stats, (acc.lo, acc.hi)
         t0 = time.perf_counter()
