@@ -153,7 +153,7 @@ def test_loss_matches_the_reference_formula(net: FERD) -> None:
     assert terms.bce.item() == pytest.approx(bce_ref.item(), rel=1e-6)
     assert terms.bce.item() > math.log(2)  # p > 0 always: the reference's form never reaches log 2
     assert terms.cos.item() == pytest.approx(cos_ref.item(), rel=1e-5)
-    assert terms.total.item() == pytest.approx(0.1 * bce_ref + 0.1 * mse_ref + cos_ref, rel=1e-5)
+    assert terms.total.item() == pytest.approx((0.1 * bce_ref + 0.1 * mse_ref + cos_ref).item(), rel=1e-5)
     assert logits.bce.item() == pytest.approx(torch.nn.functional.softplus(out.logit).mean().item(), rel=1e-5)
 
 

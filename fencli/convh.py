@@ -1,0 +1,50 @@
+"""The FEN's spectral projection (ConvH, ``B -> 64``) from spectral statistics, without torch.
+
+What the FEN gains over raw RX comes mostly from ConvH (issue 11's ablation): a projection onto the
+leading principal directions of background spectra stands level with the published, trained one.
+This module is the one place that turns spectral statistics (a :class:`fencli.detectors.RXStats`,
+mergeable over tiles) into such a projection. It serves two users: the initialisation of
+``fencli train`` (statistics of the training backgrounds) and the adaptive FEN (statistics of the
+scene itself).
+
+Deterministic by construction: the eigenvectors of the float64 covariance are ordered by decreasing
+eigenvalue and each is signed so that its entry of largest magnitude is positive (ties: the first
+such entry), so the same statistics give the same matrix on every run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fencli.detectors import RXStats
+from fencli.errors import FencliError
+
+CONVH_WIDTH = 64  # FERD's ConvH output channels, the input width of the ResNet layer1
+
+
+def principal_directions(stats: RXStats, k: int) -> np.ndarray:
+    """The ``k`` leading unit eigenvectors of the statistics' covariance as rows ``(k, B)``, float64."""
+    if stats.n < 2:
+        raise FencliError("principal directions need at least 2 pixels")
+    if not 1 <= k <= stats.bands:
+        raise FencliError(f"cannot take {k} principal directions of {stats.bands} bands")
+    cov = stats.covariance.astype(np.float64)
+    cov = (cov + cov.T) / 2  # exact symmetry: eigh reads one triangle only
+    values, vectors = np.linalg.eigh(cov)
+    order = np.argsort(values, kind="stable")[::-1][:k]
+    rows = vectors[:, order].T.copy()
+    pivot = np.argmax(np.abs(rows), axis=1)
+    rows *= np.where(rows[np.arange(k), pivot] < 0, -1.0, 1.0)[:, None]
+    return rows
+
+
+def principal_convh(stats: RXStats, norm: float, width: int = CONVH_WIDTH) -> np.ndarray:
+    """ConvH weights ``(width, B)`` float32: the leading principal directions, scaled to Frobenius ``norm``.
+
+    With fewer bands than ``width`` the missing rows are zero (the layer still takes 64 channels).
+    """
+    k = min(width, stats.bands)
+    rows = principal_directions(stats, k)
+    weight = np.zeros((width, stats.bands))
+    weight[:k] = rows * (norm / np.sqrt(k))  # orthonormal rows: Frobenius norm sqrt(k) before scaling
+    return weight.astype(np.float32)
