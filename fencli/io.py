@@ -37,6 +37,7 @@ Writing (:func:`write_array`) picks the format from the extension and is atomic
 
 from __future__ import annotations
 
+import glob
 import json
 import operator
 import os
@@ -702,12 +703,19 @@ def _fill_nonfinite(cube: Any, chunk_bytes: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- writing
 
 
+TEMP_MARK = ".tmp"  # temp files are ``.<name>.<pid>.<random>.tmp<suffix>`` beside the target
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
-    """Yield a temp path beside ``path`` (same extension) and rename it onto ``path`` on success.
+    """Yield a temp path beside ``path`` (same extension) and publish it as ``path`` on success.
 
-    Refuses an existing target unless ``force``; on any failure the temp file is removed and the
-    target left untouched, so a crash never leaves a half-written output under the real name.
+    Refuses an existing target unless ``force``. Without ``force`` the temp file is published with
+    a hard link, which fails if another process created the target meanwhile: of two concurrent
+    writers one wins and the other gets a clear error, never a mix; with ``force`` the last
+    rename wins, whole. On any failure (a full disk included) the temp file is removed and the
+    target left untouched. A process killed mid-write leaves only its temp file, named with its pid,
+    which the next write to the same target removes.
     """
     path = Path(path).expanduser()
     if path.is_dir():
@@ -718,21 +726,58 @@ def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         raise FencliError(f"cannot write {path}: folder {path.parent} does not exist")
     import tempfile
 
+    remove_stale_temps(path)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
-                                    dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.",
+                                    suffix=f"{TEMP_MARK}{path.suffix}", dir=path.parent)
     except OSError as err:
         raise FencliError(f"cannot write in {path.parent}: {err.strerror or err}") from None
     os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
-        os.chmod(tmp, mode)  # mkstemp makes 0600; give the result the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
+        try:
+            yield tmp
+            mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+            os.chmod(tmp, mode)  # mkstemp makes 0600; give the result the usual permissions
+            _publish(tmp, path, force)
+        except OSError as err:  # ENOSPC, EIO, EDQUOT...: one line, nothing left behind
+            raise FencliError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
+
+
+def _publish(tmp: Path, path: Path, force: bool) -> None:
+    if force:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic and never clobbers: EEXIST if a concurrent run got there first
+    except FileExistsError:
+        raise FencliError(f"{path} already exists (written meanwhile by another run); "
+                          "pass --force to overwrite it") from None
+    except OSError:  # a file system without hard links: the check above is the best we have
+        os.replace(tmp, path)
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Delete temp files of ``path`` left by writers that no longer run (killed mid-write)."""
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_MARK}{glob.escape(path.suffix)}"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _umask() -> int:

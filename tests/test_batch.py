@@ -41,7 +41,7 @@ def test_batch_writes_every_good_scene_and_reports_the_bad_one(campaign, tmp_pat
     with open(out / "summary.csv") as f:
         csv_rows = list(csv.DictReader(f))
     assert [r["scene"] for r in csv_rows] == [r.scene for r in summary.rows] == ["bad", "s0", "s1", "s2"]
-    assert not list(out.glob(".*tmp"))
+    assert not list(out.glob(".*.tmp*")) and not list(out.glob("*.tmp*"))
 
 
 def test_batch_resumes_and_force_recomputes(campaign, tmp_path):
