@@ -255,12 +255,13 @@ def _add_lonlat(objects: list[dict[str, Any]], georef) -> None:
     if georef.crs is None:
         return
     try:
+        from rasterio.errors import CRSError
         from rasterio.warp import transform
-    except ImportError:
+    except ImportError:  # lon/lat need the gis extra; map coordinates only
         return
     try:
         lon, lat = transform(georef.crs, "EPSG:4326", [o["x"] for o in objects], [o["y"] for o in objects])
-    except Exception:  # a CRS PROJ cannot reproject: map coordinates only
+    except CRSError:  # a CRS PROJ cannot reproject: map coordinates only
         return
     for o, a, b in zip(objects, lon, lat):
         o["lon"], o["lat"] = float(a), float(b)

@@ -149,9 +149,8 @@ def test_tiled_local_detector_equals_whole_scene(scene, tile):
 
 @pytest.mark.parametrize("tile", [7, 10])
 def test_tiled_lrx_equals_whole_lrx(scene, tile):
-    det = pytest.importorskip("fencli.detectors")
-    if not hasattr(det, "lrx"):
-        pytest.skip("fencli.detectors has no lrx yet")
+    from fencli import detectors as det
+
     cube, gt = scene
     whole = det.lrx(cube[..., :B], inner=3, outer=7)
     got = tiled_local(Cube(cube), det.lrx, stream.lrx_halo(outer=7), bands=B, tile=max(tile, 7), inner=3, outer=7)
@@ -181,10 +180,9 @@ def test_detect_stream_rejects_small_and_short_scenes(tmp_path):
         detect_stream(np.zeros((9, 9, 3)), "rx")
 
 
-def test_tiled_slrx_equals_detectors_slrx_when_available(scene):
-    det = pytest.importorskip("fencli.detectors")
-    if not hasattr(det, "slrx"):
-        pytest.skip("fencli.detectors has no slrx yet")
+def test_tiled_slrx_equals_detectors_slrx(scene):
+    from fencli import detectors as det
+
     cube, gt = scene
     whole = det.slrx(cube[..., :B], block_size=4)
     got = tiled_slrx(Cube(cube), B, block_size=4, tile=9)
@@ -193,8 +191,9 @@ def test_tiled_slrx_equals_detectors_slrx_when_available(scene):
 
 @pytest.mark.parametrize("variant", ["plain", "supp"])
 def test_onnx_session_tiles_equal_its_whole_scene_enhance(scene, tmp_path, variant):
-    onnx_export = pytest.importorskip("export.onnx_export")
-    runtime = pytest.importorskip("fencli.runtime")
+    from export import onnx_export
+    from fencli import runtime
+
     path = onnx_export.export_model(random_fen(seed=2, variant=variant), tmp_path / f"fen-{variant}.onnx")
     session = runtime.get_session(path, "cpu", 1)
     cube = scene[0]
@@ -216,9 +215,9 @@ def test_onnx_session_tiles_equal_its_whole_scene_enhance(scene, tmp_path, varia
 def test_shared_tiled_fe_grx_matches_whole_scene_and_reference_auc(shared, auc_reference, tmp_path_factory,
                                                                    method="grx"):
     """Published 200bands-supp checkpoint through ONNX, abu-airport-1 in 37-px tiles (norm folded)."""
-    onnx_export = pytest.importorskip("export.onnx_export")
-    runtime = pytest.importorskip("fencli.runtime")
-    det = pytest.importorskip("fencli.detectors")
+    from export import onnx_export
+    from fencli import detectors as det
+    from fencli import runtime
     from conftest import load_shared_scene
 
     path = tmp_path_factory.getbasetemp() / "ferd-200-supp.onnx"
