@@ -1,0 +1,200 @@
+"""The adaptive FEN: FERD's enhancement for any sensor and band count, with no training.
+
+A departure from FERD. What the trained FEN gains over raw RX comes from ConvH, its ``B -> 64``
+spectral projection; the ResNet ``layer1`` and the head work as well with random weights (issue 11's
+ablation). So the adaptive FEN takes ConvH from the scene itself and keeps the rest random but fixed:
+
+1. **ConvH** (NumPy): the scene's 64 leading principal directions (:func:`fencli.convh.principal_convh`
+   on its :class:`fencli.detectors.RXStats`, which a tiled run gathers in a streaming pass), as
+   orthonormal rows: an orthogonal projection, so the core sees the scene's own energy in those
+   directions, neither amplified nor shrunk (the variance-preserving rule of an orthogonal init).
+2. **Core** (ONNX Runtime, ``weights/adaptive-core.onnx``, built by ``python -m export.adaptive``):
+   reflect pad 4, Wide-ResNet ``layer1``, crop 4, the head's ``1x1 256 -> 256`` + ReLU; weights drawn
+   once with a fixed seed and shipped, identical for every band count.
+3. **Output layer** (NumPy): ``1x1 256 -> B`` + bias + ReLU, then the residual ``+ x``; weights drawn
+   per band count from a seeded NumPy generator with PyTorch's default ``Conv2d`` distribution.
+
+Everything is a fixed function of the scene: same scene, same output, in any process. Bands: all of
+the scene's by default (``--bands N`` keeps the first N); at least :data:`MIN_BANDS`. With fewer than
+64 bands ConvH takes all ``B`` principal directions and its remaining channels are zero.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fencli.convh import CONVH_WIDTH, principal_convh
+from fencli.detectors import RXStats
+from fencli.errors import FencliError
+from fencli.models import ADAPTIVE, ADAPTIVE_CORE as CORE_NAME, find_installed
+from fencli.preprocess import MIN_SIDE, fen_input
+
+HEAD_WIDTH = 256  # the reference's head width for B > 128, used for every B (the core cannot depend on B)
+OUTPUT_SEED = 14  # NumPy seed of the output layer (the core's torch seed is in its metadata)
+MIN_BANDS = 2  # one band has no spectral direction to choose: below this the adaptive FEN refuses
+
+
+@dataclass(frozen=True)
+class CoreInfo:
+    """What the core's metadata says (``variant`` is always ``plain``: no Frobenius norm)."""
+
+    width: int
+    head_width: int
+    seed: int
+    init: str
+    fencli_version: str
+    input_name: str
+    output_name: str
+    variant: str = "plain"
+
+
+def read_core_metadata(meta: dict[str, str], path: Path) -> CoreInfo:
+    """Validate the core's ``metadata_props`` (written by ``export.adaptive``)."""
+    from fencli.runtime import CORE_FORMAT
+
+    if meta.get("format") != CORE_FORMAT:
+        raise FencliError(f"{path} is not an adaptive FEN core (format {meta.get('format')!r}): "
+                          "rebuild it with `python -m export.adaptive`")
+    try:
+        info = CoreInfo(int(meta["width"]), int(meta["head_width"]), int(meta["seed"]), meta["init"],
+                        meta.get("fencli_version", ""), meta["input_name"], meta["output_name"])
+    except (KeyError, ValueError) as err:
+        raise FencliError(f"{path} has incomplete adaptive-core metadata ({err})") from None
+    if (info.width, info.head_width) != (CONVH_WIDTH, HEAD_WIDTH):
+        raise FencliError(f"{path}: core is {info.width} -> {info.head_width}, this fencli needs "
+                          f"{CONVH_WIDTH} -> {HEAD_WIDTH}")
+    return info
+
+
+def core_path() -> Path:
+    """The installed core (``adaptive-core.onnx`` in the model search path), or a clear error."""
+    path = find_installed(CORE_NAME)
+    if path is None:
+        raise FencliError(f"the adaptive FEN's core {CORE_NAME}.onnx is not installed: "
+                          "rebuild it with `python -m export.adaptive`")
+    return path
+
+
+class _Core:
+    """One ONNX Runtime session on the core, shared by every scene of a process."""
+
+    def __init__(self, path: Path, device: str, threads: int | None) -> None:
+        from fencli.runtime import open_session
+
+        self.session = open_session(path, device, threads)
+        self.info = read_core_metadata(self.session.get_modelmeta().custom_metadata_map, path)
+        self.providers = self.session.get_providers()
+        self._lock = threading.Lock()
+
+    def run(self, f: np.ndarray) -> np.ndarray:
+        """``N x 64 x H x W`` ConvH output -> ``N x 256 x H x W`` hidden features."""
+        with self._lock:
+            return self.session.run([self.info.output_name], {self.info.input_name: f})[0]
+
+
+_CORES: dict[tuple, _Core] = {}
+_CORES_LOCK = threading.Lock()
+
+
+def _core(path: str, device: str, threads: int | None) -> _Core:
+    key = (path, device, threads)
+    with _CORES_LOCK:
+        if key not in _CORES:
+            _CORES[key] = _Core(Path(path), device, threads)
+        return _CORES[key]
+
+
+def output_layer(bands: int, width: int = HEAD_WIDTH) -> tuple[np.ndarray, np.ndarray]:
+    """The ``width -> bands`` 1x1 conv (weight ``(bands, width)``, bias ``(bands,)``), float32.
+
+    PyTorch's default ``Conv2d`` init (uniform in +-1/sqrt(fan_in) for weight and bias), drawn from a
+    NumPy generator seeded with :data:`OUTPUT_SEED` and the band count: fixed for each ``bands``.
+    """
+    rng = np.random.default_rng([OUTPUT_SEED, bands])
+    bound = 1.0 / math.sqrt(width)
+    weight = rng.uniform(-bound, bound, (bands, width))
+    bias = rng.uniform(-bound, bound, bands)
+    return weight.astype(np.float32), bias.astype(np.float32)
+
+
+def scene_convh(stats: RXStats) -> np.ndarray:
+    """The scene's ConvH ``(64, B)``: its leading principal directions as orthonormal rows."""
+    if stats.bands < MIN_BANDS:
+        raise FencliError(f"the adaptive FEN needs at least {MIN_BANDS} bands, the scene has {stats.bands}")
+    if stats.n >= 2 and not np.any(stats.covariance):
+        raise FencliError("every pixel has the same spectrum: nothing to enhance")
+    return principal_convh(stats, norm=math.sqrt(min(CONVH_WIDTH, stats.bands)))
+
+
+class SceneFen:
+    """The adaptive FEN fixed to one scene's ConvH: a per-tile FEN (``1 x B x h x w`` in, same out).
+
+    Picklable (it holds arrays and the core's location, not the session), so Dask workers can run it.
+    """
+
+    def __init__(self, convh: np.ndarray, path: str, device: str, threads: int | None) -> None:
+        self.convh = np.ascontiguousarray(convh, dtype=np.float32)
+        self.weight, self.bias = output_layer(convh.shape[1])
+        self.path, self.device, self.threads = path, device, threads
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        n, b, h, w = x.shape
+        if b != self.convh.shape[1]:
+            raise FencliError(f"this scene's adaptive FEN takes {self.convh.shape[1]} bands, got {b}")
+        flat = x.reshape(n, b, h * w)
+        f = np.matmul(self.convh, flat).reshape(n, CONVH_WIDTH, h, w)
+        g = _core(self.path, self.device, self.threads).run(np.ascontiguousarray(f))
+        y = np.matmul(self.weight, g.reshape(n, HEAD_WIDTH, h * w))
+        y += self.bias[:, None]
+        np.maximum(y, 0, out=y)
+        y += flat
+        return y.reshape(n, b, h, w)
+
+
+class AdaptiveFEN:
+    """The adaptive FEN with :class:`fencli.runtime.FENSession`'s interface; ``bands`` is None (any)."""
+
+    name = ADAPTIVE
+    bands = None
+
+    def __init__(self, device: str = "auto", threads: int | None = None) -> None:
+        self.path = core_path()
+        core = _core(str(self.path), device, threads)
+        self.info = core.info
+        self.providers = core.providers
+        self.device = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
+        self.threads = threads
+        self._device_asked = device
+
+    def check(self, cube: np.ndarray) -> None:
+        """Refuse a cube the adaptive FEN cannot enhance (wrong rank, too few bands, too small)."""
+        if getattr(cube, "ndim", None) != 3:
+            raise FencliError(f"expected an H x W x bands cube, got shape {getattr(cube, 'shape', None)}")
+        h, w, nb = cube.shape
+        if nb < MIN_BANDS:
+            raise FencliError(f"the scene has {nb} band(s); the adaptive FEN needs at least {MIN_BANDS}")
+        if h < MIN_SIDE or w < MIN_SIDE:
+            raise FencliError(f"the scene is {h} x {w}; the FEN needs at least {MIN_SIDE} x {MIN_SIDE}")
+
+    def for_scene(self, stats: RXStats) -> SceneFen:
+        """The per-tile FEN of the scene whose spectral statistics (raw values, all its kept bands) are ``stats``."""
+        return SceneFen(scene_convh(stats), str(self.path), self._device_asked, self.threads)
+
+    def enhance(self, cube: np.ndarray) -> np.ndarray:
+        """``H x W x B`` cube -> enhanced ``H x W x B`` float32, every band of the cube."""
+        self.check(cube)
+        if cube.dtype.kind == "f" and not np.isfinite(cube).all():
+            raise FencliError("the scene holds NaN or infinite values")
+        x = fen_input(cube)  # refuses a constant cube
+        y = self.for_scene(RXStats(cube.shape[2]).fit(cube))(x)
+        return np.ascontiguousarray(y[0].transpose(1, 2, 0))
+
+
+def get_adaptive(device: str = "auto", threads: int | None = None) -> AdaptiveFEN:
+    """The adaptive FEN for ``device`` and ``threads`` (its core session is shared per process)."""
+    return AdaptiveFEN(device, threads)
