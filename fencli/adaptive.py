@@ -5,9 +5,8 @@ spectral projection; the ResNet ``layer1`` and the head work as well with random
 ablation). So the adaptive FEN takes ConvH from the scene itself and keeps the rest random but fixed:
 
 1. **ConvH** (NumPy): the scene's 64 leading principal directions (:func:`fencli.convh.principal_convh`
-   on its :class:`fencli.detectors.RXStats`, which a tiled run gathers in a streaming pass), as
-   orthonormal rows: an orthogonal projection, so the core sees the scene's own energy in those
-   directions, neither amplified nor shrunk (the variance-preserving rule of an orthogonal init).
+   on its :class:`fencli.detectors.RXStats`, which a tiled run gathers in a streaming pass), scaled
+   by one scalar so that its output has unit mean square per channel (see :func:`scene_convh`).
 2. **Core** (ONNX Runtime, ``weights/adaptive-core.onnx``, built by ``python -m export.adaptive``):
    reflect pad 4, Wide-ResNet ``layer1``, crop 4, the head's ``1x1 256 -> 256`` + ReLU; weights drawn
    once with a fixed seed and shipped, identical for every band count.
@@ -28,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fencli.convh import CONVH_WIDTH, principal_convh
+from fencli.convh import CONVH_WIDTH, principal_convh, principal_directions
 from fencli.detectors import RXStats
 from fencli.errors import FencliError
 from fencli.models import ADAPTIVE, ADAPTIVE_CORE as CORE_NAME, find_installed
-from fencli.preprocess import MIN_SIDE, fen_input
+from fencli.preprocess import FEN_SCALE, MIN_SIDE, checked_range, fen_input, value_range
 
 HEAD_WIDTH = 256  # the reference's head width for B > 128, used for every B (the core cannot depend on B)
 OUTPUT_SEED = 14  # NumPy seed of the output layer (the core's torch seed is in its metadata)
@@ -122,13 +121,29 @@ def output_layer(bands: int, width: int = HEAD_WIDTH) -> tuple[np.ndarray, np.nd
     return weight.astype(np.float32), bias.astype(np.float32)
 
 
-def scene_convh(stats: RXStats) -> np.ndarray:
-    """The scene's ConvH ``(64, B)``: its leading principal directions as orthonormal rows."""
+def scene_convh(stats: RXStats, vrange: tuple[float, float]) -> np.ndarray:
+    """The scene's ConvH ``(64, B)``: its leading principal directions, scaled to unit mean square output.
+
+    ``stats`` are of the raw values and ``vrange`` their global range. The rows are orthonormal
+    principal directions times one scalar chosen so that the ConvH output, on the FEN input the core
+    really receives (scaled to [-0.1, 0.1], not centred: the conv has no bias), has a mean square of
+    1 per channel: the scale the core's BatchNorm layers (fresh running statistics, variance 1)
+    assume, the first-layer rule of LSUV initialisation. It makes the enhancement independent of the
+    sensor's units and of how much of the range the scene's spectra span.
+    """
     if stats.bands < MIN_BANDS:
         raise FencliError(f"the adaptive FEN needs at least {MIN_BANDS} bands, the scene has {stats.bands}")
-    if stats.n >= 2 and not np.any(stats.covariance):
+    if stats.n < 2 or not np.any(stats.covariance):
         raise FencliError("every pixel has the same spectrum: nothing to enhance")
-    return principal_convh(stats, norm=math.sqrt(min(CONVH_WIDTH, stats.bands)))
+    lo, hi = checked_range(*vrange)
+    k = min(CONVH_WIDTH, stats.bands)
+    rows = principal_directions(stats, k)
+    a = 2 * FEN_SCALE / (hi - lo)  # fen_input is x -> a * x + c, the same c for every band
+    c = -FEN_SCALE - a * lo
+    mean = rows @ (a * stats.mean + c)
+    scatter = stats.covariance * ((stats.n - 1) / stats.n)  # the mean square over the scene's own pixels
+    power = a * a * np.einsum("ij,jk,ik->", rows, scatter, rows) + mean @ mean
+    return principal_convh(stats, norm=k / math.sqrt(power), width=CONVH_WIDTH)
 
 
 class SceneFen:
@@ -181,17 +196,18 @@ class AdaptiveFEN:
         if h < MIN_SIDE or w < MIN_SIDE:
             raise FencliError(f"the scene is {h} x {w}; the FEN needs at least {MIN_SIDE} x {MIN_SIDE}")
 
-    def for_scene(self, stats: RXStats) -> SceneFen:
-        """The per-tile FEN of the scene whose spectral statistics (raw values, all its kept bands) are ``stats``."""
-        return SceneFen(scene_convh(stats), str(self.path), self._device_asked, self.threads)
+    def for_scene(self, stats: RXStats, vrange: tuple[float, float]) -> SceneFen:
+        """The per-tile FEN of the scene whose raw values (all its kept bands) have statistics ``stats``
+        and global range ``vrange`` (one streaming pass gathers both)."""
+        return SceneFen(scene_convh(stats, vrange), str(self.path), self._device_asked, self.threads)
 
     def enhance(self, cube: np.ndarray) -> np.ndarray:
         """``H x W x B`` cube -> enhanced ``H x W x B`` float32, every band of the cube."""
         self.check(cube)
         if cube.dtype.kind == "f" and not np.isfinite(cube).all():
             raise FencliError("the scene holds NaN or infinite values")
-        x = fen_input(cube)  # refuses a constant cube
-        y = self.for_scene(RXStats(cube.shape[2]).fit(cube))(x)
+        vrange = value_range(cube)  # refuses a constant cube
+        y = self.for_scene(RXStats(cube.shape[2]).fit(cube), vrange)(fen_input(cube, vrange))
         return np.ascontiguousarray(y[0].transpose(1, 2, 0))
 
 

@@ -154,7 +154,7 @@ def detect_dask(source: Any, method: str = "grx", *, fen: FenFn | None = None, b
             if hasattr(fen, "for_scene"):  # the adaptive FEN: ConvH from the scene's statistics, same pass
                 (in_stats, lo, hi), = dask.compute(_stats(arr))
                 checked_range(lo, hi)
-                fen = fen.for_scene(in_stats)
+                fen = fen.for_scene(in_stats, (lo, hi))
             else:
                 lo, hi = checked_range(*(float(v) for v in dask.compute(arr.min(), arr.max())))
             y = arr.map_overlap(partial(_fen_chunk, fen=fen, vrange=(lo, hi)), depth={0: FEN_HALO, 1: FEN_HALO, 2: 0},

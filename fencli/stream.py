@@ -295,8 +295,9 @@ def detect_stream(source: Any, method: str = "grx", *, fen: FenFn | None = None,
         if fen is not None:
             t0 = time.perf_counter()  # "enhance" = the streaming min/max pass + the tiled FEN
             if hasattr(fen, "for_scene"):  # the adaptive FEN: ConvH from the scene's statistics, same pass
-                in_stats, *in_range = stream_stats(cube, b)
-                fen = fen.for_scene(in_stats)
+                in_stats, *bounds = stream_stats(cube, b)
+                in_range = (bounds[0], bounds[1])
+                fen = fen.for_scene(in_stats, in_range)
             else:
                 in_range = stream_range(cube, b)
             tmp = tempfile.TemporaryDirectory(prefix="fencli-", dir=workdir)
