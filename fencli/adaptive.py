@@ -4,9 +4,9 @@ A departure from FERD. What the trained FEN gains over raw RX comes from ConvH, 
 spectral projection; the ResNet ``layer1`` and the head work as well with random weights (issue 11's
 ablation). So the adaptive FEN takes ConvH from the scene itself and keeps the rest random but fixed:
 
-1. **ConvH** (NumPy): the scene's 64 leading principal directions (:func:`fencli.convh.principal_convh`
-   on its :class:`fencli.detectors.RXStats`, which a tiled run gathers in a streaming pass), scaled
-   by one scalar so that its output has unit mean square per channel (see :func:`scene_convh`).
+1. **ConvH** (NumPy): the scene's 64 leading spectral directions, the top right singular vectors of
+   its FEN input (from its :class:`fencli.detectors.RXStats`, which a tiled run gathers in a
+   streaming pass), scaled so that the output has unit mean square per channel (:func:`scene_convh`).
 2. **Core** (ONNX Runtime, ``weights/adaptive-core.onnx``, built by ``python -m export.adaptive``):
    reflect pad 4, Wide-ResNet ``layer1``, crop 4, the head's ``1x1 256 -> 256`` + ReLU; weights drawn
    once with a fixed seed and shipped, identical for every band count.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fencli.convh import CONVH_WIDTH, principal_convh, principal_directions
+from fencli.convh import CONVH_WIDTH, as_convh, leading_eigenvectors
 from fencli.detectors import RXStats
 from fencli.errors import FencliError
 from fencli.models import ADAPTIVE, ADAPTIVE_CORE as CORE_NAME, find_installed
@@ -121,29 +121,36 @@ def output_layer(bands: int, width: int = HEAD_WIDTH) -> tuple[np.ndarray, np.nd
     return weight.astype(np.float32), bias.astype(np.float32)
 
 
-def scene_convh(stats: RXStats, vrange: tuple[float, float]) -> np.ndarray:
-    """The scene's ConvH ``(64, B)``: its leading principal directions, scaled to unit mean square output.
+def input_moment(stats: RXStats, vrange: tuple[float, float]) -> np.ndarray:
+    """``E[x x^T]`` over the scene's pixels of the FEN input ``x`` (values scaled to [-0.1, 0.1]), from
+    the raw-value statistics ``stats`` and their global range ``vrange``: not centred, because ConvH
+    has no bias and receives ``x`` itself."""
+    lo, hi = checked_range(*vrange)
+    a = 2 * FEN_SCALE / (hi - lo)  # fen_input is x -> a * x + c, the same a and c for every band
+    c = -FEN_SCALE - a * lo
+    mean = a * stats.mean + c
+    return (a * a * (stats.n - 1) / stats.n) * stats.covariance + np.outer(mean, mean)
 
-    ``stats`` are of the raw values and ``vrange`` their global range. The rows are orthonormal
-    principal directions times one scalar chosen so that the ConvH output, on the FEN input the core
-    really receives (scaled to [-0.1, 0.1], not centred: the conv has no bias), has a mean square of
-    1 per channel: the scale the core's BatchNorm layers (fresh running statistics, variance 1)
-    assume, the first-layer rule of LSUV initialisation. It makes the enhancement independent of the
-    sensor's units and of how much of the range the scene's spectra span.
+
+def scene_convh(stats: RXStats, vrange: tuple[float, float]) -> np.ndarray:
+    """The scene's ConvH ``(64, B)``: the leading eigenvectors of :func:`input_moment`, one scale.
+
+    Those are the top right singular vectors of the scene's (uncentred) FEN input, the rank-64
+    linear summary that keeps the most of what ConvH receives. The rows are orthonormal directions
+    times one scalar chosen so that ConvH's output has a mean square of 1 per channel over the scene:
+    the scale the core's BatchNorm layers (fresh running statistics, variance 1) assume, the
+    first-layer rule of LSUV initialisation. It makes the enhancement independent of the sensor's
+    units and of how much of the range the scene's spectra span.
     """
     if stats.bands < MIN_BANDS:
         raise FencliError(f"the adaptive FEN needs at least {MIN_BANDS} bands, the scene has {stats.bands}")
     if stats.n < 2 or not np.any(stats.covariance):
         raise FencliError("every pixel has the same spectrum: nothing to enhance")
-    lo, hi = checked_range(*vrange)
+    moment = input_moment(stats, vrange)
     k = min(CONVH_WIDTH, stats.bands)
-    rows = principal_directions(stats, k)
-    a = 2 * FEN_SCALE / (hi - lo)  # fen_input is x -> a * x + c, the same c for every band
-    c = -FEN_SCALE - a * lo
-    mean = rows @ (a * stats.mean + c)
-    scatter = stats.covariance * ((stats.n - 1) / stats.n)  # the mean square over the scene's own pixels
-    power = a * a * np.einsum("ij,jk,ik->", rows, scatter, rows) + mean @ mean
-    return principal_convh(stats, norm=k / math.sqrt(power), width=CONVH_WIDTH)
+    rows = leading_eigenvectors(moment, k)
+    power = np.einsum("ij,jk,ik->", rows, moment, rows)  # mean square of the k outputs, summed
+    return as_convh(rows, norm=k / math.sqrt(power), width=CONVH_WIDTH)
 
 
 class SceneFen:

@@ -22,15 +22,12 @@ from fencli.errors import FencliError
 CONVH_WIDTH = 64  # FERD's ConvH output channels, the input width of the ResNet layer1
 
 
-def principal_directions(stats: RXStats, k: int) -> np.ndarray:
-    """The ``k`` leading unit eigenvectors of the statistics' covariance as rows ``(k, B)``, float64."""
-    if stats.n < 2:
-        raise FencliError("principal directions need at least 2 pixels")
-    if not 1 <= k <= stats.bands:
-        raise FencliError(f"cannot take {k} principal directions of {stats.bands} bands")
-    cov = stats.covariance.astype(np.float64)
-    cov = (cov + cov.T) / 2  # exact symmetry: eigh reads one triangle only
-    values, vectors = np.linalg.eigh(cov)
+def leading_eigenvectors(matrix: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` leading unit eigenvectors of a symmetric matrix as rows ``(k, n)``, float64, signed
+    so that each row's entry of largest magnitude is positive (the convention above)."""
+    sym = np.asarray(matrix, dtype=np.float64)
+    sym = (sym + sym.T) / 2  # exact symmetry: eigh reads one triangle only
+    values, vectors = np.linalg.eigh(sym)
     order = np.argsort(values, kind="stable")[::-1][:k]
     rows = vectors[:, order].T.copy()
     pivot = np.argmax(np.abs(rows), axis=1)
@@ -38,13 +35,24 @@ def principal_directions(stats: RXStats, k: int) -> np.ndarray:
     return rows
 
 
-def principal_convh(stats: RXStats, norm: float, width: int = CONVH_WIDTH) -> np.ndarray:
-    """ConvH weights ``(width, B)`` float32: the leading principal directions, scaled to Frobenius ``norm``.
+def principal_directions(stats: RXStats, k: int) -> np.ndarray:
+    """The ``k`` leading unit eigenvectors of the statistics' covariance as rows ``(k, B)``, float64."""
+    if stats.n < 2:
+        raise FencliError("principal directions need at least 2 pixels")
+    if not 1 <= k <= stats.bands:
+        raise FencliError(f"cannot take {k} principal directions of {stats.bands} bands")
+    return leading_eigenvectors(stats.covariance, k)
 
-    With fewer bands than ``width`` the missing rows are zero (the layer still takes 64 channels).
-    """
-    k = min(width, stats.bands)
-    rows = principal_directions(stats, k)
-    weight = np.zeros((width, stats.bands))
+
+def as_convh(rows: np.ndarray, norm: float, width: int = CONVH_WIDTH) -> np.ndarray:
+    """ConvH weights ``(width, B)`` float32 from ``k <= width`` orthonormal rows, scaled to Frobenius
+    ``norm``; with fewer rows than ``width`` the missing ones are zero (the layer still takes 64 channels)."""
+    k, bands = rows.shape
+    weight = np.zeros((width, bands))
     weight[:k] = rows * (norm / np.sqrt(k))  # orthonormal rows: Frobenius norm sqrt(k) before scaling
     return weight.astype(np.float32)
+
+
+def principal_convh(stats: RXStats, norm: float, width: int = CONVH_WIDTH) -> np.ndarray:
+    """ConvH weights ``(width, B)`` float32: the leading principal directions, scaled to Frobenius ``norm``."""
+    return as_convh(principal_directions(stats, min(width, stats.bands)), norm, width)

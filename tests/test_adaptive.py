@@ -75,13 +75,15 @@ def test_convh_is_the_scenes_own_and_signed_deterministically():
     stats = RXStats(40).fit(cube)
     vrange = (float(cube.min()), float(cube.max()))
     convh = adaptive.scene_convh(stats, vrange).astype(np.float64)
-    evals, evecs = np.linalg.eigh(stats.covariance)
-    top = evecs[:, ::-1][:, 0]
-    # row 0 is the leading principal direction    assert convh[0][np.argmax(np.abs(convh[0]))] > 0  # sign: largest entry positive
+    x = fen_input(cube)[0].reshape(40, -1).astype(np.float64)  # the FEN input, pixels as columns
+    top = np.linalg.svd(x, full_matrices=False)[0][:, 0]  # its leading (uncentred) singular vector
     assert abs(abs(convh[0] @ top) / np.linalg.norm(convh[0]) - 1) < 1e-6
+    assert convh[0][np.argmax(np.abs(convh[0]))] > 0  # sign: largest entry positive
     shifted = 3 * cube.astype(np.float64) + 100  # other units: same FEN input, same ConvH
     again = adaptive.scene_convh(RXStats(40).fit(shifted), (3 * vrange[0] + 100, 3 * vrange[1] + 100))
     np.testing.assert_allclose(again, convh, rtol=1e-4, atol=1e-6)
+    centred = np.linalg.eigh(stats.covariance)[1][:, -1]  # the centred direction is another one here
+    assert abs(abs(convh[0] @ centred) / np.linalg.norm(convh[0]) - 1) > 1e-3
 
 
 def test_output_layer_is_seeded_per_band_count():
@@ -167,6 +169,21 @@ def test_cli_detect_and_enhance(tmp_path):
     p = fencli_cli("enhance", tmp_path / "s.npy", "--model", "adaptive", "--bands", "20", "--json")
     assert p.returncode == 0, p.stderr
     assert np.load(tmp_path / "s_fen.npy").shape == (24, 22, 20)
+
+
+def test_cli_batch_fits_each_scene(fen, tmp_path):
+    """Many scenes (--out-dir, tiled): each scene gets its own ConvH, equal to its whole-scene map."""
+    scenes = [planted_scene(18, 21, 26 + 8 * i, seed=20 + i)[0] for i in range(2)]
+    for i, cube in enumerate(scenes):
+        np.save(tmp_path / f"s{i}.npy", cube)
+    p = fencli_cli("detect", tmp_path / "s0.npy", tmp_path / "s1.npy", "--model", "adaptive",
+                   "--out-dir", tmp_path / "maps", "--tile", "8", "--json")
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)["scenes"]
+    assert [(r["model"], r["bands"]) for r in rows] == [("adaptive", 26), ("adaptive", 34)]
+    for i, cube in enumerate(scenes):
+        got = np.load(tmp_path / "maps" / f"s{i}.adaptive-grx.npy")
+        assert rel(got, grx(fen.enhance(cube))) <= 1e-6
 
 
 @pytest.mark.parametrize("case", ["constant", "one-band"])
