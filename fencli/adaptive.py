@@ -7,11 +7,15 @@ ablation). So the adaptive FEN takes ConvH from the scene itself and keeps the r
 1. **ConvH** (NumPy): the scene's 64 leading spectral directions, the top right singular vectors of
    its FEN input (from its :class:`fencli.detectors.RXStats`, which a tiled run gathers in a
    streaming pass), scaled so that the output has unit mean square per channel (:func:`scene_convh`).
-2. **Core** (ONNX Runtime, ``weights/adaptive-core.onnx``, built by ``python -m export.adaptive``):
-   reflect pad 4, Wide-ResNet ``layer1``, crop 4, the head's ``1x1 256 -> 256`` + ReLU; weights drawn
-   once with a fixed seed and shipped, identical for every band count.
-3. **Output layer** (NumPy): ``1x1 256 -> B`` + bias + ReLU, then the residual ``+ x``; weights drawn
-   per band count from a seeded NumPy generator with PyTorch's default ``Conv2d`` distribution.
+2. **Core** (``weights/adaptive-core.onnx``, built by ``python -m export.adaptive``): reflect pad 4,
+   Wide-ResNet ``layer1``, crop 4, the head's ``1x1 256 -> 256`` + ReLU; weights drawn once with a
+   fixed seed and shipped, identical for every band count.
+3. **Output layer**: ``1x1 256 -> B`` + bias + ReLU, then the residual ``+ x``; weights drawn per band
+   count from a seeded NumPy generator with PyTorch's default ``Conv2d`` distribution.
+
+The weights of 1 and 3 are computed in NumPy; ONNX Runtime runs the whole forward pass in one call
+(the core graph takes them as inputs, with a dynamic band count), so the adaptive FEN costs what a
+fixed FEN of the same band count costs, plus one covariance and one eigendecomposition per scene.
 
 Everything is a fixed function of the scene: same scene, same output, in any process. Bands: all of
 the scene's by default (``--bands N`` keeps the first N); at least :data:`MIN_BANDS`. With fewer than
@@ -36,6 +40,8 @@ from fencli.preprocess import FEN_SCALE, MIN_SIDE, checked_range, fen_input, val
 HEAD_WIDTH = 256  # the reference's head width for B > 128, used for every B (the core cannot depend on B)
 OUTPUT_SEED = 14  # NumPy seed of the output layer (the core's torch seed is in its metadata)
 MIN_BANDS = 2  # one band has no spectral direction to choose: below this the adaptive FEN refuses
+CORE_INPUTS = ("x", "convh", "w_out", "b_out")  # the core graph's inputs, in this order
+CORE_OUTPUT = "y"
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,6 @@ class CoreInfo:
     seed: int
     init: str
     fencli_version: str
-    input_name: str
-    output_name: str
     variant: str = "plain"
 
 
@@ -61,9 +65,12 @@ def read_core_metadata(meta: dict[str, str], path: Path) -> CoreInfo:
                           "rebuild it with `python -m export.adaptive`")
     try:
         info = CoreInfo(int(meta["width"]), int(meta["head_width"]), int(meta["seed"]), meta["init"],
-                        meta.get("fencli_version", ""), meta["input_name"], meta["output_name"])
+                        meta.get("fencli_version", ""))
+        io = (tuple(meta["inputs"].split(",")), meta["output_name"])
     except (KeyError, ValueError) as err:
         raise FencliError(f"{path} has incomplete adaptive-core metadata ({err})") from None
+    if io != (CORE_INPUTS, CORE_OUTPUT):
+        raise FencliError(f"{path}: core graph {io} is not the {CORE_INPUTS} -> {CORE_OUTPUT} this fencli feeds")
     if (info.width, info.head_width) != (CONVH_WIDTH, HEAD_WIDTH):
         raise FencliError(f"{path}: core is {info.width} -> {info.head_width}, this fencli needs "
                           f"{CONVH_WIDTH} -> {HEAD_WIDTH}")
@@ -90,10 +97,10 @@ class _Core:
         self.providers = self.session.get_providers()
         self._lock = threading.Lock()
 
-    def run(self, f: np.ndarray) -> np.ndarray:
-        """``N x 64 x H x W`` ConvH output -> ``N x 256 x H x W`` hidden features."""
+    def run(self, x: np.ndarray, convh: np.ndarray, w_out: np.ndarray, b_out: np.ndarray) -> np.ndarray:
+        """``N x B x H x W`` FEN input and the B-dependent weights -> ``N x B x H x W`` enhanced."""
         with self._lock:
-            return self.session.run([self.info.output_name], {self.info.input_name: f})[0]
+            return self.session.run([CORE_OUTPUT], dict(zip(CORE_INPUTS, (x, convh, w_out, b_out))))[0]
 
 
 _CORES: dict[tuple, _Core] = {}
@@ -160,22 +167,19 @@ class SceneFen:
     """
 
     def __init__(self, convh: np.ndarray, path: str, device: str, threads: int | None) -> None:
-        self.convh = np.ascontiguousarray(convh, dtype=np.float32)
-        self.weight, self.bias = output_layer(convh.shape[1])
+        self.convh = np.ascontiguousarray(convh[:, :, None, None], dtype=np.float32)
+        weight, self.bias = output_layer(convh.shape[1])
+        self.weight = np.ascontiguousarray(weight[:, :, None, None])
         self.path, self.device, self.threads = path, device, threads
 
+    @property
+    def bands(self) -> int:
+        return self.convh.shape[1]
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        n, b, h, w = x.shape
-        if b != self.convh.shape[1]:
-            raise FencliError(f"this scene's adaptive FEN takes {self.convh.shape[1]} bands, got {b}")
-        flat = x.reshape(n, b, h * w)
-        f = np.matmul(self.convh, flat).reshape(n, CONVH_WIDTH, h, w)
-        g = _core(self.path, self.device, self.threads).run(np.ascontiguousarray(f))
-        y = np.matmul(self.weight, g.reshape(n, HEAD_WIDTH, h * w))
-        y += self.bias[:, None]
-        np.maximum(y, 0, out=y)
-        y += flat
-        return y.reshape(n, b, h, w)
+        if x.ndim != 4 or x.shape[1] != self.bands:
+            raise FencliError(f"this scene's adaptive FEN takes N x {self.bands} x H x W, got {x.shape}")
+        return _core(self.path, self.device, self.threads).run(x, self.convh, self.weight, self.bias)
 
 
 class AdaptiveFEN:
