@@ -69,8 +69,8 @@ def build(out: Path, force: bool = False, seed: int = SEED) -> Path:
     if out.exists() and not force:
         raise FencliError(f"{out} exists: pass --force to overwrite it")
     model = AdaptiveCore(seed).eval()
-    axes = {"x": {0: "batch", 1: "bands", 2: "height", 3: "width"}, "convh": {1: "bands"},
-            "w_out": {0: "bands"}, "b_out": {0: "bands"}, CORE_OUTPUT: {0: "batch", 1: "bands", 2: "height", 3: "width"}}
+    nbhw = {0: "batch", 1: "bands", 2: "height", 3: "width"}
+    axes = {"x": nbhw, "convh": {1: "bands"}, "w_out": {0: "bands"}, "b_out": {0: "bands"}, CORE_OUTPUT: nbhw}
     tmp = out.with_name(f".{out.name}.export")
     with warnings.catch_warnings(), torch.inference_mode(False):
         warnings.simplefilter("ignore")

@@ -198,8 +198,12 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, case):
     assert not (tmp_path / "s_fen.npy").exists()
 
 
-# The measured AUCs of the README table (one fixed configuration, all bands of each scene).
-SHARED_AUC = {"grx": {}, "slrx": {}}
+# The measured AUCs of the README table (one fixed configuration, all bands of each scene): a change
+# of ConvH, core, output layer or seeds moves them by far more than the tolerance.
+SHARED_AUC = {
+    "grx": {"abu-airport-1": 0.947046, "abu-airport-2": 0.975807, "hydice": 0.988306, "sandiego": 0.977821},
+    "slrx": {"abu-airport-1": 0.969973, "abu-airport-2": 0.982766, "hydice": 0.99381, "sandiego": 0.9863},
+}
 
 
 @pytest.mark.shared
