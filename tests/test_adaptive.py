@@ -215,3 +215,15 @@ def test_shared_scene_auc(fen, scene):
         auc, raw = roc_auc(detect(y), gt), roc_auc(detect(cube), gt)
         assert abs(auc - SHARED_AUC[method][scene]) < 2e-4, (method, auc)
         assert auc >= raw - 0.01, (method, auc, raw)
+
+
+def test_dask_engine_equals_whole(fen, tmp_path):
+    """Dask workers (other processes) get the scene's ConvH and load the core themselves."""
+    pytest.importorskip("distributed")
+    from fencli.dask_engine import dask_client, detect_dask
+
+    cube, gt = planted_scene(25, 21, 40, n_anomalies=3, seed=9)
+    np.save(tmp_path / "c.npy", cube)
+    with dask_client(workers=1, threads=1):
+        res = detect_dask(tmp_path / "c.npy", "grx", fen=fen, tile=9, workdir=tmp_path)
+    assert rel(res.scores, run(cube, "grx", enhancer=fen).scores) <= 1e-6
