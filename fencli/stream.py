@@ -209,14 +209,15 @@ def session_tile_fen(session: Any) -> FenFn:
     return lambda x: cut.run(None, {name: x})[0]
 
 
-def enhancer_tile_fen(enhancer: Any, picklable: bool = False) -> Any:
+def enhancer_tile_fen(enhancer: Any, picklable: bool = False, device: str | None = None) -> Any:
     """The per-tile FEN of an enhancer (None for None): a session's raw pass (:func:`session_tile_fen`),
-    with ``picklable`` a :class:`SessionTileFen` handle for Dask workers; the adaptive FEN is its own
-    handle (``for_scene``, picklable): its ConvH needs the scene's statistics first."""
+    with ``picklable`` a :class:`SessionTileFen` handle for Dask workers (on ``device``, default the
+    session's); the adaptive FEN is its own picklable handle (``for_scene``): its ConvH needs the
+    scene's statistics first."""
     if enhancer is None or hasattr(enhancer, "for_scene"):
         return enhancer
     if picklable:
-        return SessionTileFen(str(enhancer.path), enhancer.device, enhancer.threads)
+        return SessionTileFen(str(enhancer.path), device or enhancer.device, enhancer.threads)
     return session_tile_fen(enhancer)
 
 
@@ -277,9 +278,10 @@ def detect_stream(source: Any, method: str = "grx", *, fen: FenFn | None = None,
 
     ``source``: a path or an ``H x W x bands`` array-like (memmap, h5py dataset, ndarray).
     ``fen``: the per-tile FEN (:func:`enhancer_tile_fen`), or None for raw detection; one with a
-    ``for_scene(stats)`` method (the adaptive FEN) is first fitted to the scene's raw statistics,
-    gathered in the same pass as the value range. The FEN output goes to a temporary file in ``workdir``, removed afterwards (a ``supp``
-    norm is left out: every detector's own min-max cancels it). ``progress(n)`` is called as
+    ``for_scene(stats, vrange)`` method (the adaptive FEN) is first fitted to the scene's raw
+    statistics, gathered in the same pass as the value range. The FEN output goes to a temporary
+    file in ``workdir``, removed afterwards (a ``supp`` norm is left out: every detector's own
+    min-max cancels it). ``progress(n)`` is called as
     pixels finish each pass: ``H * W`` in all, twice that with a FEN.
     """
     options = dict(options or {})

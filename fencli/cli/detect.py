@@ -278,7 +278,7 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
         raise FencliError("--layout, --nan fill and --tile 0 are for one scene at a time")
     enhancer = load_enhancer(model, device, threads)  # fail early on a bad model, before any scene
     bands = model_bands(bands, enhancer)
-    fen = enhancer_tile_fen(enhancer, picklable=True)
+    fen = enhancer_tile_fen(enhancer, picklable=True, device=device)
     kw = dict(method=method, model=enhancer.name if enhancer else None, force=force, progress=not json,
               fen=fen, bands=bands, tile=tile, options=options, key=key)
     if engine == "dask":
