@@ -281,8 +281,8 @@ def detect_stream(source: Any, method: str = "grx", *, fen: FenFn | None = None,
     ``for_scene(stats, vrange)`` method (the adaptive FEN) is first fitted to the scene's raw
     statistics, gathered in the same pass as the value range. The FEN output goes to a temporary
     file in ``workdir``, removed afterwards (a ``supp`` norm is left out: every detector's own
-    min-max cancels it). ``progress(n)`` is called as
-    pixels finish each pass: ``H * W`` in all, twice that with a FEN.
+    min-max cancels it). ``progress(n)`` is called as pixels finish each pass: ``H * W`` in all,
+    twice that with a FEN.
     """
     options = dict(options or {})
     detect = detector(method)  # an unknown method fails before any pass over the data
