@@ -168,6 +168,7 @@ def test_cli_detect_and_enhance(tmp_path):
     assert (row["model"], row["bands"]) == ("adaptive", 45) and row["auc"] > 0.5
     p = fencli_cli("enhance", tmp_path / "s.npy", "--model", "adaptive", "--bands", "20", "--json")
     assert p.returncode == 0, p.stderr
+    assert {k: json.loads(p.stdout)[k] for k in ("model", "bands")} == {"model": "adaptive", "bands": 20}
     assert np.load(tmp_path / "s_fen.npy").shape == (24, 22, 20)
 
 

@@ -61,7 +61,8 @@ def enhance(
     wavelengths = scene.meta.get("wavelengths")
     meta = {"georef": scene.meta.get("georef"), "wavelengths": wavelengths[:nb] if wavelengths else None}
     written = write_array(target, enhanced, force=force, meta=meta)
-    summary = {"input": str(cube), "output": str(written), "model": str(session.path),
+    label = session.name if session.bands is None else str(session.path)  # adaptive: no single model file
+    summary = {"input": str(cube), "output": str(written), "model": label,
                "bands": nb, "variant": session.info.variant, "device": session.device,
                "shape": list(enhanced.shape), "seconds": round(seconds, 4)}
     if json:
