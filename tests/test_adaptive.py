@@ -40,7 +40,7 @@ def rel(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize("bands", [30, 64, 102, 224])
 def test_any_band_count_equals_the_torch_composition(fen, bands):
-    """ConvH (scene's principal directions, orthonormal) -> seeded core -> NumPy output layer, exactly
+    """ConvH (the scene's leading directions, one scale) -> seeded core -> seeded output layer, exactly
     as the PyTorch FEN with those weights would compute it (head width 256 for every B)."""
     torch = pytest.importorskip("torch")
     from export.adaptive import AdaptiveCore
