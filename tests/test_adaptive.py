@@ -228,3 +228,20 @@ def test_dask_engine_equals_whole(fen, tmp_path):
     with dask_client(workers=1, threads=1):
         res = detect_dask(tmp_path / "c.npy", "grx", fen=fen, tile=9, workdir=tmp_path)
     assert rel(res.scores, run(cube, "grx", enhancer=fen).scores) <= 1e-6
+
+
+def test_shipped_core_is_what_the_build_command_makes(tmp_path):
+    """weights/adaptive-core.onnx holds exactly the weights `python -m export.adaptive` draws (no others)."""
+    pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    from export.adaptive import build
+
+    def weights(path):
+        return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+
+    shipped, rebuilt = weights(adaptive.core_path()), weights(build(tmp_path / "core.onnx"))
+    assert shipped.keys() == rebuilt.keys() and len(shipped) > 10
+    for name, value in shipped.items():
+        np.testing.assert_array_equal(value, rebuilt[name])
