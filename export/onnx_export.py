@@ -50,13 +50,18 @@ class TrimmedFEN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         m = self.fen
-        f = F.pad(m.convh(x), (PAD - 1,) * 4, mode="reflect")
-        for block in m.layer1:
-            skip = f if block.downsample is None else block.downsample(f)
-            out = F.relu(block.bn1(block.conv1(f)))
-            out = F.relu(block.bn2(F.conv2d(out, block.conv2.weight)))
-            f = F.relu(block.bn3(block.conv3(out)) + skip[:, :, 1:-1, 1:-1])
-        return m.finish(f, x)
+        return m.finish(trimmed_layer1(m.layer1, m.convh(x)), x)
+
+
+def trimmed_layer1(layer1: nn.Module, f: Tensor) -> Tensor:
+    """``crop4(layer1(reflect_pad4(f)))`` computed as :class:`TrimmedFEN` explains: same values, 9% fewer FLOPs."""
+    f = F.pad(f, (PAD - 1,) * 4, mode="reflect")
+    for block in layer1:
+        skip = f if block.downsample is None else block.downsample(f)
+        out = F.relu(block.bn1(block.conv1(f)))
+        out = F.relu(block.bn2(F.conv2d(out, block.conv2.weight)))
+        f = F.relu(block.bn3(block.conv3(out)) + skip[:, :, 1:-1, 1:-1])
+    return f
 
 
 def _to_onnx_model(model: FEN, dynamo: bool, trim: bool = True):
@@ -131,6 +136,11 @@ def export_model(model: FEN, out: str | Path, *, source: str = "", source_sha256
     data = proto.SerializeToString()
     if (diff := check_parity(model, data)) > PARITY_TOL:
         raise FencliError(f"exported model differs from PyTorch by {diff:.2e} (> {PARITY_TOL:g})")
+    return write_atomic(out, data)
+
+
+def write_atomic(out: Path, data: bytes) -> Path:
+    """Write ``data`` to ``out`` through a temporary file, so a failure never leaves half a model."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:

@@ -221,19 +221,19 @@ def bench_scene(scene: BenchScene, methods: Sequence[str], enhancers: Sequence[E
     n = scene.cube.shape[2]
     usable = []
     for e in enhancers:
-        if e.bands > n:
+        if e.bands is not None and e.bands > n:
             if notes is not None:
                 notes.append(f"{scene.name}: {n} bands, fewer than the {e.bands} of {e.name}: no FE rows")
         else:
             model_bands(bands, e)  # an explicit --bands must equal the model's
             usable.append(e)
-    raw_bands = list(dict.fromkeys([e.bands for e in usable] or [bands]))
+    raw_bands = list(dict.fromkeys([e.bands or bands for e in usable] or [bands]))
     rows = []
     for method in methods:
         for b in raw_bands:
             rows.append(measure(scene, method, None, bands=b, repeat=repeat, warmup=warmup))
         for e in usable:
-            rows.append(measure(scene, method, e, repeat=repeat, warmup=warmup))
+            rows.append(measure(scene, method, e, bands=bands, repeat=repeat, warmup=warmup))
     for r in rows:
         r.reference_auc = reference_auc(reference, r.scene, r.method, r.model, r.bands)
     return rows

@@ -151,7 +151,12 @@ def detect_dask(source: Any, method: str = "grx", *, fen: FenFn | None = None, b
     try:
         arr = _as_dask(source, b, tile)
         if fen is not None:
-            lo, hi = checked_range(*(float(v) for v in dask.compute(arr.min(), arr.max())))
+            if hasattr(fen, "for_scene"):  # the adaptive FEN: ConvH from the scene's statistics, same pass
+                (in_stats, lo, hi), = dask.compute(_stats(arr))
+                checked_range(lo, hi)
+                fen = fen.for_scene(in_stats, (lo, hi))
+            else:
+                lo, hi = checked_range(*(float(v) for v in dask.compute(arr.min(), arr.max())))
             y = arr.map_overlap(partial(_fen_chunk, fen=fen, vrange=(lo, hi)), depth={0: FEN_HALO, 1: FEN_HALO, 2: 0},
                                 boundary="none", trim=True, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
             tmp = tempfile.TemporaryDirectory(prefix="fencli-dask-", dir=workdir)

@@ -24,6 +24,8 @@ from fencli.errors import FencliError
 REPO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 REGISTRY = REPO_WEIGHTS / "registry.json"
 SUFFIX = ".onnx"
+ADAPTIVE = "adaptive"  # the adaptive FEN (fencli.adaptive): not one ONNX file but a shipped core + NumPy
+ADAPTIVE_CORE = "adaptive-core"  # its core's file name, listed by `fencli models` as ``adaptive``
 
 
 def user_cache_dir() -> Path:
@@ -118,7 +120,8 @@ def list_models() -> list[ModelStatus]:
     for folder in search_dirs():
         if folder.is_dir():
             for f in sorted(folder.glob(f"*{SUFFIX}")):
-                if f.stem not in seen:
-                    seen.add(f.stem)
-                    out.append(ModelStatus(f.stem, None, f))
+                name = ADAPTIVE if f.stem == ADAPTIVE_CORE else f.stem
+                if name not in seen:
+                    seen.add(name)
+                    out.append(ModelStatus(name, None, f))
     return out

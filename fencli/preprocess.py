@@ -73,8 +73,9 @@ def fen_input(cube: np.ndarray, vrange: tuple[float, float] | None = None) -> np
 
 
 def model_bands(bands: int | None, enhancer: Any) -> int | None:
-    """The bands to keep: the model's own count, which an explicit ``--bands`` must equal."""
-    if enhancer is None:
+    """The bands to keep: the model's own count, which an explicit ``--bands`` must equal; a model
+    that takes any band count (``bands`` None: the adaptive FEN) keeps ``bands`` (None: all)."""
+    if enhancer is None or enhancer.bands is None:
         return bands
     if bands is not None and bands != enhancer.bands:
         raise FencliError(f"--bands {bands} differs from the {enhancer.bands} bands of model {enhancer.name}")

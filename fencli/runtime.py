@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -23,6 +24,7 @@ from fencli.preprocess import FEN_SCALE, MIN_SIDE, fen_input, select_bands
 ort.set_default_logger_severity(3)  # onnxruntime-gpu logs a CUDA error per session on CPU hosts
 
 FORMAT = "fencli-fen/1"
+CORE_FORMAT = "fencli-adaptive-core/1"  # the adaptive FEN's B-independent core (fencli.adaptive)
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -61,6 +63,8 @@ class ModelInfo:
 
 def read_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
     """Validate fencli's ``metadata_props``; anything missing or unknown is a FencliError."""
+    if meta.get("format") == CORE_FORMAT:
+        raise FencliError(f"{path} is the core of the adaptive FEN, not a FEN: use --model adaptive")
     if meta.get("format") != FORMAT:
         raise FencliError(f"{path} has no fencli FEN metadata: export it with `fencli export`")
     try:
@@ -90,31 +94,36 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     return opts
 
 
+def open_session(path: Path, device: str = "auto", threads: int | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime session on ``path`` for ``device`` (checked), the one way every model is loaded."""
+    if not path.is_file():
+        raise FencliError(f"model file {path} does not exist")
+    if device not in DEVICES:
+        raise FencliError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if threads is not None and threads < 1:
+        raise FencliError(f"--threads must be at least 1, got {threads}")
+    if device == "cuda" and not cuda_usable():
+        raise FencliError("--device cuda: no usable CUDA GPU (driver, device or onnxruntime-gpu)")
+    providers = ["CPUExecutionProvider"]
+    if device == "cuda" or (device == "auto" and cuda_usable()):
+        providers.insert(0, "CUDAExecutionProvider")
+    try:
+        session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
+    except Exception as err:  # onnxruntime raises its own (Fail, InvalidProtobuf, ...) types
+        raise FencliError(f"cannot load model {path}: {str(err).splitlines()[0]}") from None
+    if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+        raise FencliError("--device cuda: onnxruntime could not start its CUDA provider")
+    return session
+
+
 class FENSession:
     """An ONNX Runtime session on one exported FEN; get one through :func:`get_session`."""
 
     def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FencliError(f"model file {self.path} does not exist")
-        if device not in DEVICES:
-            raise FencliError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
-        if threads is not None and threads < 1:
-            raise FencliError(f"--threads must be at least 1, got {threads}")
-        if device == "cuda" and not cuda_usable():
-            raise FencliError("--device cuda: no usable CUDA GPU (driver, device or onnxruntime-gpu)")
-        opts = session_options(threads)
-        providers = ["CPUExecutionProvider"]
-        if device == "cuda" or (device == "auto" and cuda_usable()):
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
-        except Exception as err:  # onnxruntime raises its own (Fail, InvalidProtobuf, ...) types
-            raise FencliError(f"cannot load model {self.path}: {str(err).splitlines()[0]}") from None
+        self.session = open_session(self.path, device, threads)
         self.info = read_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
         self.providers = self.session.get_providers()
-        if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
-            raise FencliError("--device cuda: onnxruntime could not start its CUDA provider")
         self.device = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
         self.name = self.path.stem
         self.threads = threads
@@ -167,10 +176,15 @@ def get_session(path: str | Path, device: str = "auto", threads: int | None = No
         return _SESSIONS[key]
 
 
-def load_session(model: str | Path, device: str = "auto", threads: int | None = None) -> FENSession:
-    """The session for a model given by registry name or ``.onnx`` path (``none`` is an error here)."""
-    from fencli.models import resolve_model
+def load_session(model: str | Path, device: str = "auto", threads: int | None = None) -> Any:
+    """The enhancer for a model given by registry name or ``.onnx`` path: a :class:`FENSession`, or for
+    ``adaptive`` a :class:`fencli.adaptive.AdaptiveFEN` (same interface); ``none`` is an error here."""
+    from fencli.models import ADAPTIVE, resolve_model
 
+    if str(model) == ADAPTIVE:
+        from fencli.adaptive import get_adaptive
+
+        return get_adaptive(device, threads)
     path = resolve_model(str(model))
     if path is None:
         raise FencliError("model 'none' cannot enhance: name a model (see `fencli models`)")

@@ -209,6 +209,18 @@ def session_tile_fen(session: Any) -> FenFn:
     return lambda x: cut.run(None, {name: x})[0]
 
 
+def enhancer_tile_fen(enhancer: Any, picklable: bool = False, device: str | None = None) -> Any:
+    """The per-tile FEN of an enhancer (None for None): a session's raw pass (:func:`session_tile_fen`),
+    with ``picklable`` a :class:`SessionTileFen` handle for Dask workers (on ``device``, default the
+    session's); the adaptive FEN is its own picklable handle (``for_scene``): its ConvH needs the
+    scene's statistics first."""
+    if enhancer is None or hasattr(enhancer, "for_scene"):
+        return enhancer
+    if picklable:
+        return SessionTileFen(str(enhancer.path), device or enhancer.device, enhancer.threads)
+    return session_tile_fen(enhancer)
+
+
 class SessionTileFen:
     """The per-tile FEN of a model file as a picklable callable: the session (and for ``supp`` the
     cut graph) is made on first use in each process, so Dask workers anywhere load it themselves."""
@@ -265,10 +277,12 @@ def detect_stream(source: Any, method: str = "grx", *, fen: FenFn | None = None,
     """Detect anomalies in a scene of any size with bounded memory (the out-of-core :func:`pipeline.run`).
 
     ``source``: a path or an ``H x W x bands`` array-like (memmap, h5py dataset, ndarray).
-    ``fen``: the per-tile FEN (see :func:`fencli.runtime` sessions' tile entry), or None for raw
-    detection. The FEN output goes to a temporary file in ``workdir``, removed afterwards (a ``supp``
-    norm is left out: every detector's own min-max cancels it). ``progress(n)`` is called as
-    pixels finish each pass: ``H * W`` in all, twice that with a FEN.
+    ``fen``: the per-tile FEN (:func:`enhancer_tile_fen`), or None for raw detection; one with a
+    ``for_scene(stats, vrange)`` method (the adaptive FEN) is first fitted to the scene's raw
+    statistics, gathered in the same pass as the value range. The FEN output goes to a temporary
+    file in ``workdir``, removed afterwards (a ``supp`` norm is left out: every detector's own
+    min-max cancels it). ``progress(n)`` is called as pixels finish each pass: ``H * W`` in all,
+    twice that with a FEN.
     """
     options = dict(options or {})
     detect = detector(method)  # an unknown method fails before any pass over the data
@@ -282,7 +296,12 @@ def detect_stream(source: Any, method: str = "grx", *, fen: FenFn | None = None,
         det_cube, stats, vrange = cube, None, None
         if fen is not None:
             t0 = time.perf_counter()  # "enhance" = the streaming min/max pass + the tiled FEN
-            in_range = stream_range(cube, b)
+            if hasattr(fen, "for_scene"):  # the adaptive FEN: ConvH from the scene's statistics, same pass
+                in_stats, *bounds = stream_stats(cube, b)
+                in_range = (bounds[0], bounds[1])
+                fen = fen.for_scene(in_stats, in_range)
+            else:
+                in_range = stream_range(cube, b)
             tmp = tempfile.TemporaryDirectory(prefix="fencli-", dir=workdir)
             det_cube = create_raw(Path(tmp.name) / "enhanced.npy", (h, w, b), np.float32)
             acc = tiled_fen(cube, fen, det_cube, bands=b, vrange=in_range, tile=tile, progress=progress)

@@ -226,7 +226,7 @@ def use_tiles(shape: tuple[int, ...], enhancer, bands: int | None, tile: int | N
         return True
     from fencli.tiles import default_tile
 
-    nb = enhancer.bands if enhancer is not None else (bands or shape[2])
+    nb = (enhancer.bands if enhancer is not None else None) or bands or shape[2]
     return nan != "fill" and max(shape[0], shape[1]) > default_tile(nb)
 
 
@@ -234,14 +234,11 @@ def run_tiled(path: Path, scene, method: str, enhancer, bands: int | None, tile:
               scheduler: str | None, options: dict, bar: bool = False) -> Result:
     """One scene through :func:`fencli.stream.detect_stream` (or its Dask twin) as a pipeline Result."""
     from fencli.metrics import roc3d
-    from fencli.stream import SessionTileFen, detect_stream, session_tile_fen
+    from fencli.stream import detect_stream, enhancer_tile_fen
 
-    fen = None
     bands = model_bands(bands, enhancer)
-    if enhancer is not None:
-        # Dask may ship the FEN to worker processes: a picklable handle, not the live session.
-        fen = (SessionTileFen(str(enhancer.path), enhancer.device, enhancer.threads) if engine == "dask"
-               else session_tile_fen(enhancer))
+    # Dask may ship the FEN to worker processes: a picklable handle, not the live session.
+    fen = enhancer_tile_fen(enhancer, picklable=engine == "dask")
     source = path if path.suffix.lower() == ".npy" and scene.meta.get("layout", "hwb") == "hwb" else scene.cube
     if engine == "dask":
         from fencli.dask_engine import dask_client, detect_dask
@@ -270,7 +267,7 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
     """Many scenes: one progress bar, per-scene rows in OUT_DIR/summary.{csv,json}, failures isolated."""
     from fencli.batch import run_batch
     from fencli.report import console, print_json
-    from fencli.stream import SessionTileFen
+    from fencli.stream import enhancer_tile_fen
 
     if out_dir is None:
         raise FencliError("several scenes need --out-dir (one score map per scene goes there)")
@@ -281,7 +278,7 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
         raise FencliError("--layout, --nan fill and --tile 0 are for one scene at a time")
     enhancer = load_enhancer(model, device, threads)  # fail early on a bad model, before any scene
     bands = model_bands(bands, enhancer)
-    fen = SessionTileFen(str(enhancer.path), device, threads) if enhancer is not None else None
+    fen = enhancer_tile_fen(enhancer, picklable=True, device=device)
     kw = dict(method=method, model=enhancer.name if enhancer else None, force=force, progress=not json,
               fen=fen, bands=bands, tile=tile, options=options, key=key)
     if engine == "dask":

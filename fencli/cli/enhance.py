@@ -57,12 +57,13 @@ def enhance(
     start = time.perf_counter()
     enhanced = session.enhance(data)
     seconds = time.perf_counter() - start
+    nb = enhanced.shape[2]  # the model's bands, or for the adaptive FEN every band kept
     wavelengths = scene.meta.get("wavelengths")
-    meta = {"georef": scene.meta.get("georef"),
-            "wavelengths": wavelengths[: session.bands] if wavelengths else None}
+    meta = {"georef": scene.meta.get("georef"), "wavelengths": wavelengths[:nb] if wavelengths else None}
     written = write_array(target, enhanced, force=force, meta=meta)
-    summary = {"input": str(cube), "output": str(written), "model": str(session.path),
-               "bands": session.bands, "variant": session.info.variant, "device": session.device,
+    label = session.name if session.bands is None else str(session.path)  # adaptive: no single model file
+    summary = {"input": str(cube), "output": str(written), "model": label,
+               "bands": nb, "variant": session.info.variant, "device": session.device,
                "shape": list(enhanced.shape), "seconds": round(seconds, 4)}
     if json:
         print(jsonlib.dumps(summary, indent=2))

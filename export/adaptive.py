@@ -1,0 +1,109 @@
+"""Build the adaptive FEN's core, ``weights/adaptive-core.onnx``: ``python -m export.adaptive [OUT] [--force]``.
+
+The core is the whole FEN with its two band-count-dependent layers taken as graph inputs: it reads
+``x`` (``N x B x H x W``), ``convh`` (``64 x B x 1 x 1``), ``w_out`` (``B x 256 x 1 x 1``) and ``b_out``
+(``B``) and computes ConvH, reflect pad 4, Wide-ResNet ``layer1``, crop 4, the head's ``1x1 256 -> 256``
++ ReLU, the ``256 -> B`` output conv + ReLU and the residual. Its stored weights (layer1 and the
+``256 -> 256`` conv) do not depend on B: drawn once with ``torch.manual_seed(SEED)`` by PyTorch's own
+module initialisation (the issue-11 ablation found random ones as good as trained ones); eval-mode
+BatchNorm with fresh running statistics is the identity up to ``1/sqrt(1 + eps)``. No published
+weight enters it. ``fencli.adaptive`` computes the per-scene ``convh`` and the seeded output layer in
+NumPy; running them inside the graph keeps the whole forward pass in one ONNX Runtime call.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import fencli
+from export.onnx_export import OPSET, max_rel_diff, trimmed_layer1, write_atomic
+from export.resnet import wide_resnet101_2_layers
+from fencli.adaptive import CORE_INPUTS, CORE_NAME, CORE_OUTPUT, HEAD_WIDTH, output_layer
+from fencli.convh import CONVH_WIDTH
+from fencli.errors import FencliError
+from fencli.models import REPO_WEIGHTS
+from fencli.runtime import CORE_FORMAT
+
+SEED = 0
+INIT = "pytorch-default"  # nn.Conv2d / nn.BatchNorm2d defaults, no re-initialisation
+COMMAND = "python -m export.adaptive --force"
+
+
+class AdaptiveCore(nn.Module):
+    """The FEN with ConvH and the output layer as inputs: ``(x, convh, w_out, b_out) -> y``, any B."""
+
+    def __init__(self, seed: int = SEED) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.layer1 = wide_resnet101_2_layers(upto=1)["layer1"]
+        self.conv1 = nn.Conv2d(256, HEAD_WIDTH, 1)
+
+    def forward(self, x: Tensor, convh: Tensor, w_out: Tensor, b_out: Tensor) -> Tensor:
+        g = F.relu(self.conv1(trimmed_layer1(self.layer1, F.conv2d(x, convh))))
+        return F.relu(F.conv2d(g, w_out, b_out)) + x
+
+
+def example_inputs(bands: int, shape: tuple[int, int, int], seed: int) -> tuple[np.ndarray, ...]:
+    """Random ``(x, convh, w_out, b_out)`` float32 for tracing and the parity check."""
+    rng = np.random.default_rng(seed)
+    n, h, w = shape
+    x = rng.uniform(-0.1, 0.1, (n, bands, h, w)).astype(np.float32)
+    convh = rng.normal(0, 1, (CONVH_WIDTH, bands, 1, 1)).astype(np.float32)
+    weight, bias = output_layer(bands)
+    return x, convh, weight[:, :, None, None], bias
+
+
+def build(out: Path, force: bool = False, seed: int = SEED) -> Path:
+    """Export the seeded core to ``out`` with its metadata, after an ONNX Runtime parity check."""
+    import onnx
+    import onnxruntime as ort
+
+    if out.exists() and not force:
+        raise FencliError(f"{out} exists: pass --force to overwrite it")
+    model = AdaptiveCore(seed).eval()
+    nbhw = {0: "batch", 1: "bands", 2: "height", 3: "width"}
+    axes = {"x": nbhw, "convh": {1: "bands"}, "w_out": {0: "bands"}, "b_out": {0: "bands"}, CORE_OUTPUT: nbhw}
+    tmp = out.with_name(f".{out.name}.export")
+    with warnings.catch_warnings(), torch.inference_mode(False):
+        warnings.simplefilter("ignore")
+        example = tuple(torch.from_numpy(a) for a in example_inputs(7, (1, 16, 16), seed))
+        torch.onnx.export(model, example, str(tmp), dynamo=False, opset_version=OPSET,
+                          input_names=list(CORE_INPUTS), output_names=[CORE_OUTPUT],
+                          do_constant_folding=True, dynamic_axes=axes)
+    try:
+        proto = onnx.load(str(tmp))
+    finally:
+        tmp.unlink(missing_ok=True)
+    meta = {"format": CORE_FORMAT, "width": str(CONVH_WIDTH), "head_width": str(HEAD_WIDTH),
+            "seed": str(seed), "init": INIT, "fencli_version": fencli.__version__,
+            "inputs": ",".join(CORE_INPUTS), "output_name": CORE_OUTPUT, "command": COMMAND}
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name = "fencli"
+    proto.doc_string = "fencli adaptive FEN core: seeded random Wide-ResNet layer1 + head (no published weights)"
+    onnx.checker.check_model(proto, full_check=True)
+    data = proto.SerializeToString()
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    for bands in (3, 64, 130):  # any band count: the B-dependent weights are inputs
+        arrays = example_inputs(bands, (2, 23, 19), seed)
+        with torch.inference_mode():
+            ref = model(*(torch.from_numpy(a) for a in arrays)).numpy()
+        got = sess.run(None, dict(zip(CORE_INPUTS, arrays)))[0]
+        if (diff := max_rel_diff(got, ref)) > 1e-5:
+            raise FencliError(f"exported core differs from PyTorch by {diff:.2e} at {bands} bands")
+    return write_atomic(out, data)
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if a != "--force"]
+    target = Path(args[0]) if args else REPO_WEIGHTS / f"{CORE_NAME}.onnx"
+    print(json.dumps({"core": str(build(target, force="--force" in sys.argv[1:]))}))

@@ -1,0 +1,227 @@
+"""The adaptive FEN: FERD's enhancement for any sensor and band count, with no training.
+
+A departure from FERD. What the trained FEN gains over raw RX comes from ConvH, its ``B -> 64``
+spectral projection; the ResNet ``layer1`` and the head work as well with random weights (issue 11's
+ablation). So the adaptive FEN takes ConvH from the scene itself and keeps the rest random but fixed:
+
+1. **ConvH** (NumPy): the scene's 64 leading spectral directions, the top right singular vectors of
+   its FEN input (from its :class:`fencli.detectors.RXStats`, which a tiled run gathers in a
+   streaming pass), scaled so that the output has unit mean square per channel (:func:`scene_convh`).
+2. **Core** (``weights/adaptive-core.onnx``, built by ``python -m export.adaptive``): reflect pad 4,
+   Wide-ResNet ``layer1``, crop 4, the head's ``1x1 256 -> 256`` + ReLU; weights drawn once with a
+   fixed seed and shipped, identical for every band count.
+3. **Output layer**: ``1x1 256 -> B`` + bias + ReLU, then the residual ``+ x``; weights drawn per band
+   count from a seeded NumPy generator with PyTorch's default ``Conv2d`` distribution.
+
+The weights of 1 and 3 are computed in NumPy; ONNX Runtime runs the whole forward pass in one call
+(the core graph takes them as inputs, with a dynamic band count), so the adaptive FEN costs what a
+fixed FEN of the same band count costs, plus one covariance and one eigendecomposition per scene.
+
+Everything is a fixed function of the scene: same scene, same output, in any process. Bands: all of
+the scene's by default (``--bands N`` keeps the first N); at least :data:`MIN_BANDS`. With fewer than
+64 bands ConvH takes all ``B`` principal directions and its remaining channels are zero.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fencli.convh import CONVH_WIDTH, as_convh, leading_eigenvectors
+from fencli.detectors import RXStats
+from fencli.errors import FencliError
+from fencli.models import ADAPTIVE, ADAPTIVE_CORE as CORE_NAME, find_installed
+from fencli.preprocess import FEN_SCALE, MIN_SIDE, checked_range, fen_input, value_range
+
+HEAD_WIDTH = 256  # the reference's head width for B > 128, used for every B (the core cannot depend on B)
+OUTPUT_SEED = 14  # NumPy seed of the output layer (the core's torch seed is in its metadata)
+MIN_BANDS = 2  # one band has no spectral direction to choose: below this the adaptive FEN refuses
+CORE_INPUTS = ("x", "convh", "w_out", "b_out")  # the core graph's inputs, in this order
+CORE_OUTPUT = "y"
+
+
+@dataclass(frozen=True)
+class CoreInfo:
+    """What the core's metadata says (``variant`` is always ``plain``: no Frobenius norm)."""
+
+    width: int
+    head_width: int
+    seed: int
+    init: str
+    fencli_version: str
+    variant: str = "plain"
+
+
+def read_core_metadata(meta: dict[str, str], path: Path) -> CoreInfo:
+    """Validate the core's ``metadata_props`` (written by ``export.adaptive``)."""
+    from fencli.runtime import CORE_FORMAT
+
+    if meta.get("format") != CORE_FORMAT:
+        raise FencliError(f"{path} is not an adaptive FEN core (format {meta.get('format')!r}): "
+                          "rebuild it with `python -m export.adaptive`")
+    try:
+        info = CoreInfo(int(meta["width"]), int(meta["head_width"]), int(meta["seed"]), meta["init"],
+                        meta.get("fencli_version", ""))
+        io = (tuple(meta["inputs"].split(",")), meta["output_name"])
+    except (KeyError, ValueError) as err:
+        raise FencliError(f"{path} has incomplete adaptive-core metadata ({err})") from None
+    if io != (CORE_INPUTS, CORE_OUTPUT):
+        raise FencliError(f"{path}: core graph {io} is not the {CORE_INPUTS} -> {CORE_OUTPUT} this fencli feeds")
+    if (info.width, info.head_width) != (CONVH_WIDTH, HEAD_WIDTH):
+        raise FencliError(f"{path}: core is {info.width} -> {info.head_width}, this fencli needs "
+                          f"{CONVH_WIDTH} -> {HEAD_WIDTH}")
+    return info
+
+
+def core_path() -> Path:
+    """The installed core (``adaptive-core.onnx`` in the model search path), or a clear error."""
+    path = find_installed(CORE_NAME)
+    if path is None:
+        raise FencliError(f"the adaptive FEN's core {CORE_NAME}.onnx is not installed: "
+                          "rebuild it with `python -m export.adaptive`")
+    return path
+
+
+class _Core:
+    """One ONNX Runtime session on the core, shared by every scene of a process."""
+
+    def __init__(self, path: Path, device: str, threads: int | None) -> None:
+        from fencli.runtime import open_session
+
+        self.session = open_session(path, device, threads)
+        self.info = read_core_metadata(self.session.get_modelmeta().custom_metadata_map, path)
+        self.providers = self.session.get_providers()
+        self._lock = threading.Lock()
+
+    def run(self, x: np.ndarray, convh: np.ndarray, w_out: np.ndarray, b_out: np.ndarray) -> np.ndarray:
+        """``N x B x H x W`` FEN input and the B-dependent weights -> ``N x B x H x W`` enhanced."""
+        with self._lock:
+            return self.session.run([CORE_OUTPUT], dict(zip(CORE_INPUTS, (x, convh, w_out, b_out))))[0]
+
+
+_CORES: dict[tuple, _Core] = {}
+_CORES_LOCK = threading.Lock()
+
+
+def _core(path: str, device: str, threads: int | None) -> _Core:
+    key = (path, device, threads)
+    with _CORES_LOCK:
+        if key not in _CORES:
+            _CORES[key] = _Core(Path(path), device, threads)
+        return _CORES[key]
+
+
+def output_layer(bands: int, width: int = HEAD_WIDTH) -> tuple[np.ndarray, np.ndarray]:
+    """The ``width -> bands`` 1x1 conv (weight ``(bands, width)``, bias ``(bands,)``), float32.
+
+    PyTorch's default ``Conv2d`` init (uniform in +-1/sqrt(fan_in) for weight and bias), drawn from a
+    NumPy generator seeded with :data:`OUTPUT_SEED` and the band count: fixed for each ``bands``.
+    """
+    rng = np.random.default_rng([OUTPUT_SEED, bands])
+    bound = 1.0 / math.sqrt(width)
+    weight = rng.uniform(-bound, bound, (bands, width))
+    bias = rng.uniform(-bound, bound, bands)
+    return weight.astype(np.float32), bias.astype(np.float32)
+
+
+def input_moment(stats: RXStats, vrange: tuple[float, float]) -> np.ndarray:
+    """``E[x x^T]`` over the scene's pixels of the FEN input ``x`` (values scaled to [-0.1, 0.1]), from
+    the raw-value statistics ``stats`` and their global range ``vrange``: not centred, because ConvH
+    has no bias and receives ``x`` itself."""
+    lo, hi = checked_range(*vrange)
+    a = 2 * FEN_SCALE / (hi - lo)  # fen_input is x -> a * x + c, the same a and c for every band
+    c = -FEN_SCALE - a * lo
+    mean = a * stats.mean + c
+    return (a * a * (stats.n - 1) / stats.n) * stats.covariance + np.outer(mean, mean)
+
+
+def scene_convh(stats: RXStats, vrange: tuple[float, float]) -> np.ndarray:
+    """The scene's ConvH ``(64, B)``: the leading eigenvectors of :func:`input_moment`, one scale.
+
+    Those are the top right singular vectors of the scene's (uncentred) FEN input, the rank-64
+    linear summary that keeps the most of what ConvH receives. The rows are orthonormal directions
+    times one scalar chosen so that ConvH's output has a mean square of 1 per channel over the scene:
+    the scale the core's BatchNorm layers (fresh running statistics, variance 1) assume, the
+    first-layer rule of LSUV initialisation. It makes the enhancement independent of the sensor's
+    units and of how much of the range the scene's spectra span.
+    """
+    if stats.bands < MIN_BANDS:
+        raise FencliError(f"the adaptive FEN needs at least {MIN_BANDS} bands, the scene has {stats.bands}")
+    if stats.n < 2 or not np.any(stats.covariance):
+        raise FencliError("every pixel has the same spectrum: nothing to enhance")
+    moment = input_moment(stats, vrange)
+    k = min(CONVH_WIDTH, stats.bands)
+    rows = leading_eigenvectors(moment, k)
+    power = np.einsum("ij,jk,ik->", rows, moment, rows)  # mean square of the k outputs, summed
+    return as_convh(rows, norm=k / math.sqrt(power), width=CONVH_WIDTH)
+
+
+class SceneFen:
+    """The adaptive FEN fixed to one scene's ConvH: a per-tile FEN (``1 x B x h x w`` in, same out).
+
+    Picklable (it holds arrays and the core's location, not the session), so Dask workers can run it.
+    """
+
+    def __init__(self, convh: np.ndarray, path: str, device: str, threads: int | None) -> None:
+        self.convh = np.ascontiguousarray(convh[:, :, None, None], dtype=np.float32)
+        weight, self.bias = output_layer(convh.shape[1])
+        self.weight = np.ascontiguousarray(weight[:, :, None, None])
+        self.path, self.device, self.threads = path, device, threads
+
+    @property
+    def bands(self) -> int:
+        return self.convh.shape[1]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim != 4 or x.shape[1] != self.bands:
+            raise FencliError(f"this scene's adaptive FEN takes N x {self.bands} x H x W, got {x.shape}")
+        return _core(self.path, self.device, self.threads).run(x, self.convh, self.weight, self.bias)
+
+
+class AdaptiveFEN:
+    """The adaptive FEN with :class:`fencli.runtime.FENSession`'s interface; ``bands`` is None (any)."""
+
+    name = ADAPTIVE
+    bands = None
+
+    def __init__(self, device: str = "auto", threads: int | None = None) -> None:
+        self.path = core_path()
+        core = _core(str(self.path), device, threads)
+        self.info = core.info
+        self.providers = core.providers
+        self.device = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
+        self.threads = threads
+        self._device_asked = device
+
+    def check(self, cube: np.ndarray) -> None:
+        """Refuse a cube the adaptive FEN cannot enhance (wrong rank, too few bands, too small)."""
+        if getattr(cube, "ndim", None) != 3:
+            raise FencliError(f"expected an H x W x bands cube, got shape {getattr(cube, 'shape', None)}")
+        h, w, nb = cube.shape
+        if nb < MIN_BANDS:
+            raise FencliError(f"the scene has {nb} band(s); the adaptive FEN needs at least {MIN_BANDS}")
+        if h < MIN_SIDE or w < MIN_SIDE:
+            raise FencliError(f"the scene is {h} x {w}; the FEN needs at least {MIN_SIDE} x {MIN_SIDE}")
+
+    def for_scene(self, stats: RXStats, vrange: tuple[float, float]) -> SceneFen:
+        """The per-tile FEN of the scene whose raw values (all its kept bands) have statistics ``stats``
+        and global range ``vrange`` (one streaming pass gathers both)."""
+        return SceneFen(scene_convh(stats, vrange), str(self.path), self._device_asked, self.threads)
+
+    def enhance(self, cube: np.ndarray) -> np.ndarray:
+        """``H x W x B`` cube -> enhanced ``H x W x B`` float32, every band of the cube."""
+        self.check(cube)
+        if cube.dtype.kind == "f" and not np.isfinite(cube).all():
+            raise FencliError("the scene holds NaN or infinite values")
+        vrange = value_range(cube)  # refuses a constant cube
+        y = self.for_scene(RXStats(cube.shape[2]).fit(cube), vrange)(fen_input(cube, vrange))
+        return np.ascontiguousarray(y[0].transpose(1, 2, 0))
+
+
+def get_adaptive(device: str = "auto", threads: int | None = None) -> AdaptiveFEN:
+    """The adaptive FEN for ``device`` and ``threads`` (its core session is shared per process)."""
+    return AdaptiveFEN(device, threads)
