@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import numpy as np
-from scipy.linalg import blas, lapack
 
 from fencli.errors import FencliError
 from fencli.preprocess import minmax01
@@ -40,12 +39,16 @@ def _center(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _scatter(centered: np.ndarray) -> np.ndarray:
     """Full symmetric ``Xc^T Xc`` via one BLAS syrk (half a GEMM's FLOPs)."""
+    from scipy.linalg import blas  # here, not at module top: ~0.2 s of every CLI start
+
     upper = blas.dsyrk(1.0, centered.T, trans=0)  # centered.T is Fortran-ordered: no copy
     return np.triu(upper) + np.triu(upper, 1).T
 
 
 def _sq_norms_after(factor: np.ndarray, centered: np.ndarray, *, triangular: bool) -> np.ndarray:
     """``||T y||^2`` per row ``y`` of ``centered`` (overwritten when T is lower triangular)."""
+    from scipy.linalg import blas
+
     if triangular:  # in place, half a GEMM's FLOPs; trmm measured faster than trsm here
         y = blas.dtrmm(1.0, factor, centered.T, lower=1, overwrite_b=1)
     else:
@@ -127,6 +130,8 @@ class RXStats:
 
     def _whitening(self) -> tuple[np.ndarray, bool]:
         """(L^-1, True) with S = L L^T when pinv(S) = inv(S) provably, else (Lambda^-1/2 V^T, False)."""
+        from scipy.linalg import lapack
+
         if self._factor is None:
             cov = self.covariance
             if not np.any(cov):
@@ -168,6 +173,8 @@ def grx(cube: np.ndarray, vrange: tuple[float, float] | None = None, *,
     ``float32_scores`` whitens in float32 after float64 statistics: about twice as fast for that
     step, relative score error ~3e-6, AUC moved by <= 1.2e-6 on the shared scenes.
     """
+    from scipy.linalg import blas
+
     h, w, b = cube.shape
     stats = RXStats(b, vrange)
     pixels = _as_pixels(cube)
@@ -301,6 +308,8 @@ def slrx_block_size(bands: int, block_size: int | None = None, block_num: int = 
 
 def slrx_full_whitener(covariance: np.ndarray, ridge: float = SLRX_RIDGE) -> np.ndarray:
     """``L^-1`` with ``L L^T = S + ridge I`` for the full-image map: ``||L^-1 (x - mu)||^2``."""
+    from scipy.linalg import lapack
+
     if not ridge > 0:
         raise FencliError(f"SLRX ridge must be positive, got {ridge}")
     shifted = covariance + ridge * np.eye(covariance.shape[0])

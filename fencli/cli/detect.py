@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -12,8 +12,9 @@ from fencli.cli import app
 from fencli.cli.options import (Bands, ConstantBands, Device, Force, GtFile, GtKey, Json, Key, Layout, Model,
                                 Nan, Threads)
 from fencli.errors import FencliError
-from fencli.pipeline import Result, detector, run
-from fencli.preprocess import model_bands
+
+if TYPE_CHECKING:
+    from fencli.pipeline import Result
 
 
 def load_enhancer(model: str, device: str = "auto", threads: int | None = None):
@@ -133,11 +134,13 @@ def detect(
 
     Scenes larger than a tile run out of core (tiled FEN, streamed detectors) with the same result.
 
-    Examples:\n
-      fencli detect scene.mat\n
-      fencli detect scene.mat --method slrx --model ferd-200-supp --bands 200\n
-      fencli detect scene.hdr --gt truth.png --out map.npy --png map.png --json\n
-      fencli detect scene.hdr --far 1e-3 --out map.tif --mask mask.tif --objects objs.geojson --quicklook ql.png\n
+    Examples:
+
+    \b
+      fencli detect scene.mat
+      fencli detect scene.mat --method slrx --model ferd-200-supp --bands 200
+      fencli detect scene.hdr --gt truth.png --out map.npy --png map.png --json
+      fencli detect scene.hdr --far 1e-3 --out map.tif --mask mask.tif --objects objs.geojson --quicklook ql.png
       fencli detect flights/ 'more/*.hdr' --model ferd-200 --out-dir maps/ --engine dask
     """
     if engine not in ("local", "dask"):
@@ -159,6 +162,7 @@ def detect(
                            scheduler=scheduler, device=device, threads=threads, json=json, force=force)
     cube = cubes[0]
     from fencli.io import read_scene, validate_cube
+    from fencli.pipeline import run
     from fencli import georef as geo
     from fencli.objects import parse_threshold
     from fencli.report import console, print_json, results_table, save_maps_png
@@ -234,6 +238,8 @@ def run_tiled(path: Path, scene, method: str, enhancer, bands: int | None, tile:
               scheduler: str | None, options: dict, bar: bool = False) -> Result:
     """One scene through :func:`fencli.stream.detect_stream` (or its Dask twin) as a pipeline Result."""
     from fencli.metrics import roc3d
+    from fencli.pipeline import Result
+    from fencli.preprocess import model_bands
     from fencli.stream import SessionTileFen, detect_stream, session_tile_fen
 
     fen = None
@@ -269,6 +275,7 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
                 threads: int | None, json: bool, force: bool) -> None:
     """Many scenes: one progress bar, per-scene rows in OUT_DIR/summary.{csv,json}, failures isolated."""
     from fencli.batch import run_batch
+    from fencli.preprocess import model_bands
     from fencli.report import console, print_json
     from fencli.stream import SessionTileFen
 
@@ -323,9 +330,12 @@ def demo(
 
     Prints the detection table and writes a PNG of the maps next to the ground truth.
 
-    Example:\n
+    Example:
+
+    \b
       fencli demo --force
     """
+    from fencli.pipeline import detector, run
     from fencli.report import console, print_json, results_table, save_maps_png
     from fencli.synthetic import demo_scene
 

@@ -39,8 +39,10 @@ def enhance(
 ) -> None:
     """Write the FEN-enhanced cube of CUBE: the model's first B bands, scaled, enhanced, bands last.
 
-    Examples:\n
-      fencli enhance scene.mat --model ferd-200-supp\n
+    Examples:
+
+    \b
+      fencli enhance scene.mat --model ferd-200-supp
       fencli enhance scene.hdr -m weights/mine.onnx --out enhanced.h5 --json
     """
     from fencli.io import read_scene, write_array
