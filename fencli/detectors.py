@@ -11,7 +11,8 @@ All statistics are float64: the reference's float32 statistics shift the AUC in 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -202,33 +203,38 @@ def _minmax_map(scores: np.ndarray) -> np.ndarray:
     return (scores - lo) / (hi - lo)
 
 
-_BIG = 1e200  # bordering diagonal: Cholesky of [[S, y], [y^T, BIG]] stays positive definite
+_BIG = 1e200  # bordering diagonal: Cholesky of [[S, y], [y^T, BIG]] stays positive definite (LRX)
 
 
 def _surround_distances(sums: np.ndarray, moments: np.ndarray, counts: np.ndarray,
                         pixels: np.ndarray, ridge: float) -> np.ndarray:
     """``(x - mu_k)^T (S_k + ridge I)^-1 (x - mu_k)`` for the pixels ``x`` of block k (``m x n x B``)
-    against the set with the given sums, raw second moments and counts.
+    against the set with the given sums, raw second moments (upper triangles valid) and counts.
 
-    One batched Cholesky of ``[[(n_k - 1)(S_k + ridge I), Y^T], [Y, BIG I]]``: its bottom-left block
-    is ``(L^-1 Y^T)^T``, so squared row norms (times ``n_k - 1``) are the distances; no inverse, no
-    cancellation, no Python loop. Sets of fewer than 2 pixels get a zero covariance (the reference
-    divides 0 by 0) and the distance becomes ``|x - mu|^2 / ridge``.
+    Per block one Cholesky of ``(n_k - 1)(S_k + ridge I)`` and one triangular solve of its pixels
+    (LAPACK ``potrf`` + BLAS ``trsm``, the FLOP floor: ``B^3/3 + B^2 n``), squared column norms
+    times ``n_k - 1``: no inverse, no cancellation. Sets of fewer than 2 pixels get a zero
+    covariance (the reference divides 0 by 0) and the distance becomes ``|x - mu|^2 / ridge``.
     """
+    from scipy.linalg import blas, lapack
+
     m, n, b = pixels.shape
     means = sums / counts[:, None]
     dof = np.maximum(counts - 1, 1)
-    border = np.empty((m, b + n, b + n))
-    scatter = border[:, :b, :b]
-    np.subtract(moments, means[:, :, None] * (means * counts[:, None])[:, None, :], out=scatter)
+    scatter = np.subtract(moments, means[:, :, None] * (means * counts[:, None])[:, None, :])
     scatter *= (counts > 1)[:, None, None]
     diag = np.arange(b)
     scatter[:, diag, diag] += (dof * ridge)[:, None]
-    np.subtract(pixels, means[:, None, :], out=border[:, b:, :b])
-    border[:, :b, b:] = 0.0  # numpy's cholesky reads the lower triangle only
-    border[:, b:, b:] = np.eye(n) * _BIG
-    low = np.linalg.cholesky(border)[:, b:, :b]
-    return np.einsum("kij,kij->ki", low, low) * dof[:, None]
+    centered = pixels - means[:, None, :]
+    out = np.empty((m, n))
+    for k in range(m):
+        # scatter[k].T is Fortran-ordered with the valid triangle as its lower one: no copy.
+        low, info = lapack.dpotrf(scatter[k].T, lower=1, clean=0, overwrite_a=1)
+        if info != 0:
+            raise FencliError(f"SLRX surround covariance is not positive definite (LAPACK info {info})")
+        y = blas.dtrsm(1.0, low, centered[k].T, lower=1, overwrite_b=1)  # L^-1 (x - mu), B x n
+        out[k] = np.einsum("ij,ij->j", y, y)
+    return out * dof[:, None]
 
 
 def _own_block_distances(centered: np.ndarray, ridge: float) -> np.ndarray:
@@ -269,9 +275,12 @@ def _paste(out: np.ndarray, values: np.ndarray, col0: int, bw: int, bs: int) -> 
 
 
 def _row_moments(groups: list[tuple[int, int, np.ndarray]]) -> tuple[np.ndarray, ...]:
-    """Per block of one block row: (sums, raw second moments X^T X, pixel counts)."""
+    """Per block of one block row: (sums, raw second moments X^T X (upper triangle), pixel counts)."""
+    from scipy.linalg import blas
+
     sums = np.concatenate([px.sum(axis=1) for _, _, px in groups])
-    moments = np.concatenate([np.matmul(px.transpose(0, 2, 1), px) for _, _, px in groups])
+    # X^T X by syrk (half a GEMM), upper triangle only: the surround's Cholesky reads no other.
+    moments = np.stack([blas.dsyrk(1.0, block.T, trans=0) for _, _, px in groups for block in px])
     counts = np.concatenate([np.full(px.shape[0], px.shape[1], dtype=np.float64) for _, _, px in groups])
     return sums, moments, counts
 
@@ -316,6 +325,22 @@ def slrx_full_whitener(covariance: np.ndarray, ridge: float = SLRX_RIDGE) -> np.
     return lapack.dtrtri(np.linalg.cholesky(shifted), lower=1)[0]
 
 
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS/LAPACK on one thread inside: SLRX's per-block work is hundreds of calls on 200 x 200
+    matrices, where OpenBLAS's thread hand-offs cost more than they gain (measured 4-60x slower
+    with 2 threads on a 2-core machine under load). Both NumPy's and SciPy's OpenBLAS are limited;
+    without threadpoolctl nothing changes."""
+    try:
+        from scipy.linalg import blas  # noqa: F401  (loaded first, so that its pool is limited too)
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge: float = SLRX_RIDGE,
                   core: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Unnormalized SLRX maps ``3 x h x w`` (distance to the block, to its surround, to the full
@@ -336,6 +361,14 @@ def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge:
     del core_pixels  # the copy of the whole core must not outlive the full map
     np.sqrt(full.reshape(r1 - r0, c1 - c0), out=maps[2, :, c0:c1])
 
+    _block_maps(region, bs, ridge, (r0, r1), maps[:2])
+    return maps[:, :, c0:c1]
+
+
+def _block_maps(region: np.ndarray, bs: int, ridge: float, rows_core: tuple[int, int], maps: np.ndarray) -> None:
+    """The block and surround maps of ``slrx_raw_maps`` (``2 x (r1 - r0) x W``), a block row at a time."""
+    rh = region.shape[0]
+    r0, r1 = rows_core
     cache: dict[int, tuple[list, tuple[np.ndarray, ...]]] = {}
 
     def block_row(top: int) -> tuple[list, tuple[np.ndarray, ...]]:
@@ -366,7 +399,6 @@ def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge:
                 _paste(surround, np.sqrt(np.clip(d2, 0.0, None)), col0, bw, bs)
             k0 += m
         cache.pop(top - bs, None)
-    return maps[:, :, c0:c1]
 
 
 def slrx_combine(maps: np.ndarray) -> np.ndarray:
@@ -389,8 +421,9 @@ def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, r
     bs = slrx_block_size(b, block_size, block_num)
     centered = minmax01(cube, vrange).reshape(-1, b)
     centered -= centered.mean(axis=0)  # all later statistics are shift-invariant; limits cancellation
-    white = slrx_full_whitener(_scatter(centered) / max(h * w - 1, 1), ridge)
-    return slrx_combine(slrx_raw_maps(centered.reshape(h, w, b), bs, white, ridge))
+    with one_blas_thread():
+        white = slrx_full_whitener(_scatter(centered) / max(h * w - 1, 1), ridge)
+        return slrx_combine(slrx_raw_maps(centered.reshape(h, w, b), bs, white, ridge))
 
 
 def _window_starts(length: int, extent: int) -> np.ndarray:
