@@ -39,6 +39,23 @@ def cuda_usable() -> bool:
     return lib.cuInit(0) == 0 and lib.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
 
 
+def runtime_info() -> dict:
+    """Which ONNX Runtime build is installed, its execution providers and what ``--device auto``
+    picks here: ``fencli models`` reports it, so a user sees why the FEN runs on the CPU."""
+    from importlib import metadata
+
+    packages = []
+    for dist in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            packages.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    auto = "cuda" if cuda_usable() else "cpu"
+    return {"onnxruntime": ort.__version__, "packages": packages,
+            "available_providers": list(ort.get_available_providers()),
+            "auto_device": auto, "auto_provider": "CUDAExecutionProvider" if auto == "cuda" else "CPUExecutionProvider"}
+
+
 def expected_preprocessing(bands: int) -> dict:
     """The one preprocessing :func:`fencli.preprocess.fen_input` implements, as export writes it."""
     return {"select": "first_bands", "bands": bands, "scaling": "global_minmax", "range": [-1.0, 1.0],
@@ -116,6 +133,7 @@ class FENSession:
         if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
             raise FencliError("--device cuda: onnxruntime could not start its CUDA provider")
         self.device = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
+        self.provider = self.providers[0]  # the one that runs the graph (ONNX Runtime falls back in order)
         self.name = self.path.stem
         self.threads = threads
         self._lock = threading.Lock()

@@ -204,6 +204,7 @@ def detect(
         save_maps_png(png, [(title, res.scores)], scene.gt, force=force)
     seconds = {"read": t_read, **res.seconds, "total": time.perf_counter() - t_start}
     row = result_row(scene.name, scene.cube.shape, res, seconds, out)
+    row["provider"] = enhancer.provider if enhancer is not None else None
     row.update(geo.json_fields(grid))
     row["objects"] = found.summary() if found is not None else None
     row["files"] = {k: str(v) for k, v in (("mask", mask), ("objects", objects), ("quicklook", quicklook)) if v}

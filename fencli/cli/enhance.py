@@ -65,6 +65,7 @@ def enhance(
     written = write_array(target, enhanced, force=force, meta=meta)
     summary = {"input": str(cube), "output": str(written), "model": str(session.path),
                "bands": session.bands, "variant": session.info.variant, "device": session.device,
+               "provider": session.provider,
                "shape": list(enhanced.shape), "seconds": round(seconds, 4)}
     if json:
         print(jsonlib.dumps(summary, indent=2))

@@ -18,8 +18,12 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
              "source": m.entry.source if m.entry else None,
              "installed": m.path is not None, "path": str(m.path) if m.path else None}
             for m in list_models()]
+    from fencli.runtime import runtime_info
+
+    rt = runtime_info()
     if as_json:
-        print(json.dumps({"models": rows, "search_path": [str(d) for d in search_dirs()]}, indent=2))
+        print(json.dumps({"models": rows, "search_path": [str(d) for d in search_dirs()], "runtime": rt},
+                         indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -32,3 +36,10 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
     console = Console()
     console.print(table)
     console.print("search path: " + ", ".join(str(d) for d in search_dirs()))
+    console.print(f"ONNX Runtime {rt['onnxruntime']} ({', '.join(rt['packages']) or 'package unknown'}): "
+                  f"providers {', '.join(rt['available_providers'])}; --device auto runs the FEN on "
+                  f"{rt['auto_provider']}" + (" (no usable GPU here)" if rt["auto_device"] == "cpu"
+                                              and "CUDAExecutionProvider" in rt["available_providers"] else ""),
+                  markup=False, highlight=False)
+    if "CUDAExecutionProvider" not in rt["available_providers"]:
+        console.print("for CUDA: pip install 'fencli[gpu]' (swaps in onnxruntime-gpu)", markup=False)
