@@ -9,6 +9,10 @@ import typer
 from fencli.cli import app
 from fencli.models import list_models, search_dirs
 
+# Both wheels install the same `onnxruntime` package; pip lets the CPU wheel's files win when both are
+# asked for, so the GPU build is reinstalled over them (measured; see benchmarks/RESULTS.md).
+GPU_INSTALL = "pip install 'fencli[gpu]' && pip install --force-reinstall --no-deps onnxruntime-gpu"
+
 
 @app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
@@ -42,4 +46,4 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
                                               and "CUDAExecutionProvider" in rt["available_providers"] else ""),
                   markup=False, highlight=False)
     if "CUDAExecutionProvider" not in rt["available_providers"]:
-        console.print("for CUDA: pip install 'fencli[gpu]' (swaps in onnxruntime-gpu)", markup=False)
+        console.print(f"for CUDA: {GPU_INSTALL}", markup=False, highlight=False)
