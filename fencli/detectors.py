@@ -11,6 +11,7 @@ All statistics are float64: the reference's float32 statistics shift the AUC in 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
@@ -174,6 +175,11 @@ def grx(cube: np.ndarray, vrange: tuple[float, float] | None = None, *,
     ``float32_scores`` whitens in float32 after float64 statistics: about twice as fast for that
     step, relative score error ~3e-6, AUC moved by <= 1.2e-6 on the shared scenes.
     """
+    with one_blas_thread(when=cores_busy()):
+        return _grx(cube, vrange, float32_scores)
+
+
+def _grx(cube: np.ndarray, vrange: tuple[float, float] | None, float32_scores: bool) -> np.ndarray:
     from scipy.linalg import blas
 
     h, w, b = cube.shape
@@ -325,12 +331,25 @@ def slrx_full_whitener(covariance: np.ndarray, ridge: float = SLRX_RIDGE) -> np.
     return lapack.dtrtri(np.linalg.cholesky(shifted), lower=1)[0]
 
 
+def cores_busy() -> bool:
+    """True when the 1-minute load average leaves no idle core for a second BLAS thread: OpenBLAS
+    threads then wait for each other's time slices (GRX measured 8x slower with 2 threads than
+    with 1 on a 2-core machine at load 6, against about 1.5x faster when the cores are idle)."""
+    try:
+        return os.getloadavg()[0] + 1 > (os.cpu_count() or 1)
+    except OSError:  # no load average on this platform
+        return False
+
+
 @contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """BLAS/LAPACK on one thread inside: SLRX's per-block work is hundreds of calls on 200 x 200
-    matrices, where OpenBLAS's thread hand-offs cost more than they gain (measured 4-60x slower
-    with 2 threads on a 2-core machine under load). Both NumPy's and SciPy's OpenBLAS are limited;
-    without threadpoolctl nothing changes."""
+def one_blas_thread(when: bool = True) -> Iterator[None]:
+    """BLAS/LAPACK on one thread inside (when ``when``): SLRX's per-block work is hundreds of calls
+    on 200 x 200 matrices, where OpenBLAS's thread hand-offs cost more than they gain (measured
+    4-60x slower with 2 threads on a 2-core machine under load). Both NumPy's and SciPy's OpenBLAS
+    are limited; without threadpoolctl nothing changes."""
+    if not when:
+        yield
+        return
     try:
         from scipy.linalg import blas  # noqa: F401  (loaded first, so that its pool is limited too)
         from threadpoolctl import threadpool_limits
