@@ -361,7 +361,7 @@ def one_blas_thread(when: bool = True) -> Iterator[None]:
 
 
 def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge: float = SLRX_RIDGE,
-                  core: tuple[int, int, int, int] | None = None) -> np.ndarray:
+                  core: tuple[int, int, int, int] | None = None, workers: int = 1) -> np.ndarray:
     """Unnormalized SLRX maps ``3 x h x w`` (distance to the block, to its surround, to the full
     image) of the ``core`` rows/columns of ``region`` (default: all of it).
 
@@ -369,7 +369,8 @@ def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge:
     grid; ``core`` bounds on multiples of ``bs`` (or the scene's edge) with one block of halo around
     it wherever the scene has one, so every core block sees its whole surround. ``full_whitener``:
     :func:`slrx_full_whitener` of the full image's covariance. Returns sqrt distances; the caller
-    min-maxes each map over the whole scene (:func:`slrx_combine`). Vectorized over a block row.
+    min-maxes each map over the whole scene (:func:`slrx_combine`). Vectorized over a block row;
+    ``workers`` threads take bands of block rows (LAPACK releases the GIL; BLAS on one thread each).
     """
     rh, rw, b = region.shape
     r0, r1, c0, c1 = core if core is not None else (0, rh, 0, rw)
@@ -380,7 +381,19 @@ def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge:
     del core_pixels  # the copy of the whole core must not outlive the full map
     np.sqrt(full.reshape(r1 - r0, c1 - c0), out=maps[2, :, c0:c1])
 
-    _block_maps(region, bs, ridge, (r0, r1), maps[:2])
+    n_rows = -(-(r1 - r0) // bs)
+    workers = max(1, min(workers, n_rows))
+    cuts = [r0 + (n_rows * i // workers) * bs for i in range(workers)] + [r1]
+    bands = [(a, b_) for a, b_ in zip(cuts[:-1], cuts[1:]) if b_ > a]
+    with one_blas_thread():
+        if len(bands) == 1:
+            _block_maps(region, bs, ridge, (r0, r1), maps[:2])
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(bands)) as pool:
+                list(pool.map(lambda ab: _block_maps(region, bs, ridge, ab, maps[:2, ab[0] - r0: ab[1] - r0]),
+                              bands))
     return maps[:, :, c0:c1]
 
 
@@ -440,9 +453,11 @@ def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, r
     bs = slrx_block_size(b, block_size, block_num)
     centered = minmax01(cube, vrange).reshape(-1, b)
     centered -= centered.mean(axis=0)  # all later statistics are shift-invariant; limits cancellation
-    with one_blas_thread():
+    workers = 1 if cores_busy() else (os.cpu_count() or 1)
+    with one_blas_thread(when=workers == 1):  # the full-image products thread well on idle cores
         white = slrx_full_whitener(_scatter(centered) / max(h * w - 1, 1), ridge)
-        return slrx_combine(slrx_raw_maps(centered.reshape(h, w, b), bs, white, ridge))
+        maps = slrx_raw_maps(centered.reshape(h, w, b), bs, white, ridge, workers=workers)
+    return slrx_combine(maps)
 
 
 def _window_starts(length: int, extent: int) -> np.ndarray:
