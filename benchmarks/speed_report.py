@@ -18,7 +18,7 @@ Writes ``benchmarks/results/speed_report.{md,json}`` and reassembles ``benchmark
 About 5 minutes on 2 idle cores.
 
     python benchmarks/speed_report.py [--scene abu-airport-1] [--model ferd-200-supp] [--runs 5]
-        [--repeat 5] [--ort-python /tmp/venv-ort/bin/python] [--lrx-crop 30]
+        [--repeat 5] [--ort-python /tmp/venv-ort/bin/python] [--lrx-crop 21]
 """
 
 from __future__ import annotations
@@ -319,7 +319,7 @@ def main() -> None:
     ap.add_argument("--ort-python", nargs="*", default=["/tmp/venv-ort/bin/python"],
                     help="interpreters of plain venvs with another ONNX Runtime wheel (skipped when absent)")
     ap.add_argument("--ort-rounds", type=int, default=3)
-    ap.add_argument("--lrx-crop", type=int, default=30, help="0 skips the LRX comparison")
+    ap.add_argument("--lrx-crop", type=int, default=21, help="0 skips the LRX comparison")
     ap.add_argument("--skip", nargs="*", default=[], choices=["startup", "whole", "inprocess", "ort"])
     args = ap.parse_args()
     from fencli.bench import shared_dir

@@ -215,7 +215,8 @@ _BIG = 1e200  # bordering diagonal: Cholesky of [[S, y], [y^T, BIG]] stays posit
 def _surround_distances(sums: np.ndarray, moments: np.ndarray, counts: np.ndarray,
                         pixels: np.ndarray, ridge: float) -> np.ndarray:
     """``(x - mu_k)^T (S_k + ridge I)^-1 (x - mu_k)`` for the pixels ``x`` of block k (``m x n x B``)
-    against the set with the given sums, raw second moments (upper triangles valid) and counts.
+    against the set with the given sums, raw second moments (upper triangles valid; overwritten)
+    and counts.
 
     Per block one Cholesky of ``(n_k - 1)(S_k + ridge I)`` and one triangular solve of its pixels
     (LAPACK ``potrf`` + BLAS ``trsm``, the FLOP floor: ``B^3/3 + B^2 n``), squared column norms
@@ -227,15 +228,18 @@ def _surround_distances(sums: np.ndarray, moments: np.ndarray, counts: np.ndarra
     m, n, b = pixels.shape
     means = sums / counts[:, None]
     dof = np.maximum(counts - 1, 1)
-    scatter = np.subtract(moments, means[:, :, None] * (means * counts[:, None])[:, None, :])
-    scatter *= (counts > 1)[:, None, None]
-    diag = np.arange(b)
-    scatter[:, diag, diag] += (dof * ridge)[:, None]
     centered = pixels - means[:, None, :]
     out = np.empty((m, n))
+    diag = np.arange(b)
     for k in range(m):
-        # scatter[k].T is Fortran-ordered with the valid triangle as its lower one: no copy.
-        low, info = lapack.dpotrf(scatter[k].T, lower=1, clean=0, overwrite_a=1)
+        # moments[k].T is Fortran-ordered with the valid triangle as its lower one: updated in place.
+        scatter = moments[k].T
+        if counts[k] > 1:  # scatter = X^T X - n mu mu^T, one triangle (BLAS syr)
+            scatter = blas.dsyr(-counts[k], means[k], a=scatter, lower=1, overwrite_a=1)
+        else:
+            scatter[:] = 0.0
+        scatter[diag, diag] += dof[k] * ridge
+        low, info = lapack.dpotrf(scatter, lower=1, clean=0, overwrite_a=1)
         if info != 0:
             raise FencliError(f"SLRX surround covariance is not positive definite (LAPACK info {info})")
         y = blas.dtrsm(1.0, low, centered[k].T, lower=1, overwrite_b=1)  # L^-1 (x - mu), B x n
