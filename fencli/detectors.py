@@ -338,7 +338,7 @@ def slrx_full_whitener(covariance: np.ndarray, ridge: float = SLRX_RIDGE) -> np.
 def cores_busy() -> bool:
     """True when the 1-minute load average leaves no idle core for a second BLAS thread: OpenBLAS
     threads then wait for each other's time slices (GRX measured 8x slower with 2 threads than
-    with 1 on a 2-core machine at load 6, against about 1.5x faster when the cores are idle)."""
+    with 1 on a 2-core machine at load 6), while on idle cores they share its large products."""
     try:
         return os.getloadavg()[0] + 1 > (os.cpu_count() or 1)
     except OSError:  # no load average on this platform
