@@ -12,6 +12,7 @@ All statistics are float64: the reference's float32 statistics shift the AUC in 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
@@ -345,27 +346,45 @@ def cores_busy() -> bool:
         return False
 
 
+_BLAS_LOCK = threading.Lock()
+_blas_limit: list = []  # [threadpoolctl limiter, nesting depth] while some thread holds the limit
+
+
 @contextmanager
 def one_blas_thread(when: bool = True) -> Iterator[None]:
     """BLAS/LAPACK on one thread inside (when ``when``): SLRX's per-block work is hundreds of calls
     on 200 x 200 matrices, where OpenBLAS's thread hand-offs cost more than they gain (measured
     4-60x slower with 2 threads on a 2-core machine under load). Both NumPy's and SciPy's OpenBLAS
-    are limited; without threadpoolctl nothing changes."""
+    are limited; without threadpoolctl nothing changes. The limit is process-wide, so concurrent
+    callers (Dask tiles) share it: the first sets it, the last one out restores the original."""
     if not when:
         yield
         return
+    with _BLAS_LOCK:
+        if not _blas_limit:
+            try:
+                from scipy.linalg import blas  # noqa: F401  (loaded first, so that its pool is limited too)
+                from threadpoolctl import threadpool_limits
+            except ImportError:
+                limiter = None
+            else:
+                limiter = threadpool_limits(limits=1, user_api="blas")
+            _blas_limit[:] = [limiter, 0]
+        _blas_limit[1] += 1
     try:
-        from scipy.linalg import blas  # noqa: F401  (loaded first, so that its pool is limited too)
-        from threadpoolctl import threadpool_limits
-    except ImportError:
         yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+    finally:
+        with _BLAS_LOCK:
+            _blas_limit[1] -= 1
+            if _blas_limit[1] == 0:
+                if _blas_limit[0] is not None:
+                    _blas_limit[0].restore_original_limits()
+                _blas_limit.clear()
 
 
 def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge: float = SLRX_RIDGE,
-                  core: tuple[int, int, int, int] | None = None, workers: int = 1) -> np.ndarray:
+                  core: tuple[int, int, int, int] | None = None, workers: int = 1,
+                  one_thread_blas: bool = False) -> np.ndarray:
     """Unnormalized SLRX maps ``3 x h x w`` (distance to the block, to its surround, to the full
     image) of the ``core`` rows/columns of ``region`` (default: all of it).
 
@@ -374,7 +393,9 @@ def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge:
     it wherever the scene has one, so every core block sees its whole surround. ``full_whitener``:
     :func:`slrx_full_whitener` of the full image's covariance. Returns sqrt distances; the caller
     min-maxes each map over the whole scene (:func:`slrx_combine`). Vectorized over a block row;
-    ``workers`` threads take bands of block rows (LAPACK releases the GIL; BLAS on one thread each).
+    ``workers`` threads take bands of block rows (LAPACK releases the GIL). ``one_thread_blas`` runs
+    the per-block work with BLAS on one thread (:func:`one_blas_thread`, a process-wide setting: for
+    a single caller such as :func:`slrx`, not for tiles on concurrent Dask threads).
     """
     rh, rw, b = region.shape
     r0, r1, c0, c1 = core if core is not None else (0, rh, 0, rw)
@@ -389,7 +410,7 @@ def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge:
     workers = max(1, min(workers, n_rows))
     cuts = [r0 + (n_rows * i // workers) * bs for i in range(workers)] + [r1]
     bands = [(a, b_) for a, b_ in zip(cuts[:-1], cuts[1:]) if b_ > a]
-    with one_blas_thread():
+    with one_blas_thread(when=one_thread_blas):
         if len(bands) == 1:
             _block_maps(region, bs, ridge, (r0, r1), maps[:2])
         else:
@@ -460,7 +481,7 @@ def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, r
     workers = 1 if cores_busy() else (os.cpu_count() or 1)
     with one_blas_thread(when=workers == 1):  # the full-image products thread well on idle cores
         white = slrx_full_whitener(_scatter(centered) / max(h * w - 1, 1), ridge)
-        maps = slrx_raw_maps(centered.reshape(h, w, b), bs, white, ridge, workers=workers)
+        maps = slrx_raw_maps(centered.reshape(h, w, b), bs, white, ridge, workers=workers, one_thread_blas=True)
     return slrx_combine(maps)
 
 
