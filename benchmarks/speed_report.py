@@ -15,7 +15,10 @@ baseline, ...), after warm-up runs, as a median:
    virtual environment with the other wheel), alternated, with the installed package sizes.
 
 Writes ``benchmarks/results/speed_report.{md,json}`` and reassembles ``benchmarks/RESULTS.md``.
-About 5 minutes on 2 idle cores.
+About 5 minutes on 2 idle cores. Needs ``../shared`` and the exported models
+(``python -m export.export_shared .cache/weights``, found there without ``$FENCLI_WEIGHTS``); the
+ORT comparison needs ``python -m venv /tmp/venv-ort && /tmp/venv-ort/bin/pip install numpy
+onnxruntime`` (skipped when absent).
 
     python benchmarks/speed_report.py [--scene abu-airport-1] [--model ferd-200-supp] [--runs 5]
         [--repeat 5] [--ort-python /tmp/venv-ort/bin/python] [--lrx-crop 21]
@@ -41,22 +44,36 @@ import numpy as np  # noqa: E402
 
 from machine import describe, gemm_gflops, machine_info, save_results, timed  # noqa: E402
 
+if "FENCLI_WEIGHTS" not in os.environ and (ROOT / ".cache" / "weights").is_dir():
+    os.environ["FENCLI_WEIGHTS"] = str(ROOT / ".cache" / "weights")  # python -m export.export_shared's output
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
+# A small launcher forks and times the command: a process's ru_maxrss keeps the high-water mark of
+# the memory it was forked from (Linux folds it in at exec), so measuring from this (large) process
+# would report its own size for any smaller command.
+LAUNCHER = ("import os, sys, time\n"
+            "t = time.perf_counter()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+            "_, status, usage = os.wait4(pid, 0)\n"
+            "with open(sys.argv[1], 'w') as f:\n"
+            "    f.write(f'{time.perf_counter() - t} {usage.ru_maxrss}')\n"
+            "sys.exit(os.waitstatus_to_exitcode(status))\n")
+
+
 def run_process(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak resident MiB, stdout) of one child process; fails loudly."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT, env=env or ENV)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
+    """(wall seconds, peak resident MiB, stdout) of one command, both measured by a small launcher
+    process around it; fails loudly."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = Path(tmp) / "stats"
+        proc = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, str(stats), *cmd], capture_output=True,
+                              cwd=ROOT, env=env or ENV)
         if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err.read().decode()[-800:]}")
-        return wall, usage.ru_maxrss / 1024, out.read().decode()
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()[-800:]}")
+        wall, maxrss = stats.read_text().split()
+        return float(wall), int(maxrss) / 1024, proc.stdout.decode()
 
 
 def interleaved(cmds: dict[str, list[str]], runs: int, warmup: int = 1) -> dict[str, list[tuple]]:
