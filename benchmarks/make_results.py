@@ -155,7 +155,8 @@ def summary() -> list[str]:
                  for r in doc["rows"] if r.get("target")]
         load = doc["machine"]["load_average"][0]
         n = doc["args"]["threads"]
-        lines.append(f"- Speed-up over the published code, median wall time, same process, "
+        lines.append(f"- `compare_published.py` (last run before speed_report.py; rerun it to refresh): "
+                     f"speed-up over the published code, median wall time, same process, "
                      f"{n} thread{'s' if n > 1 else ''}: " + "; ".join(parts)
                      + f". Load average {load} when it started.")
     info = RESULTS / "machine.json"

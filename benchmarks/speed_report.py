@@ -304,7 +304,7 @@ def render(doc: dict) -> str:
     lines = [f"`python benchmarks/speed_report.py` on `{a['scene']}` (first {a['bands']} bands), model "
              f"`{a['model']}`; medians, every baseline measured in the same run, interleaved. Load average "
              f"{', '.join(map(str, doc['machine']['load_average']))} at the start, "
-             f"{', '.join(map(str, doc['load_end']))} at the end.", ""]
+             f"{', '.join(map(str, doc['load_end']))} at the end. Machine:", "", describe(doc["machine"]), ""]
     if "startup" in doc:
         lines += startup_lines(doc["startup"], a["scene"])
     if "whole_process" in doc:
@@ -338,7 +338,16 @@ def main() -> None:
     ap.add_argument("--ort-rounds", type=int, default=3)
     ap.add_argument("--lrx-crop", type=int, default=21, help="0 skips the LRX comparison")
     ap.add_argument("--skip", nargs="*", default=[], choices=["startup", "whole", "inprocess", "ort"])
+    ap.add_argument("--render-only", action="store_true", help="rewrite the Markdown from results/speed_report.json")
     args = ap.parse_args()
+    if args.render_only:
+        from machine import RESULTS
+        from make_results import assemble
+
+        doc = json.loads((RESULTS / "speed_report.json").read_text())
+        save_results("speed_report", render(doc), doc)
+        print(f"wrote {assemble()}")
+        return
     from fencli.bench import shared_dir
 
     scene = shared_dir() / "data" / f"{args.scene}.mat"
