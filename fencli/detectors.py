@@ -337,13 +337,24 @@ def slrx_full_whitener(covariance: np.ndarray, ridge: float = SLRX_RIDGE) -> np.
 
 
 def cores_busy() -> bool:
-    """True when the 1-minute load average leaves no idle core for a second BLAS thread: OpenBLAS
-    threads then wait for each other's time slices (GRX measured 8x slower with 2 threads than
-    with 1 on a 2-core machine at load 6), while on idle cores they share its large products."""
+    """True when other processes leave no second core free right now: OpenBLAS threads then wait
+    for each other's time slices (GRX measured 8x slower with 2 threads than with 1 on a 2-core
+    machine at load 6, and 34 against 40 ms faster on 2 idle cores). Linux: the kernel's count of
+    runnable threads (``/proc/loadavg``) minus this process's own; elsewhere the load average."""
+    cpus = os.cpu_count() or 1
     try:
-        return os.getloadavg()[0] + 1 > (os.cpu_count() or 1)
-    except OSError:  # no load average on this platform
-        return False
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+        own = 0
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/stat") as f:
+                own += f.read().rsplit(")", 1)[1].split()[0] == "R"
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0] + 1 > cpus
+        except OSError:  # no load average on this platform
+            return False
+    return running - own + 2 > cpus
 
 
 _BLAS_LOCK = threading.Lock()
@@ -383,8 +394,7 @@ def one_blas_thread(when: bool = True) -> Iterator[None]:
 
 
 def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge: float = SLRX_RIDGE,
-                  core: tuple[int, int, int, int] | None = None, workers: int = 1,
-                  one_thread_blas: bool = False) -> np.ndarray:
+                  core: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Unnormalized SLRX maps ``3 x h x w`` (distance to the block, to its surround, to the full
     image) of the ``core`` rows/columns of ``region`` (default: all of it).
 
@@ -392,10 +402,7 @@ def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge:
     grid; ``core`` bounds on multiples of ``bs`` (or the scene's edge) with one block of halo around
     it wherever the scene has one, so every core block sees its whole surround. ``full_whitener``:
     :func:`slrx_full_whitener` of the full image's covariance. Returns sqrt distances; the caller
-    min-maxes each map over the whole scene (:func:`slrx_combine`). Vectorized over a block row;
-    ``workers`` threads take bands of block rows (LAPACK releases the GIL). ``one_thread_blas`` runs
-    the per-block work with BLAS on one thread (:func:`one_blas_thread`, a process-wide setting: for
-    a single caller such as :func:`slrx`, not for tiles on concurrent Dask threads).
+    min-maxes each map over the whole scene (:func:`slrx_combine`). Vectorized over a block row.
     """
     rh, rw, b = region.shape
     r0, r1, c0, c1 = core if core is not None else (0, rh, 0, rw)
@@ -406,19 +413,7 @@ def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge:
     del core_pixels  # the copy of the whole core must not outlive the full map
     np.sqrt(full.reshape(r1 - r0, c1 - c0), out=maps[2, :, c0:c1])
 
-    n_rows = -(-(r1 - r0) // bs)
-    workers = max(1, min(workers, n_rows))
-    cuts = [r0 + (n_rows * i // workers) * bs for i in range(workers)] + [r1]
-    bands = [(a, b_) for a, b_ in zip(cuts[:-1], cuts[1:]) if b_ > a]
-    with one_blas_thread(when=one_thread_blas):
-        if len(bands) == 1:
-            _block_maps(region, bs, ridge, (r0, r1), maps[:2])
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(len(bands)) as pool:
-                list(pool.map(lambda ab: _block_maps(region, bs, ridge, ab, maps[:2, ab[0] - r0: ab[1] - r0]),
-                              bands))
+    _block_maps(region, bs, ridge, (r0, r1), maps[:2])
     return maps[:, :, c0:c1]
 
 
@@ -478,10 +473,11 @@ def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, r
     bs = slrx_block_size(b, block_size, block_num)
     centered = minmax01(cube, vrange).reshape(-1, b)
     centered -= centered.mean(axis=0)  # all later statistics are shift-invariant; limits cancellation
-    workers = 1 if cores_busy() else (os.cpu_count() or 1)
-    with one_blas_thread(when=workers == 1):  # the full-image products thread well on idle cores
+    # One BLAS thread throughout, idle cores or not: measured on 2 idle cores, 200 ms against 314 ms
+    # with 2 BLAS threads and 2 worker threads over block rows (SciPy's LAPACK calls hold the GIL).
+    with one_blas_thread():
         white = slrx_full_whitener(_scatter(centered) / max(h * w - 1, 1), ridge)
-        maps = slrx_raw_maps(centered.reshape(h, w, b), bs, white, ridge, workers=workers, one_thread_blas=True)
+        maps = slrx_raw_maps(centered.reshape(h, w, b), bs, white, ridge)
     return slrx_combine(maps)
 
 

@@ -190,21 +190,6 @@ def test_slrx_finds_planted_pixels():
     assert roc_auc(scores, gt) == 1.0
 
 
-@pytest.mark.parametrize("workers", [2, 3, 50])
-def test_slrx_threads_over_block_rows_change_nothing(workers):
-    """Bands of block rows on several threads (idle cores) give the one-thread maps bit for bit,
-    edge blocks and halo rows included."""
-    from fencli.detectors import _scatter, slrx_full_whitener, slrx_raw_maps
-
-    rng = np.random.default_rng(workers)
-    cube = rng.random((29, 23, 12)) + np.linspace(0, 1, 12)
-    x = cube.reshape(-1, 12) - cube.reshape(-1, 12).mean(axis=0)
-    white = slrx_full_whitener(_scatter(x) / (x.shape[0] - 1))
-    one = slrx_raw_maps(x.reshape(cube.shape), 4, white)
-    np.testing.assert_array_equal(slrx_raw_maps(x.reshape(cube.shape), 4, white, workers=workers), one)
-    assert (one[:2] > 0).all()  # every block and surround distance was filled in
-
-
 def test_slrx_single_block_has_no_surround():
     rng = np.random.default_rng(1)
     cube = rng.random((6, 5, 4))
