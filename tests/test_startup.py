@@ -10,7 +10,7 @@ import sys
 from conftest import ROOT
 
 HEAVY = ("numpy", "scipy", "scipy.stats", "scipy.linalg", "torch", "matplotlib", "rasterio", "dask",
-         "onnx", "onnxruntime", "h5py", "typer.rich_utils")
+         "onnx", "onnxruntime", "h5py", "typer.rich_utils", "rich.console")
 
 PROBE = """
 import json, sys

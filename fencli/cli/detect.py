@@ -165,7 +165,7 @@ def detect(
     from fencli.pipeline import run
     from fencli import georef as geo
     from fencli.objects import parse_threshold
-    from fencli.report import console, print_json, results_table, save_maps_png
+    from fencli.report import print_json, save_maps_png
 
     rule = parse_threshold(threshold, far)
     if polygons and (objects is None or objects.suffix.lower() not in (".geojson", ".json")):
@@ -211,6 +211,8 @@ def detect(
     if json:
         print_json(row)
     else:
+        from fencli.report import console, results_table
+
         console.print(results_table([row], title=f"{scene.name}  {tuple(scene.cube.shape)}"))
         if res.auc is None:
             console.print("no ground truth: AUC not computed (pass --gt or --gt-key)")
