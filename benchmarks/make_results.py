@@ -29,6 +29,8 @@ from machine import RESULTS, describe, machine_info  # noqa: E402
 
 PY = "python"
 STEPS = {  # run in this order
+    "speed_report": ("Speed a user feels: start-up, whole process and in process against the published code",
+                     f"{PY} benchmarks/speed_report.py"),
     "bench": ("fencli bench on the shared scenes",
               f"{PY} -m fencli bench --model ferd-100,ferd-200-supp --methods grx,slrx --repeat 3 --warmup 1 --threads 2 --json"),
     "bench_demo": ("fencli bench on the synthetic demo scene (maps and ROC figure)",
@@ -102,9 +104,38 @@ def section(name: str) -> str:
     return path.read_text() if path.exists() else "_not run_\n"
 
 
+def speed_summary(doc: dict) -> list[str]:
+    """Headline ratios of ``speed_report.py`` (one run, every baseline measured in it)."""
+    from statistics import median
+
+    lines = []
+    load = doc["machine"]["load_average"][0]
+    if "startup" in doc:
+        su = doc["startup"]
+        lines.append(f"- Start-up: `fencli --help` {su['wall_s']['fencli --help']:.2f} s wall (`python -c pass` "
+                     f"{su['wall_s']['python -c pass']:.2f} s); `fencli detect --model none --json` whole process "
+                     f"minus its own `seconds.total`: {median(su['detect_none']['overhead_s']):.2f} s.")
+    if "whole_process" in doc:
+        pub, fen = doc["whole_process"]["published"], doc["whole_process"]["fencli"]
+        lines.append(f"- Whole process FE+GRX ({doc['args']['scene']}, {doc['args']['model']}): "
+                     f"{median(pub['wall_s']) / median(fen['wall_s']):.1f}x faster than the published code "
+                     f"({median(fen['wall_s']):.2f} s against {median(pub['wall_s']):.2f} s); peak memory "
+                     f"{median(fen['peak_mib']):.0f} MiB against {median(pub['peak_mib']):.0f} MiB.")
+    if "in_process" in doc:
+        parts = [f"{r['case']} {r['ratio_median']:.1f}x" for r in doc["in_process"]["rows"]]
+        if "ratio" in doc["in_process"].get("lrx", {}):
+            parts.append(f"LRX (crop, vs Spectral Python) {doc['in_process']['lrx']['ratio']:.1f}x")
+        lines.append("- In process, against the published code in the same run: " + "; ".join(parts)
+                     + f". Load average {load} when it started.")
+    return lines
+
+
 def summary() -> list[str]:
     """Headline figures computed from the results files (never typed by hand)."""
     lines = []
+    speed = RESULTS / "speed_report.json"
+    if speed.exists():
+        lines += speed_summary(json.loads(speed.read_text()))
     bench = RESULTS / "bench.json"
     if bench.exists():
         rows = [r for r in json.loads(bench.read_text()) if r.get("auc_diff") is not None]
@@ -124,7 +155,8 @@ def summary() -> list[str]:
                  for r in doc["rows"] if r.get("target")]
         load = doc["machine"]["load_average"][0]
         n = doc["args"]["threads"]
-        lines.append(f"- Speed-up over the published code, median wall time, same process, "
+        lines.append(f"- `compare_published.py` (last run before speed_report.py; rerun it to refresh): "
+                     f"speed-up over the published code, median wall time, same process, "
                      f"{n} thread{'s' if n > 1 else ''}: " + "; ".join(parts)
                      + f". Load average {load} when it started.")
     info = RESULTS / "machine.json"

@@ -1,3 +1,3 @@
-from fencli.cli import main
+from fencli.cli import run
 
-main()
+run()

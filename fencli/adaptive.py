@@ -99,8 +99,11 @@ class _Core:
 
     def run(self, x: np.ndarray, convh: np.ndarray, w_out: np.ndarray, b_out: np.ndarray) -> np.ndarray:
         """``N x B x H x W`` FEN input and the B-dependent weights -> ``N x B x H x W`` enhanced."""
+        from fencli.runtime import RUN_OPTIONS
+
         with self._lock:
-            return self.session.run([CORE_OUTPUT], dict(zip(CORE_INPUTS, (x, convh, w_out, b_out))))[0]
+            return self.session.run([CORE_OUTPUT], dict(zip(CORE_INPUTS, (x, convh, w_out, b_out))),
+                                    RUN_OPTIONS)[0]
 
 
 _CORES: dict[tuple, _Core] = {}
@@ -193,6 +196,7 @@ class AdaptiveFEN:
         core = _core(str(self.path), device, threads)
         self.info = core.info
         self.providers = core.providers
+        self.provider = self.providers[0]  # the one that runs the graph
         self.device = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
         self.threads = threads
         self._device_asked = device

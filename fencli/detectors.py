@@ -11,10 +11,12 @@ All statistics are float64: the reference's float32 statistics shift the AUC in 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
-from scipy.linalg import blas, lapack
 
 from fencli.errors import FencliError
 from fencli.preprocess import minmax01
@@ -40,12 +42,16 @@ def _center(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _scatter(centered: np.ndarray) -> np.ndarray:
     """Full symmetric ``Xc^T Xc`` via one BLAS syrk (half a GEMM's FLOPs)."""
+    from scipy.linalg import blas  # here, not at module top: ~0.2 s of every CLI start
+
     upper = blas.dsyrk(1.0, centered.T, trans=0)  # centered.T is Fortran-ordered: no copy
     return np.triu(upper) + np.triu(upper, 1).T
 
 
 def _sq_norms_after(factor: np.ndarray, centered: np.ndarray, *, triangular: bool) -> np.ndarray:
     """``||T y||^2`` per row ``y`` of ``centered`` (overwritten when T is lower triangular)."""
+    from scipy.linalg import blas
+
     if triangular:  # in place, half a GEMM's FLOPs; trmm measured faster than trsm here
         y = blas.dtrmm(1.0, factor, centered.T, lower=1, overwrite_b=1)
     else:
@@ -127,6 +133,8 @@ class RXStats:
 
     def _whitening(self) -> tuple[np.ndarray, bool]:
         """(L^-1, True) with S = L L^T when pinv(S) = inv(S) provably, else (Lambda^-1/2 V^T, False)."""
+        from scipy.linalg import lapack
+
         if self._factor is None:
             cov = self.covariance
             if not np.any(cov):
@@ -168,6 +176,13 @@ def grx(cube: np.ndarray, vrange: tuple[float, float] | None = None, *,
     ``float32_scores`` whitens in float32 after float64 statistics: about twice as fast for that
     step, relative score error ~3e-6, AUC moved by <= 1.2e-6 on the shared scenes.
     """
+    with one_blas_thread(when=cores_busy()):
+        return _grx(cube, vrange, float32_scores)
+
+
+def _grx(cube: np.ndarray, vrange: tuple[float, float] | None, float32_scores: bool) -> np.ndarray:
+    from scipy.linalg import blas
+
     h, w, b = cube.shape
     stats = RXStats(b, vrange)
     pixels = _as_pixels(cube)
@@ -195,33 +210,42 @@ def _minmax_map(scores: np.ndarray) -> np.ndarray:
     return (scores - lo) / (hi - lo)
 
 
-_BIG = 1e200  # bordering diagonal: Cholesky of [[S, y], [y^T, BIG]] stays positive definite
+_BIG = 1e200  # bordering diagonal: Cholesky of [[S, y], [y^T, BIG]] stays positive definite (LRX)
 
 
 def _surround_distances(sums: np.ndarray, moments: np.ndarray, counts: np.ndarray,
                         pixels: np.ndarray, ridge: float) -> np.ndarray:
     """``(x - mu_k)^T (S_k + ridge I)^-1 (x - mu_k)`` for the pixels ``x`` of block k (``m x n x B``)
-    against the set with the given sums, raw second moments and counts.
+    against the set with the given sums, raw second moments (upper triangles valid; overwritten)
+    and counts.
 
-    One batched Cholesky of ``[[(n_k - 1)(S_k + ridge I), Y^T], [Y, BIG I]]``: its bottom-left block
-    is ``(L^-1 Y^T)^T``, so squared row norms (times ``n_k - 1``) are the distances; no inverse, no
-    cancellation, no Python loop. Sets of fewer than 2 pixels get a zero covariance (the reference
-    divides 0 by 0) and the distance becomes ``|x - mu|^2 / ridge``.
+    Per block one Cholesky of ``(n_k - 1)(S_k + ridge I)`` and one triangular solve of its pixels
+    (LAPACK ``potrf`` + BLAS ``trsm``, the FLOP floor: ``B^3/3 + B^2 n``), squared column norms
+    times ``n_k - 1``: no inverse, no cancellation. Sets of fewer than 2 pixels get a zero
+    covariance (the reference divides 0 by 0) and the distance becomes ``|x - mu|^2 / ridge``.
     """
+    from scipy.linalg import blas, lapack
+
     m, n, b = pixels.shape
     means = sums / counts[:, None]
     dof = np.maximum(counts - 1, 1)
-    border = np.empty((m, b + n, b + n))
-    scatter = border[:, :b, :b]
-    np.subtract(moments, means[:, :, None] * (means * counts[:, None])[:, None, :], out=scatter)
-    scatter *= (counts > 1)[:, None, None]
+    centered = pixels - means[:, None, :]
+    out = np.empty((m, n))
     diag = np.arange(b)
-    scatter[:, diag, diag] += (dof * ridge)[:, None]
-    np.subtract(pixels, means[:, None, :], out=border[:, b:, :b])
-    border[:, :b, b:] = 0.0  # numpy's cholesky reads the lower triangle only
-    border[:, b:, b:] = np.eye(n) * _BIG
-    low = np.linalg.cholesky(border)[:, b:, :b]
-    return np.einsum("kij,kij->ki", low, low) * dof[:, None]
+    for k in range(m):
+        # moments[k].T is Fortran-ordered with the valid triangle as its lower one: updated in place.
+        scatter = moments[k].T
+        if counts[k] > 1:  # scatter = X^T X - n mu mu^T, one triangle (BLAS syr)
+            scatter = blas.dsyr(-counts[k], means[k], a=scatter, lower=1, overwrite_a=1)
+        else:
+            scatter[:] = 0.0
+        scatter[diag, diag] += dof[k] * ridge
+        low, info = lapack.dpotrf(scatter, lower=1, clean=0, overwrite_a=1)
+        if info != 0:
+            raise FencliError(f"SLRX surround covariance is not positive definite (LAPACK info {info})")
+        y = blas.dtrsm(1.0, low, centered[k].T, lower=1, overwrite_b=1)  # L^-1 (x - mu), B x n
+        out[k] = np.einsum("ij,ij->j", y, y)
+    return out * dof[:, None]
 
 
 def _own_block_distances(centered: np.ndarray, ridge: float) -> np.ndarray:
@@ -262,9 +286,12 @@ def _paste(out: np.ndarray, values: np.ndarray, col0: int, bw: int, bs: int) -> 
 
 
 def _row_moments(groups: list[tuple[int, int, np.ndarray]]) -> tuple[np.ndarray, ...]:
-    """Per block of one block row: (sums, raw second moments X^T X, pixel counts)."""
+    """Per block of one block row: (sums, raw second moments X^T X (upper triangle), pixel counts)."""
+    from scipy.linalg import blas
+
     sums = np.concatenate([px.sum(axis=1) for _, _, px in groups])
-    moments = np.concatenate([np.matmul(px.transpose(0, 2, 1), px) for _, _, px in groups])
+    # X^T X by syrk (half a GEMM), upper triangle only: the surround's Cholesky reads no other.
+    moments = np.stack([blas.dsyrk(1.0, block.T, trans=0) for _, _, px in groups for block in px])
     counts = np.concatenate([np.full(px.shape[0], px.shape[1], dtype=np.float64) for _, _, px in groups])
     return sums, moments, counts
 
@@ -301,10 +328,69 @@ def slrx_block_size(bands: int, block_size: int | None = None, block_num: int = 
 
 def slrx_full_whitener(covariance: np.ndarray, ridge: float = SLRX_RIDGE) -> np.ndarray:
     """``L^-1`` with ``L L^T = S + ridge I`` for the full-image map: ``||L^-1 (x - mu)||^2``."""
+    from scipy.linalg import lapack
+
     if not ridge > 0:
         raise FencliError(f"SLRX ridge must be positive, got {ridge}")
     shifted = covariance + ridge * np.eye(covariance.shape[0])
     return lapack.dtrtri(np.linalg.cholesky(shifted), lower=1)[0]
+
+
+def cores_busy() -> bool:
+    """True when other processes leave no second core free right now: OpenBLAS threads then wait
+    for each other's time slices (GRX measured 8x slower with 2 threads than with 1 on a 2-core
+    machine at load 6, and 34 against 40 ms faster on 2 idle cores). Linux: the kernel's count of
+    runnable threads (``/proc/loadavg``) minus this process's own; elsewhere the load average."""
+    cpus = os.cpu_count() or 1
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+        own = 0
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/stat") as f:
+                own += f.read().rsplit(")", 1)[1].split()[0] == "R"
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0] + 1 > cpus
+        except OSError:  # no load average on this platform
+            return False
+    return running - own + 2 > cpus
+
+
+_BLAS_LOCK = threading.Lock()
+_blas_limit: list = []  # [threadpoolctl limiter, nesting depth] while some thread holds the limit
+
+
+@contextmanager
+def one_blas_thread(when: bool = True) -> Iterator[None]:
+    """BLAS/LAPACK on one thread inside (when ``when``): SLRX's per-block work is hundreds of calls
+    on 200 x 200 matrices, where OpenBLAS's thread hand-offs cost more than they gain (measured
+    4-60x slower with 2 threads on a 2-core machine under load). Both NumPy's and SciPy's OpenBLAS
+    are limited; without threadpoolctl nothing changes. The limit is process-wide, so concurrent
+    callers (Dask tiles) share it: the first sets it, the last one out restores the original."""
+    if not when:
+        yield
+        return
+    with _BLAS_LOCK:
+        if not _blas_limit:
+            try:
+                from scipy.linalg import blas  # noqa: F401  (loaded first, so that its pool is limited too)
+                from threadpoolctl import threadpool_limits
+            except ImportError:
+                limiter = None
+            else:
+                limiter = threadpool_limits(limits=1, user_api="blas")
+            _blas_limit[:] = [limiter, 0]
+        _blas_limit[1] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _blas_limit[1] -= 1
+            if _blas_limit[1] == 0:
+                if _blas_limit[0] is not None:
+                    _blas_limit[0].restore_original_limits()
+                _blas_limit.clear()
 
 
 def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge: float = SLRX_RIDGE,
@@ -327,6 +413,14 @@ def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge:
     del core_pixels  # the copy of the whole core must not outlive the full map
     np.sqrt(full.reshape(r1 - r0, c1 - c0), out=maps[2, :, c0:c1])
 
+    _block_maps(region, bs, ridge, (r0, r1), maps[:2])
+    return maps[:, :, c0:c1]
+
+
+def _block_maps(region: np.ndarray, bs: int, ridge: float, rows_core: tuple[int, int], maps: np.ndarray) -> None:
+    """The block and surround maps of ``slrx_raw_maps`` (``2 x (r1 - r0) x W``), a block row at a time."""
+    rh = region.shape[0]
+    r0, r1 = rows_core
     cache: dict[int, tuple[list, tuple[np.ndarray, ...]]] = {}
 
     def block_row(top: int) -> tuple[list, tuple[np.ndarray, ...]]:
@@ -357,7 +451,6 @@ def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge:
                 _paste(surround, np.sqrt(np.clip(d2, 0.0, None)), col0, bw, bs)
             k0 += m
         cache.pop(top - bs, None)
-    return maps[:, :, c0:c1]
 
 
 def slrx_combine(maps: np.ndarray) -> np.ndarray:
@@ -380,8 +473,12 @@ def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, r
     bs = slrx_block_size(b, block_size, block_num)
     centered = minmax01(cube, vrange).reshape(-1, b)
     centered -= centered.mean(axis=0)  # all later statistics are shift-invariant; limits cancellation
-    white = slrx_full_whitener(_scatter(centered) / max(h * w - 1, 1), ridge)
-    return slrx_combine(slrx_raw_maps(centered.reshape(h, w, b), bs, white, ridge))
+    # One BLAS thread throughout, idle cores or not: measured on 2 idle cores, 200 ms against 314 ms
+    # with 2 BLAS threads and 2 worker threads over block rows (SciPy's LAPACK calls hold the GIL).
+    with one_blas_thread():
+        white = slrx_full_whitener(_scatter(centered) / max(h * w - 1, 1), ridge)
+        maps = slrx_raw_maps(centered.reshape(h, w, b), bs, white, ridge)
+    return slrx_combine(maps)
 
 
 def _window_starts(length: int, extent: int) -> np.ndarray:

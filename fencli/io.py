@@ -240,11 +240,26 @@ def _format_of(path: Path) -> str:
                           ) from None
 
 
-def _open_arrays(path: Path, fmt: str) -> _ArrayFile:
-    import h5py
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
+
+def _is_hdf5(path: Path) -> bool:
+    """HDF5's signature at offset 0, 512, 1024, ... (a user block, 512 bytes in MATLAB v7.3): the test
+    ``h5py.is_hdf5`` makes, without importing h5py for every v5 ``.mat``."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        offset = 0
+        while offset + 8 <= size:
+            f.seek(offset)
+            if f.read(8) == _HDF5_SIGNATURE:
+                return True
+            offset = 512 if offset == 0 else offset * 2
+    return False
+
+
+def _open_arrays(path: Path, fmt: str) -> _ArrayFile:
     try:
-        if fmt == "mat" and h5py.is_hdf5(path):
+        if fmt == "mat" and _is_hdf5(path):
             return _h5_file(path, matlab=True)
         return {"mat": _mat_file, "npy": _npy_file, "npz": _npz_file,
                 "hdf5": partial(_h5_file, matlab=False)}[fmt](path)

@@ -10,7 +10,6 @@ the areas over the threshold tau are computed exactly: for scores in [0, 1],
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 from fencli.errors import FencliError
 
@@ -26,11 +25,25 @@ def _flatten(scores: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return scores.reshape(-1), labels
 
 
+def rankdata(values: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties at their mid-rank: scipy.stats.rankdata's 'average' method, without
+    importing scipy.stats (0.3-0.6 s at every start of the CLI)."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]]  # the first of each run of equal values
+    bounds = np.flatnonzero(np.r_[first, True])  # run g spans sorted positions bounds[g]..bounds[g+1]-1
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = (0.5 * (bounds[:-1] + 1 + bounds[1:]))[np.cumsum(first) - 1]
+    return ranks
+
+
 def roc_auc(scores: np.ndarray, gt: np.ndarray) -> float:
     """Area under the ROC curve of ``scores`` for the nonzero pixels of ``gt`` (ties count 1/2)."""
     s, y = _flatten(scores, gt)
     n_pos = int(y.sum())
     n_neg = y.size - n_pos
+    if np.isnan(s).any():
+        return float("nan")
     ranks = rankdata(s)  # mid-ranks for ties
     u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))

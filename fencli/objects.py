@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from fencli.errors import FencliError
 from fencli.metrics import roc_curve
@@ -181,6 +180,8 @@ def _finite(scores: np.ndarray) -> np.ndarray:
 
 def components(mask: np.ndarray, min_pixels: int = 1) -> tuple[np.ndarray, int]:
     """8-connected components of ``mask`` with at least ``min_pixels`` pixels: (labels int32, count)."""
+    from scipy import ndimage  # 0.2 s to import: only when objects are asked for
+
     if min_pixels < 1:
         raise FencliError(f"--min-pixels must be at least 1, got {min_pixels}")
     labels, n = ndimage.label(np.asarray(mask) != 0, structure=EIGHT)
@@ -205,6 +206,8 @@ def find_objects(scores: np.ndarray, mask: np.ndarray, *, min_pixels: int = 1, g
     inclusive bounding box ``row_min, col_min, row_max, col_max``; ``hit`` (overlaps a ground-truth
     pixel) when ``gt`` is given; ``lon``/``lat`` (WGS-84) when the CRS is known and rasterio is there.
     """
+    from scipy import ndimage  # 0.2 s to import: only when objects are asked for
+
     scores = np.asarray(scores, dtype=np.float64)
     labels, n = components(mask, min_pixels)
     if n == 0:
@@ -273,6 +276,8 @@ def evaluate(labels: np.ndarray, gt: np.ndarray) -> dict[str, Any]:
     precision = hitting objects / objects (None without objects); recall = ground-truth components
     (8-connected) touched by some object / ground-truth components.
     """
+    from scipy import ndimage  # 0.2 s to import: only when objects are asked for
+
     g = np.asarray(gt) != 0
     gt_labels, n_gt = ndimage.label(g, structure=EIGHT)
     n_obj = int(labels.max()) if labels.size else 0

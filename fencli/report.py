@@ -6,15 +6,25 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
 from fencli.io import atomic_path
 
-console = Console(stderr=False)
+if TYPE_CHECKING:
+    from rich.table import Table
+
+
+def __getattr__(name: str) -> Any:
+    """``console``, the Rich console of the terminal output, made on first use: ``--json`` runs
+    never import Rich (~30 ms of start-up)."""
+    if name == "console":
+        from rich.console import Console
+
+        globals()["console"] = made = Console(stderr=False)
+        return made
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def print_json(obj: Any) -> None:
@@ -40,6 +50,8 @@ def fmt(v: float | None, digits: int = 4) -> str:
 
 def results_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Table:
     """A table of detection rows (``scene, method, model, bands, auc, seconds`` keys)."""
+    from rich.table import Table
+
     table = Table(title=title, header_style="bold")
     for col, justify in (("scene", "left"), ("method", "left"), ("model", "left"), ("bands", "right"),
                          ("AUC", "right"), ("SNPR", "right"), ("enhance ms", "right"),

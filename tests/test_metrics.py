@@ -34,3 +34,23 @@ def test_bad_ground_truth():
         roc_auc(np.zeros((3, 3)), np.zeros((3, 4)))
     with pytest.raises(FencliError, match="both"):
         roc_auc(np.arange(9.0).reshape(3, 3), np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rankdata_equals_scipy_mid_ranks(seed):
+    """fencli's NumPy rankdata (no scipy.stats at start-up) gives scipy's 'average' ranks exactly."""
+    from scipy.stats import rankdata as scipy_rankdata
+
+    from fencli.metrics import rankdata
+
+    rng = np.random.default_rng(seed)
+    for values in (rng.integers(0, 7, 500).astype(float), rng.normal(size=300), np.ones(5), np.array([2.0])):
+        np.testing.assert_array_equal(rankdata(values), scipy_rankdata(values))
+
+
+def test_nan_scores_give_nan_auc():
+    scores = np.arange(12.0).reshape(3, 4)
+    scores[1, 1] = np.nan
+    gt = np.zeros((3, 4))
+    gt[0, 0] = 1
+    assert np.isnan(roc_auc(scores, gt))

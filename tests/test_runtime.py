@@ -178,8 +178,15 @@ def test_cli_export_and_models(synthetic, tmp_path, monkeypatch):
     assert isinstance(res.exception, FencliError) and "exists" in str(res.exception)
     res = _cli("export", "--out", out)
     assert isinstance(res.exception, FencliError) and "exactly one" in str(res.exception)
-    listed = {m["name"]: m for m in json.loads(_cli("models", "--json").output)["models"]}
+    doc = json.loads(_cli("models", "--json").output)
+    listed = {m["name"]: m for m in doc["models"]}
     assert listed["ferd-200-supp"]["path"] == str(out)
+    import onnxruntime
+
+    rt = doc["runtime"]  # which ONNX Runtime build runs the FEN, and on which provider
+    assert rt["onnxruntime"] == onnxruntime.__version__ and rt["packages"]
+    assert rt["available_providers"] == onnxruntime.get_available_providers()
+    assert rt["auto_provider"] == get_session(out, "auto").provider
     assert listed["ferd-50"]["installed"] is (fmodels.find_installed("ferd-50") is not None)
 
 
@@ -192,8 +199,10 @@ def test_cli_enhance(synthetic, tmp_path):
     np.save(src, cube)
     res = _cli("enhance", src, "--model", synthetic[1], "--device", "cpu", "--threads", "1", "--json")
     assert res.exit_code == 0, res.output
-    out = Path(json.loads(res.output)["output"])
+    summary = json.loads(res.output)
+    out = Path(summary["output"])
     assert out == tmp_path / "scene_fen.npy"
+    assert (summary["device"], summary["provider"]) == ("cpu", "CPUExecutionProvider")
     expected = get_session(synthetic[1], "cpu", 1).enhance(cube)
     np.testing.assert_array_equal(np.load(out), expected)
     res = _cli("enhance", src, "--model", synthetic[1])
@@ -234,3 +243,19 @@ def test_runtime_without_torch(synthetic, tmp_path):
     expected = get_session(synthetic[1], device="cpu").enhance(cube)
     np.testing.assert_allclose(np.load(out), expected, rtol=0, atol=1e-6 * np.abs(expected).max())
     np.testing.assert_array_equal(np.load(str(out) + ".cli.npy"), np.load(out))  # the CLI, torch-free too
+
+
+def test_cli_detect_reports_the_provider(synthetic, tmp_path):
+    from conftest import planted_scene
+
+    import fencli.cli.detect  # noqa: F401  (registers the command)
+
+    cube, _ = planted_scene(h=20, w=22, bands=14)
+    src = tmp_path / "scene.npy"
+    np.save(src, cube)
+    res = _cli("detect", src, "--model", synthetic[1], "--device", "cpu", "--threads", "1", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["provider"] == "CPUExecutionProvider"
+    res = _cli("detect", src, "--model", "none", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["provider"] is None  # no model, no FEN provider

@@ -58,10 +58,12 @@ def bench(
     --json prints a list of rows {scene, method, model, bands, auc, metrics, seconds, reference_auc,
     auc_diff}; with --had100, an object {scenes: rows, mean: rows per method and model, notes}.
 
-    Examples:\n
-      fencli bench\n
-      fencli bench scene.mat --model ferd-200-supp --methods grx,slrx --repeat 5 --json\n
-      fencli bench --had100 HAD100/ --model ferd-100 --methods grx\n
+    Examples:
+
+    \b
+      fencli bench
+      fencli bench scene.mat --model ferd-200-supp --methods grx,slrx --repeat 5 --json
+      fencli bench --had100 HAD100/ --model ferd-100 --methods grx
       fencli bench --out-dir out/bench --force
     """
     from fencli import bench as B

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -12,8 +12,9 @@ from fencli.cli import app
 from fencli.cli.options import (Bands, ConstantBands, Device, Force, GtFile, GtKey, Json, Key, Layout, Model,
                                 Nan, Threads)
 from fencli.errors import FencliError
-from fencli.pipeline import Result, detector, run
-from fencli.preprocess import model_bands
+
+if TYPE_CHECKING:
+    from fencli.pipeline import Result
 
 
 def load_enhancer(model: str, device: str = "auto", threads: int | None = None):
@@ -133,11 +134,13 @@ def detect(
 
     Scenes larger than a tile run out of core (tiled FEN, streamed detectors) with the same result.
 
-    Examples:\n
-      fencli detect scene.mat\n
-      fencli detect scene.mat --method slrx --model ferd-200-supp --bands 200\n
-      fencli detect scene.hdr --gt truth.png --out map.npy --png map.png --json\n
-      fencli detect scene.hdr --far 1e-3 --out map.tif --mask mask.tif --objects objs.geojson --quicklook ql.png\n
+    Examples:
+
+    \b
+      fencli detect scene.mat
+      fencli detect scene.mat --method slrx --model ferd-200-supp --bands 200
+      fencli detect scene.hdr --gt truth.png --out map.npy --png map.png --json
+      fencli detect scene.hdr --far 1e-3 --out map.tif --mask mask.tif --objects objs.geojson --quicklook ql.png
       fencli detect flights/ 'more/*.hdr' --model ferd-200 --out-dir maps/ --engine dask
     """
     if engine not in ("local", "dask"):
@@ -159,9 +162,10 @@ def detect(
                            scheduler=scheduler, device=device, threads=threads, json=json, force=force)
     cube = cubes[0]
     from fencli.io import read_scene, validate_cube
+    from fencli.pipeline import run
     from fencli import georef as geo
     from fencli.objects import parse_threshold
-    from fencli.report import console, print_json, results_table, save_maps_png
+    from fencli.report import print_json, save_maps_png
 
     rule = parse_threshold(threshold, far)
     if polygons and (objects is None or objects.suffix.lower() not in (".geojson", ".json")):
@@ -200,12 +204,15 @@ def detect(
         save_maps_png(png, [(title, res.scores)], scene.gt, force=force)
     seconds = {"read": t_read, **res.seconds, "total": time.perf_counter() - t_start}
     row = result_row(scene.name, scene.cube.shape, res, seconds, out)
+    row["provider"] = enhancer.provider if enhancer is not None else None
     row.update(geo.json_fields(grid))
     row["objects"] = found.summary() if found is not None else None
     row["files"] = {k: str(v) for k, v in (("mask", mask), ("objects", objects), ("quicklook", quicklook)) if v}
     if json:
         print_json(row)
     else:
+        from fencli.report import console, results_table
+
         console.print(results_table([row], title=f"{scene.name}  {tuple(scene.cube.shape)}"))
         if res.auc is None:
             console.print("no ground truth: AUC not computed (pass --gt or --gt-key)")
@@ -234,6 +241,8 @@ def run_tiled(path: Path, scene, method: str, enhancer, bands: int | None, tile:
               scheduler: str | None, options: dict, bar: bool = False) -> Result:
     """One scene through :func:`fencli.stream.detect_stream` (or its Dask twin) as a pipeline Result."""
     from fencli.metrics import roc3d
+    from fencli.pipeline import Result
+    from fencli.preprocess import model_bands
     from fencli.stream import detect_stream, enhancer_tile_fen
 
     bands = model_bands(bands, enhancer)
@@ -266,6 +275,7 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
                 threads: int | None, json: bool, force: bool) -> None:
     """Many scenes: one progress bar, per-scene rows in OUT_DIR/summary.{csv,json}, failures isolated."""
     from fencli.batch import run_batch
+    from fencli.preprocess import model_bands
     from fencli.report import console, print_json
     from fencli.stream import enhancer_tile_fen
 
@@ -320,9 +330,12 @@ def demo(
 
     Prints the detection table and writes a PNG of the maps next to the ground truth.
 
-    Example:\n
+    Example:
+
+    \b
       fencli demo --force
     """
+    from fencli.pipeline import detector, run
     from fencli.report import console, print_json, results_table, save_maps_png
     from fencli.synthetic import demo_scene
 

@@ -39,8 +39,10 @@ def enhance(
 ) -> None:
     """Write the FEN-enhanced cube of CUBE: the model's first B bands, scaled, enhanced, bands last.
 
-    Examples:\n
-      fencli enhance scene.mat --model ferd-200-supp\n
+    Examples:
+
+    \b
+      fencli enhance scene.mat --model ferd-200-supp
       fencli enhance scene.hdr -m weights/mine.onnx --out enhanced.h5 --json
     """
     from fencli.io import read_scene, write_array
@@ -64,6 +66,7 @@ def enhance(
     label = session.name if session.bands is None else str(session.path)  # adaptive: no single model file
     summary = {"input": str(cube), "output": str(written), "model": label,
                "bands": nb, "variant": session.info.variant, "device": session.device,
+               "provider": session.provider,
                "shape": list(enhanced.shape), "seconds": round(seconds, 4)}
     if json:
         print(jsonlib.dumps(summary, indent=2))

@@ -9,6 +9,10 @@ import typer
 from fencli.cli import app
 from fencli.models import list_models, search_dirs
 
+# Both wheels install the same `onnxruntime` package; pip lets the CPU wheel's files win when both are
+# asked for, so the GPU build is reinstalled over them (measured; see benchmarks/RESULTS.md).
+GPU_INSTALL = "pip install 'fencli[gpu]' && pip install --force-reinstall --no-deps onnxruntime-gpu"
+
 
 @app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
@@ -18,8 +22,12 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
              "source": m.entry.source if m.entry else None,
              "installed": m.path is not None, "path": str(m.path) if m.path else None}
             for m in list_models()]
+    from fencli.runtime import runtime_info
+
+    rt = runtime_info()
     if as_json:
-        print(json.dumps({"models": rows, "search_path": [str(d) for d in search_dirs()]}, indent=2))
+        print(json.dumps({"models": rows, "search_path": [str(d) for d in search_dirs()], "runtime": rt},
+                         indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -32,3 +40,10 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
     console = Console()
     console.print(table)
     console.print("search path: " + ", ".join(str(d) for d in search_dirs()))
+    console.print(f"ONNX Runtime {rt['onnxruntime']} ({', '.join(rt['packages']) or 'package unknown'}): "
+                  f"providers {', '.join(rt['available_providers'])}; --device auto runs the FEN on "
+                  f"{rt['auto_provider']}" + (" (no usable GPU here)" if rt["auto_device"] == "cpu"
+                                              and "CUDAExecutionProvider" in rt["available_providers"] else ""),
+                  markup=False, highlight=False)
+    if "CUDAExecutionProvider" not in rt["available_providers"]:
+        console.print(f"for CUDA: {GPU_INSTALL}", markup=False, highlight=False)
