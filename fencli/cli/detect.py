@@ -101,7 +101,7 @@ def detect(
     cubes: Cubes,
     method: Annotated[str, typer.Option("--method", help="grx (global RX), slrx (fixed-patch local RX) or lrx (dual-window local RX).")] = "grx",
     bands: Bands = None,
-    model: Model = "none",
+    model: Model = "auto",
     gt: GtFile = None,
     gt_key: GtKey = None,
     key: Key = None,
@@ -129,12 +129,15 @@ def detect(
     json: Json = False,
     force: Force = False,
 ) -> None:
-    """Score every pixel of CUBE for anomaly, optionally after FEN enhancement.
+    """Score every pixel of CUBE for anomaly, FEN-enhanced by default (--model none: raw).
 
+    Without --model, fencli's embedded FEN with the most bands the scene has (50, 100, 200) enhances
+    the scene first; a scene with fewer bands than the smallest runs raw, said in one line.
     Scenes larger than a tile run out of core (tiled FEN, streamed detectors) with the same result.
 
     Examples:\n
       fencli detect scene.mat\n
+      fencli detect scene.mat --model none --method slrx\n
       fencli detect scene.mat --method slrx --model ferd-200-supp --bands 200\n
       fencli detect scene.hdr --gt truth.png --out map.npy --png map.png --json\n
       fencli detect scene.hdr --far 1e-3 --out map.tif --mask mask.tif --objects objs.geojson --quicklook ql.png\n
@@ -170,11 +173,20 @@ def detect(
     if defaulted:
         rule = parse_threshold("auto")
     refuse_existing([out, png, mask, objects, quicklook], force)
+    from fencli.models import AUTO, pick_model
+
     t_start = time.perf_counter()
-    enhancer = load_enhancer(model, device, threads)  # session creation: in "total", not in "read"
+    auto = model.lower() == AUTO
+    if not auto:  # a named model fails before the scene is read
+        enhancer = load_enhancer(model, device, threads)  # session creation: in "total", not in "read"
     t0 = time.perf_counter()
     scene = read_scene(cube, key=key, gt=gt, gt_key=gt_key, layout=layout, nan=nan, validate=False)
     t_read = time.perf_counter() - t0
+    if auto:
+        model, why = pick_model("detect", model, scene.cube.shape[2], bands)
+        if why:
+            typer.echo(f"fencli: {why}: ran raw {method.upper()} (--model none says so silently)", err=True)
+        enhancer = load_enhancer(model, device, threads)
     if use_tiles(scene.cube.shape, enhancer, bands, tile, engine, nan):
         res = run_tiled(cube, scene, method, enhancer, bands, tile, engine, scheduler, options, bar=not json)
     else:
@@ -279,6 +291,19 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
             raise FencliError(f"{flag} is for one scene; with --out-dir each scene's map goes to the folder")
     if layout != "hwb" or nan != "error" or tile == 0:
         raise FencliError("--layout, --nan fill and --tile 0 are for one scene at a time")
+    from fencli.models import AUTO, pick_model
+
+    if model.lower() == AUTO:  # one model for the batch: chosen by --bands, else by the first scene
+        first = bands
+        if first is None:
+            from fencli.batch import expand_inputs
+            from fencli.io import read_scene
+
+            paths = expand_inputs(cubes)
+            first = read_scene(paths[0], key=key, validate=False).cube.shape[2] if paths else 0
+        model, why = pick_model("detect", model, first, bands)
+        if why:
+            typer.echo(f"fencli: {why}: ran raw {method.upper()}", err=True)
     enhancer = load_enhancer(model, device, threads)  # fail early on a bad model, before any scene
     bands = model_bands(bands, enhancer)
     fen = SessionTileFen(str(enhancer.path), device, threads) if enhancer is not None else None
@@ -313,7 +338,7 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
 
 @app.command()
 def demo(
-    model: Annotated[str, typer.Option("--model", "-m", help="FEN model for the FE rows: a name, a path, 'auto' (the first installed 200-band model) or 'none'.")] = "auto",
+    model: Annotated[str, typer.Option("--model", "-m", help="FEN model for the FE rows: a name, a path, 'auto' (fencli's embedded 200-band model) or 'none'.")] = "auto",
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated detectors (lrx is opt-in: tens of seconds on 2 cores).")] = "grx,slrx",
     png: Annotated[Path, typer.Option("--png", help="Where to write the figure of the maps.")] = Path("fencli-demo.png"),
     json: Json = False,
@@ -335,12 +360,9 @@ def demo(
     refuse_existing([png], force)
     cube, gt = demo_scene()
     enhancers = [None]
-    if model == "auto":
-        from fencli.models import list_models
+    from fencli.models import pick_model
 
-        found = [m.name for m in list_models()
-                 if m.path is not None and m.entry is not None and m.entry.bands == cube.shape[2]]
-        model = found[-1] if found else "none"
+    model, why = pick_model("demo", model, cube.shape[2])
     if model.lower() != "none":
         enhancers.append(load_enhancer(model))
     rows, maps = [], []
@@ -355,5 +377,5 @@ def demo(
     else:
         console.print(results_table(rows, title="fencli demo: synthetic 100 x 100 x 200, 12 targets"))
         if len(enhancers) == 1:
-            console.print("no FEN model installed: raw detectors only (see `fencli export`)")
+            console.print(f"raw detectors only ({why or 'model none'}; see `fencli models`)")
         console.print(f"maps written to {png}")
