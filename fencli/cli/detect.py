@@ -344,9 +344,10 @@ def demo(
     json: Json = False,
     force: Force = False,
 ) -> None:
-    """Run the detectors on the embedded synthetic scene (100 x 100 x 200, 12 planted targets).
+    """Run the detectors, raw and FEN-enhanced, on the embedded synthetic scene (100 x 100 x 200:
+    fields, roads and roofs, with 12 small roof-material objects out of place inside fields).
 
-    Prints the detection table and writes a PNG of the maps next to the ground truth.
+    Prints the detection table and writes a PNG: raw maps above, FE maps below, the ground truth.
 
     Example:\n
       fencli demo --force
@@ -365,17 +366,22 @@ def demo(
     model, why = pick_model("demo", model, cube.shape[2])
     if model.lower() != "none":
         enhancers.append(load_enhancer(model))
+    from fencli.quicklook import rgb_image
+
     rows, maps = [], []
     for enhancer in enhancers:
         for method in method_list:
             res = run(cube, method, enhancer=enhancer, gt=gt)
             rows.append(result_row("demo", cube.shape, res, res.seconds, None))
-            maps.append((f"{'FE+' if res.model else ''}{method.upper()} {res.auc:.4f}", res.scores))
-    save_maps_png(png, maps, gt, force=force)
+            name = f"FE+{method.upper()} ({res.model})" if res.model else f"raw {method.upper()}"
+            maps.append((f"{name}  AUC {res.auc:.4f}", res.scores))
+        if enhancer is None:  # raw maps and the scene on the first row, FE maps and the truth below
+            maps.append(("the scene (fields, roads, roofs)", rgb_image(cube)[0]))
+    save_maps_png(png, maps, gt, force=force, ncols=len(method_list) + 1)
     if json:
         print_json(rows)
     else:
-        console.print(results_table(rows, title="fencli demo: synthetic 100 x 100 x 200, 12 targets"))
+        console.print(results_table(rows, title="fencli demo: synthetic fields/roads/roofs 100 x 100 x 200, 12 targets"))
         if len(enhancers) == 1:
             console.print(f"raw detectors only ({why or 'model none'}; see `fencli models`)")
         console.print(f"maps written to {png}")
