@@ -38,7 +38,7 @@ def planted_scene(h: int = 40, w: int = 48, bands: int = 30, n_anomalies: int = 
     for _ in range(n_anomalies):
         r, c = rng.integers(margin, h - margin), rng.integers(margin, w - margin)
         patch = (slice(r, r + target_size), slice(c, c + target_size))
-        cube[patch] = (1 - fraction) * cube[patch] + fraction * roof
+        cube[patch] = (1 - fraction) * cube[patch] + fraction * target
         gt[patch] = 1
     return cube.astype(np.float32), gt
 
