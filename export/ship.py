@@ -59,6 +59,9 @@ def ship(run_dir: Path, name: str, scenes: list[Path], description: str = "",
     if meta.get("source") != TRAINED_SOURCE:
         raise FencliError(f"{src}: source is {meta.get('source')!r}, not {TRAINED_SOURCE!r}: only models "
                           "fencli trained can ship")
+    done = [ln for ln in (run_dir / "train.log").read_text().splitlines() if " done: " in ln]
+    if done:  # "... done: 60 steps in 591.6 s; ..." -> the run's training seconds, resumed parts included
+        meta["train_seconds"] = done[-1].split(" steps in ")[1].split(" s")[0]
     aucs = measure(src, scenes)
     meta["auc"] = json.dumps(aucs, sort_keys=True)
     print(json.dumps(aucs, indent=1))
