@@ -241,7 +241,8 @@ def _prepare_out(cfg: TrainConfig, resume: bool, force: bool) -> tuple[TrainConf
         if not ckpt.is_file():
             raise FencliError(f"{out}: nothing to resume (no {CHECKPOINT})")
         state = _load_pt(ckpt)
-        saved = TrainConfig(**{**state["config"], "betas": tuple(state["config"]["betas"])})
+        old = {"teacher_depth": 3, "init": "random"}  # runs from before fencli's recipe existed
+        saved = TrainConfig(**{**old, **state["config"], "betas": tuple(state["config"]["betas"])})
         # what may change on resume: how long to run, where to run it
         saved.epochs, saved.max_steps, saved.device = cfg.epochs, cfg.max_steps, cfg.device
         return saved, state
@@ -324,7 +325,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     if state is None:
         cfg.data_sha256 = files_sha256(files)
         create_out(cfg, force)
-    elif files_sha256(files) != cfg.data_sha256:
+    elif cfg.data_sha256 and files_sha256(files) != cfg.data_sha256:
         raise FencliError("--resume: the training data differ from the run's (other files or contents)")
     out = Path(cfg.out)
     log = RunLog(out / "train.log", echo)
