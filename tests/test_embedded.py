@@ -128,6 +128,15 @@ def test_too_few_bands_enhance_refuses_detect_runs_raw(tmp_path: Path) -> None:
         "ran raw GRX (--model none says so silently)"]
 
 
+def test_bench_default_pairs_raw_and_embedded_rows(tmp_path: Path) -> None:
+    res = _fencli(tmp_path, "bench", "demo", "--methods", "grx", "--repeat", "1", "--warmup", "0",
+                  "--reference", "none", "--json")
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert [(r["model"], r["bands"]) for r in rows] == [(None, 200), ("fencli-200", 200)]
+    assert rows[1]["auc"] > rows[0]["auc"] + 0.1
+
+
 def test_models_lists_embedded_and_published(tmp_path: Path) -> None:
     res = _fencli(tmp_path, "models", "--json")
     rows = {r["name"]: r for r in json.loads(res.stdout)["models"]}
