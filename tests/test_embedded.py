@@ -125,7 +125,7 @@ def test_too_few_bands_enhance_refuses_detect_runs_raw(tmp_path: Path) -> None:
     assert det.returncode == 0 and json.loads(det.stdout)["model"] is None
     assert det.stderr.strip().splitlines() == [
         "fencli: the scene has 30 bands, fewer than the 50 of the smallest shipped FEN model: "
-        "ran raw GRX (--model none says so silently)"]
+        "ran raw GRX (--model none: raw without this note)"]
 
 
 def test_bench_default_pairs_raw_and_embedded_rows(tmp_path: Path) -> None:

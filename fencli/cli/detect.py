@@ -185,7 +185,7 @@ def detect(
     if auto:
         model, why = pick_model("detect", model, scene.cube.shape[2], bands)
         if why:
-            typer.echo(f"fencli: {why}: ran raw {method.upper()} (--model none says so silently)", err=True)
+            typer.echo(f"fencli: {why}: ran raw {method.upper()} (--model none: raw without this note)", err=True)
         enhancer = load_enhancer(model, device, threads)
     if use_tiles(scene.cube.shape, enhancer, bands, tile, engine, nan):
         res = run_tiled(cube, scene, method, enhancer, bands, tile, engine, scheduler, options, bar=not json)
