@@ -58,11 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--bands", default="50,100,200", help="comma-separated band counts")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     loaded = {n: read_scene(SHARED / "data" / f"{n}.mat") for n in SCENES}
     table: dict[str, dict] = {}
-    for bands in (50, 100, 200):
+    for bands in map(int, args.bands.split(",")):
         names = [n for n in SCENES if loaded[n].cube.shape[2] >= bands]
         cubes = {n: np.ascontiguousarray(loaded[n].cube[:, :, :bands], dtype=np.float32) for n in names}
         gts = {n: loaded[n].gt.astype(bool) for n in names}
@@ -88,10 +89,11 @@ def main(argv: list[str] | None = None) -> None:
                                                  for n in names}
         table[str(bands)] = {"scenes": names, "rows": rows,
                              "mean": {k: float(np.mean(list(v.values()))) for k, v in rows.items()}}
-    seeds = [k for k in table["50"]["rows"] if k.startswith("every weight random")]
+    first = next(iter(table.values()))
+    seeds = [k for k in first["rows"] if k.startswith("every weight random")]
     print("\n| FEN weights | " + " | ".join(f"FE+GRX, {b} bands" for b in table) + " |")
     print("|---|" + "---:|" * len(table))
-    labels = list(table["200"]["rows"])
+    labels = list(dict.fromkeys(k for t in table.values() for k in t["rows"]))
     for label in labels:
         print(f"| {label} | " + " | ".join(f"{t['mean'][label]:.4f}" if label in t["mean"] else ""
                                          for t in table.values()) + " |")
