@@ -179,6 +179,8 @@ def export_all_shared(dest_dir: str | Path, shared: str | Path | None = None,
     dest = Path(dest_dir)
     done = {}
     for name, entry in registry().items():
+        if entry.kind != "published":  # fencli's own models ship as ONNX already
+            continue
         folder = entry.source
         out = dest / f"{name}.onnx"
         if out.exists() and not force:
