@@ -275,6 +275,19 @@ def run_tiled(path: Path, scene, method: str, enhancer, bands: int | None, tile:
                   metrics.get("auc_df"), metrics, res.seconds)
 
 
+def first_scene_bands(cubes: list[Path], key: str | None) -> int:
+    """The band count of the first scene that reads (a bad file is the batch's error row, not this)."""
+    from fencli.batch import expand_inputs
+    from fencli.io import read_scene
+
+    for path in expand_inputs(cubes):
+        try:
+            return read_scene(path, key=key, validate=False).cube.shape[2]
+        except FencliError:
+            continue
+    return 0
+
+
 def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: int | None, model: str,
                 gt: Path | None, out: Path | None, png: Path | None, key: str | None, layout: str, nan: str,
                 options: dict, tile: int | None, engine: str, scheduler: str | None, device: str,
@@ -293,14 +306,8 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
         raise FencliError("--layout, --nan fill and --tile 0 are for one scene at a time")
     from fencli.models import AUTO, pick_model
 
-    if model.lower() == AUTO:  # one model for the batch: chosen by --bands, else by the first scene
-        first = bands
-        if first is None:
-            from fencli.batch import expand_inputs
-            from fencli.io import read_scene
-
-            paths = expand_inputs(cubes)
-            first = read_scene(paths[0], key=key, validate=False).cube.shape[2] if paths else 0
+    if model.lower() == AUTO:  # one model for the batch: chosen by --bands, else by the first readable scene
+        first = bands if bands is not None else first_scene_bands(cubes, key)
         model, why = pick_model("detect", model, first, bands)
         if why:
             typer.echo(f"fencli: {why}: ran raw {method.upper()}", err=True)
