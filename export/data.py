@@ -27,8 +27,11 @@ class TrainScene:
     gt: np.ndarray | None         # H x W bool, True = anomalous (never inside a crop)
 
 
-def load_scene(path: str | Path, bands: int, need_gt: bool = False) -> TrainScene:
-    """A scene's first ``bands`` bands as float32 and its ground truth (bool) if it has one."""
+MAX_CROP = 64  # the reference's crop; the default crop is the largest multiple of 8 up to it that fits
+
+
+def load_scene(path: str | Path, bands: int | None, need_gt: bool = False) -> TrainScene:
+    """A scene's first ``bands`` bands (all when None) as float32 and its ground truth (bool) if any."""
     scene = read_scene(path, constant_bands="keep")  # NaN, tiny or constant cubes are errors
     cube = np.ascontiguousarray(select_bands(scene.cube, bands), dtype=np.float32)
     if scene.gt is None and need_gt:
@@ -77,6 +80,25 @@ def clean_origins(gt: np.ndarray | None, h: int, w: int, crop: int) -> np.ndarra
     s[1:, 1:] = gt.astype(np.int64).cumsum(0).cumsum(1)
     win = s[crop:, crop:] - s[:-crop, crop:] - s[crop:, :-crop] + s[:-crop, :-crop]
     return np.flatnonzero(win.reshape(-1) == 0)
+
+
+def largest_clean_crop(scene: TrainScene, limit: int = MAX_CROP) -> int:
+    """The largest multiple of 8 (at most ``limit``) for which ``scene`` holds an anomaly-free crop; 0 if none."""
+    h, w, _ = scene.cube.shape
+    for crop in range(min(limit, h, w) // 8 * 8, 0, -8):
+        if clean_origins(scene.gt, h, w, crop).size:
+            return crop
+    return 0
+
+
+def default_crop(scenes: list[TrainScene]) -> int:
+    """The crop for these scenes: the largest multiple of 8, at most 64, that fits every one of them
+    (the smallest scene decides, so no scene is dropped from training)."""
+    sizes = {sc.name: largest_clean_crop(sc) for sc in scenes}
+    small = [name for name, c in sizes.items() if c == 0]
+    if small:
+        raise FencliError(f"{small[0]}: no anomaly-free 8x8 crop (the smallest crop training takes)")
+    return min(sizes.values())
 
 
 class CropSampler:

@@ -12,6 +12,11 @@ the reflect-padded input is ``c + 8`` wide; with ``s = c + 8``:
 Attribute names at the top level (``convh``, ``layer1``, ``conv1``, ``conv2``, ``conv3``) equal the
 published checkpoint keys, so the FEN's state dict is a subset of this network's; ``layer1..3``
 equal torchvision's, so a ``wide_resnet101_2`` ImageNet state dict loads into the teacher.
+
+``depth=1`` is fencli's light recipe: the teacher stops at ``layer1`` (the only stage the FEN keeps),
+the bottleneck is one strided conv and one Bottleneck (256@s -> 1024@s/4) and the student has two
+upsampling stages back to 256@s; one cosine pair. Same ConvH, layer1, head, classifier and losses,
+about a seventh of the reference's FLOPs per crop (``fencli train --teacher-depth 1``, the default).
 """
 
 from __future__ import annotations
@@ -86,6 +91,33 @@ class Decoder(nn.Module):
         return [self.layer3(d512), d512, d1024]
 
 
+class LightOCBE(nn.Module):
+    """The depth-1 bottleneck: 256@s -> 512@s/2 (strided 3x3) -> 1024@s/4 (one strided Bottleneck)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down_a = conv_bn_relu(256, 512)
+        self.blocks = make_layer(512, 256, 1024, blocks=1, stride=2)
+
+    def forward(self, fa: Tensor) -> Tensor:
+        return self.blocks(self.down_a(fa))
+
+
+class LightDecoder(nn.Module):
+    """The depth-1 student: two upsampling Bottlenecks, 1024@s/4 -> 512@s/2 -> 256@s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer2 = up_stage(1024, 256, 512, 1)
+        self.layer3 = up_stage(512, 128, 256, 1)
+
+    def forward(self, z: Tensor) -> list[Tensor]:
+        return [self.layer3(self.layer2(z))]
+
+
+TEACHER_DEPTHS = (1, 3)
+
+
 @dataclass
 class FerdOutput:
     enc: list[Tensor]   # teacher fa, fb, fc
@@ -108,15 +140,18 @@ def _init_like_reference(net: nn.Module) -> None:
 class FERD(nn.Module):
     """ConvH + frozen teacher + OCBE + student decoder + de-ConvH + pixel classifier."""
 
-    def __init__(self, bands: int, head_width: int | None = None) -> None:
+    def __init__(self, bands: int, head_width: int | None = None, depth: int = 3) -> None:
         super().__init__()
-        self.bands = bands
+        if depth not in TEACHER_DEPTHS:
+            raise ValueError(f"the teacher depth must be one of {TEACHER_DEPTHS}, not {depth}")
+        self.bands, self.depth = bands, depth
         self.head_width = head_width or head_width_for(bands)
         self.convh = nn.Conv2d(bands, 64, 1, bias=False)
-        teacher = wide_resnet101_2_layers(upto=3)
-        self.layer1, self.layer2, self.layer3 = (teacher[n] for n in TEACHER_LAYERS)
-        self.ocbe = OCBE()
-        self.decoder = Decoder()
+        teacher = wide_resnet101_2_layers(upto=depth)
+        for name, stage in teacher.items():
+            setattr(self, name, stage)
+        self.ocbe = OCBE() if depth == 3 else LightOCBE()
+        self.decoder = Decoder() if depth == 3 else LightDecoder()
         self.deconvh = nn.Conv2d(256, bands, 1, bias=False)
         self.conv1 = nn.Conv2d(256, self.head_width, 1)
         self.conv2 = nn.Conv2d(self.head_width, bands, 1)
@@ -132,7 +167,7 @@ class FERD(nn.Module):
 
     # --- parameter groups -------------------------------------------------------------------
     def teacher_modules(self) -> list[nn.Module]:
-        return [self.layer1, self.layer2, self.layer3]
+        return [getattr(self, name) for name in TEACHER_LAYERS[: self.depth]]
 
     def teacher_parameters(self) -> list[nn.Parameter]:
         return [p for m in self.teacher_modules() for p in m.parameters()]
@@ -158,20 +193,22 @@ class FERD(nn.Module):
         check_crop(x.shape[-1])
         # ConvH is pointwise: applying it before the reflect pad equals the reference's order.
         f = F.pad(self.convh(x), (PAD, PAD, PAD, PAD), mode="reflect")
-        fa = self.layer1(f)
-        fb = self.layer2(fa)
-        fc = self.layer3(fb)
-        dec = self.decoder(self.ocbe(fa, fb, fc))
+        enc = [self.layer1(f)]
+        for stage in self.teacher_modules()[1:]:
+            enc.append(stage(enc[-1]))
+        fa = enc[0]
+        dec = self.decoder(self.ocbe(*enc))
         inner = (slice(None), slice(None), slice(PAD, -PAD), slice(PAD, -PAD))
         recon = self.deconvh(dec[0])[inner]
         enhanced = self.head(fa[inner])
         logit = self.conv3(torch.abs(self.head(dec[0][inner]) - enhanced))
-        return FerdOutput([fa, fb, fc], dec, recon, logit, enhanced)
+        return FerdOutput(enc, dec, recon, logit, enhanced)
 
     # --- teacher weights and the FEN ------------------------------------------------------
     def load_teacher(self, state_dict: dict[str, Tensor], layers: tuple[str, ...] = TEACHER_LAYERS) -> int:
         """Load ``layers`` from a torchvision-keyed state dict; returns the number of tensors set."""
         own = self.state_dict()
+        layers = tuple(n for n in layers if n in TEACHER_LAYERS[: self.depth])
         wanted = {k: v for k, v in state_dict.items() if k.split(".", 1)[0] in layers}
         expected = {k for k in own if k.split(".", 1)[0] in layers}
         missing = sorted(expected - wanted.keys())

@@ -108,11 +108,13 @@ def check_parity(model: FEN, onnx_bytes: bytes, shape: tuple[int, int, int] = (2
 
 
 def export_model(model: FEN, out: str | Path, *, source: str = "", source_sha256: str = "",
-                 force: bool = False, dynamo: bool = False, trim: bool = True) -> Path:
+                 force: bool = False, dynamo: bool = False, trim: bool = True,
+                 extra: dict[str, str] | None = None) -> Path:
     """Write ``model`` as ONNX to ``out`` (atomically; an existing file needs ``force``).
 
     ``dynamo`` picks torch.onnx's dynamo exporter over the TorchScript one (about 8x slower to
     export; ``benchmarks/bench_fen.py`` times both graphs); ``trim`` exports :class:`TrimmedFEN`.
+    ``extra`` adds metadata (a trained model's recipe, data and steps); it cannot replace the above.
     """
     import onnx
 
@@ -128,6 +130,7 @@ def export_model(model: FEN, out: str | Path, *, source: str = "", source_sha256
         "source": source, "source_sha256": source_sha256, "fencli_version": fencli.__version__,
         "input_name": INPUT, "output_name": OUTPUT,
     }
+    meta = {**(extra or {}), **meta}
     del proto.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
@@ -186,6 +189,8 @@ def export_all_shared(dest_dir: str | Path, shared: str | Path | None = None,
     dest = Path(dest_dir)
     done = {}
     for name, entry in registry().items():
+        if entry.kind != "published":  # fencli's own models ship as ONNX already
+            continue
         folder = entry.source
         out = dest / f"{name}.onnx"
         if out.exists() and not force:

@@ -10,6 +10,11 @@ Everything a run writes lives in one folder (``out``):
 
 The frozen teacher's layer2/layer3 are not saved (160 MB of constants): a resumed run rebuilds them
 from the same source and a fingerprint check refuses a different teacher.
+
+fencli's recipe (the defaults) differs from the reference in three measured ways (README, "Training"):
+the teacher stops at layer1 (``teacher_depth=1``, a seventh of the FLOPs), ConvH starts from the
+principal directions of the training backgrounds (``init="pca"``) and the crop is the largest that
+fits every scene. ``--teacher-depth 3 --init random --crop 64`` is the reference network.
 """
 
 from __future__ import annotations
@@ -22,15 +27,26 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import hashlib
+
 import numpy as np
 import torch
 
-from export.data import CropSampler, collect_files, load_scene
-from export.ferd import FERD, check_crop, ferd_loss
-from fencli.detectors import grx
+from export.data import CropSampler, TrainScene, collect_files, default_crop, load_scene
+from export.ferd import FERD, TEACHER_DEPTHS, check_crop, ferd_loss
+from fencli.convh import CONVH_WIDTH, principal_convh
+from fencli.detectors import RXStats, grx
 from fencli.errors import FencliError
 from fencli.metrics import roc_auc
-from fencli.preprocess import fen_input
+from fencli.preprocess import band_count, fen_input, fen_scale, select_bands
+
+INITS = ("pca", "random")
+STANDARD_BANDS = (200, 100, 50)  # the band counts fencli ships models for (and the published ones)
+# ConvH's Frobenius norm under PCA init: the expected norm of PyTorch's default init of that layer
+# (kaiming-uniform a=sqrt(5): variance 1/(3 fan_in), so E||W||^2 = 64 B / (3 B) = 64/3 whatever B).
+# The directions come from the data, the scale from the framework's own convention; measured on the
+# four shared scenes it is level with an orthonormal (norm 8) or Xavier scale (within 0.002 AUC).
+PCA_INIT_NORM = math.sqrt(CONVH_WIDTH / 3)
 
 CHECKPOINT = "checkpoint.pt"
 NOT_SAVED = ("layer2.", "layer3.")  # frozen teacher stages rebuilt on resume
@@ -39,11 +55,11 @@ NOT_SAVED = ("layer2.", "layer3.")  # frozen teacher stages rebuilt on resume
 @dataclass
 class TrainConfig:
     data: list[str]
-    bands: int
+    bands: int | None  # None: the largest of STANDARD_BANDS every scene has
     out: str
     val: list[str] = field(default_factory=list)
     sensor: str = "aviris_ng"
-    crop: int = 64
+    crop: int | None = None  # None: the largest multiple of 8 (<= 64) that fits every scene
     batch_size: int = 16
     epochs: int = 60
     steps_per_epoch: int | None = None    # default: one pass over the scenes' area in crops
@@ -56,6 +72,9 @@ class TrainConfig:
     norm: str = "crop"
     bce_on_logits: bool = False
     device: str = "cpu"
+    teacher_depth: int = 1
+    init: str = "pca"
+    data_sha256: str = ""
 
 
 @dataclass
@@ -106,7 +125,7 @@ def build_model(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[FERD, str
     if cfg.teacher_weights and cfg.teacher_layer1:
         raise FencliError("give --teacher-weights or --teacher-layer1, not both")
     torch.manual_seed(cfg.seed)  # fixes every random init, the random teacher's included
-    model = FERD(cfg.bands)
+    model = FERD(cfg.bands, depth=cfg.teacher_depth)
     if cfg.teacher_weights:
         sd = _load_pt(Path(cfg.teacher_weights))
         sd = sd.get("state_dict", sd) if isinstance(sd, dict) else sd
@@ -124,11 +143,43 @@ def build_model(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[FERD, str
             model.load_teacher(sd.get("state_dict", sd), layers=("layer1",))
         except (KeyError, ValueError) as err:
             raise FencliError(f"{enc}: {err}") from None
+        if cfg.teacher_depth == 1:
+            return model, f"layer1 from {enc}"
         log(f"WARNING: teacher layer2/layer3 are RANDOM (seed {cfg.seed}); only layer1 comes from {enc}")
         return model, f"layer1 from {enc}, layer2-3 random (seed {cfg.seed})"
+    if cfg.teacher_depth == 1:
+        return model, f"random layer1 (seed {cfg.seed}), depth 1"
     log(f"WARNING: NO TEACHER WEIGHTS: the teacher is RANDOMLY initialised (seed {cfg.seed}). "
         "The paper uses ImageNet weights: pass --teacher-weights wide_resnet101_2.pth")
     return model, f"random (seed {cfg.seed})"
+
+
+def init_convh_pca(model: FERD, scenes: list[TrainScene]) -> None:
+    """Set ConvH to the leading principal directions of the scenes' anomaly-free pixels, each scene
+    scaled as the FEN sees it (one global min-max), at the norm :data:`PCA_INIT_NORM`."""
+    stats = RXStats(model.bands)
+    for sc in scenes:
+        x = fen_scale(sc.cube)
+        stats.update(x[~sc.gt] if sc.gt is not None else x)
+    weight = principal_convh(stats, PCA_INIT_NORM)
+    with torch.no_grad():
+        model.convh.weight.copy_(torch.from_numpy(weight)[:, :, None, None])
+
+
+def default_bands(available: list[int]) -> int:
+    """The largest standard band count (200, 100, 50) every scene has; else all the smallest one has."""
+    fewest = min(available)
+    return next((b for b in STANDARD_BANDS if b <= fewest), fewest)
+
+
+def files_sha256(files: list[Path]) -> str:
+    """sha256 of the training files' bytes, concatenated in the order given (the data's identity)."""
+    digest = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def teacher_fingerprint(model: FERD) -> float:
@@ -161,11 +212,17 @@ def write_fen_checkpoint(state: dict, folder: Path) -> None:
         os.replace(tmp, folder)
 
 
-def export_onnx(fen_dir: Path, onnx_path: Path) -> None:
-    """ONNX export of the FEN checkpoint folder with the project's exporter (parity-checked)."""
-    from export.onnx_export import export_checkpoint
+def export_onnx(fen_dir: Path, onnx_path: Path, cfg: TrainConfig, steps: int) -> None:
+    """ONNX export of the FEN checkpoint folder (parity-checked), with how it was made in its metadata."""
+    from export.checkpoint import load_checkpoint
+    from export.onnx_export import export_model
 
-    export_checkpoint(fen_dir, onnx_path, variant="plain", force=True)
+    recipe = {k: v for k, v in asdict(cfg).items() if k not in ("data", "val", "out", "device")}
+    extra = {"recipe": json.dumps(recipe, sort_keys=True), "steps": str(steps), "seed": str(cfg.seed),
+             "training_data": json.dumps([Path(f).name for f in cfg.data]),
+             "training_data_sha256": cfg.data_sha256}
+    export_model(load_checkpoint(fen_dir, "plain"), onnx_path, source="fencli train",
+                 source_sha256=cfg.data_sha256, force=True, extra=extra)
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -184,17 +241,59 @@ def _prepare_out(cfg: TrainConfig, resume: bool, force: bool) -> tuple[TrainConf
         if not ckpt.is_file():
             raise FencliError(f"{out}: nothing to resume (no {CHECKPOINT})")
         state = _load_pt(ckpt)
-        saved = TrainConfig(**{**state["config"], "betas": tuple(state["config"]["betas"])})
+        old = {"teacher_depth": 3, "init": "random"}  # runs from before fencli's recipe existed
+        saved = TrainConfig(**{**old, **state["config"], "betas": tuple(state["config"]["betas"])})
         # what may change on resume: how long to run, where to run it
         saved.epochs, saved.max_steps, saved.device = cfg.epochs, cfg.max_steps, cfg.device
         return saved, state
+    if out.exists() and not out.is_dir():
+        raise FencliError(f"--out {out}: exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not force:
         raise FencliError(f"{out} already holds files: pass --resume to continue or --force to start over")
-    if force:
-        for stale in (ckpt, out / "train.log", out / "fen.onnx"):
-            stale.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
     return cfg, None
+
+
+def check_writable(out: Path) -> None:
+    """Refuse an --out that cannot be created or written, before anything is written anywhere."""
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise FencliError(f"--out {out}: {parent} is not a writable folder")
+
+
+def create_out(cfg: TrainConfig, force: bool) -> None:
+    """Make the run folder (after every input was checked), clearing a forced run's old files."""
+    out = Path(cfg.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise FencliError(f"--out {out}: cannot write there ({err.strerror})") from None
+    if force:
+        for stale in (out / CHECKPOINT, out / "train.log", out / "fen.onnx"):
+            stale.unlink(missing_ok=True)
+
+
+def load_training_data(cfg: TrainConfig) -> tuple[list[TrainScene], list[Path]]:
+    """The training scenes cut to the run's bands; resolves ``cfg.bands`` and ``cfg.crop`` when unset."""
+    files = collect_files(cfg.data, cfg.sensor)
+    scenes = [load_scene(f, None) for f in files]
+    if cfg.bands is None:
+        cfg.bands = default_bands([sc.cube.shape[2] for sc in scenes])
+    for f, sc in zip(files, scenes):
+        try:
+            band_count(sc.cube.shape[2], cfg.bands)
+        except FencliError as err:
+            raise FencliError(f"{f}: {err}") from None
+    scenes = [TrainScene(sc.name, np.ascontiguousarray(select_bands(sc.cube, cfg.bands)), sc.gt)
+              for sc in scenes]
+    if cfg.crop is None:
+        cfg.crop = default_crop(scenes)
+    return scenes, files
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
@@ -205,25 +304,39 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         raise FencliError("--device cuda: no CUDA device is available to torch")
     if cfg.device not in ("cpu", "cuda"):
         raise FencliError(f"--device must be cpu or cuda, not {cfg.device!r}")
+    if cfg.teacher_depth not in TEACHER_DEPTHS:
+        raise FencliError(f"--teacher-depth must be one of {', '.join(map(str, TEACHER_DEPTHS))}")
+    if cfg.init not in INITS:
+        raise FencliError(f"--init must be one of {', '.join(INITS)}, not {cfg.init!r}")
+    for name in ("batch_size", "epochs"):
+        if getattr(cfg, name) < 1:
+            raise FencliError(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        raise FencliError("--max-steps must be at least 1")
+    # Every input is checked before the run folder is touched: a bad call leaves nothing behind.
+    cfg, state = _prepare_out(cfg, resume, force)
+    scenes, files = load_training_data(cfg)
     try:
         check_crop(cfg.crop)
     except ValueError as err:
         raise FencliError(f"--crop: {err}") from None
-    for name in ("batch_size", "epochs"):
-        if getattr(cfg, name) < 1:
-            raise FencliError(f"--{name.replace('_', '-')} must be at least 1")
-    cfg, state = _prepare_out(cfg, resume, force)
+    sampler = CropSampler(scenes, cfg.crop, cfg.norm)
+    val = [load_scene(f, cfg.bands, need_gt=True) for f in cfg.val]
+    if state is None:
+        cfg.data_sha256 = files_sha256(files)
+        create_out(cfg, force)
+    elif cfg.data_sha256 and files_sha256(files) != cfg.data_sha256:
+        raise FencliError("--resume: the training data differ from the run's (other files or contents)")
     out = Path(cfg.out)
     log = RunLog(out / "train.log", echo)
-
-    sampler = CropSampler([load_scene(f, cfg.bands) for f in collect_files(cfg.data, cfg.sensor)],
-                          cfg.crop, cfg.norm)
-    val = [load_scene(f, cfg.bands, need_gt=True) for f in cfg.val]
     per_epoch = cfg.steps_per_epoch or max(1, math.ceil(sampler.windows_per_epoch() / cfg.batch_size))
     cfg.steps_per_epoch = per_epoch
     total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
 
     model, teacher = build_model(cfg, log)
+    if cfg.init == "pca" and state is None:
+        init_convh_pca(model, sampler.scenes)
+        teacher += ", ConvH from the data's principal directions"
     model.to(cfg.device)
     opt = torch.optim.Adam(model.trainable_parameters(), lr=cfg.lr, betas=cfg.betas)
     history: list[dict] = []
@@ -294,7 +407,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
             end_of_epoch()
     if not (out / "fen").is_dir():  # a resumed run that was already complete
         write_fen_checkpoint(fen_state(model), out / "fen")
-    export_onnx(out / "fen", out / "fen.onnx")
+    export_onnx(out / "fen", out / "fen.onnx", cfg, step)
     seconds = spent + time.time() - t0
     log(f"done: {step} steps in {seconds:.1f} s; FEN {out / 'fen'}, ONNX {out / 'fen.onnx'}")
     return TrainResult(

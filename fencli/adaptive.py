@@ -34,12 +34,12 @@ import numpy as np
 from fencli.convh import CONVH_WIDTH, as_convh, leading_eigenvectors
 from fencli.detectors import RXStats
 from fencli.errors import FencliError
-from fencli.models import ADAPTIVE, ADAPTIVE_CORE as CORE_NAME, find_installed
+from fencli.models import ADAPTIVE, ADAPTIVE_CORE as CORE_NAME, ADAPTIVE_MIN_BANDS, find_installed
 from fencli.preprocess import FEN_SCALE, MIN_SIDE, checked_range, fen_input, value_range
 
 HEAD_WIDTH = 256  # the reference's head width for B > 128, used for every B (the core cannot depend on B)
 OUTPUT_SEED = 14  # NumPy seed of the output layer (the core's torch seed is in its metadata)
-MIN_BANDS = 2  # one band has no spectral direction to choose: below this the adaptive FEN refuses
+MIN_BANDS = ADAPTIVE_MIN_BANDS
 CORE_INPUTS = ("x", "convh", "w_out", "b_out")  # the core graph's inputs, in this order
 CORE_OUTPUT = "y"
 

@@ -24,7 +24,6 @@ from fencli.errors import FencliError
 from fencli.pipeline import Enhancer, Result, detector, run
 from fencli.preprocess import model_bands
 
-DEFAULT_MODEL = "ferd-200-supp"
 DEFAULT_METHODS = ("grx", "slrx")  # lrx is opt-in: minutes on a 100 x 100 x 200 scene
 TIMED = ("enhance", "detect", "total")
 SHARED_SCENES = ("abu-airport-1", "abu-airport-2", "hydice", "sandiego")
@@ -85,11 +84,12 @@ def default_reference() -> Path | None:
     return path if path.is_file() else None
 
 
-def default_model() -> str:
-    """``ferd-200-supp`` when it is installed (the paper's airport model), else ``none``."""
-    from fencli.models import find_installed
+def embedded_names() -> list[str]:
+    """The installed embedded models: without --model, each scene gets the one
+    :func:`fencli.models.default_model` picks for it, beside the raw rows."""
+    from fencli.models import find_installed, registry
 
-    return DEFAULT_MODEL if find_installed(DEFAULT_MODEL) is not None else "none"
+    return [e.name for e in registry().values() if e.kind == "embedded" and find_installed(e.name)]
 
 
 def limit_blas_threads(threads: int) -> bool:
@@ -212,13 +212,22 @@ def measure(scene: BenchScene, method: str, enhancer: Enhancer | None = None, *,
 
 def bench_scene(scene: BenchScene, methods: Sequence[str], enhancers: Sequence[Enhancer], *,
                 bands: int | None = None, repeat: int = 3, warmup: int = 1,
-                reference: dict[str, Any] | None = None, notes: list[str] | None = None) -> list[Row]:
+                reference: dict[str, Any] | None = None, notes: list[str] | None = None,
+                auto: bool = False) -> list[Row]:
     """Raw rows (once per band count in use) then FE rows for each enhancer the scene can feed.
 
     With models, the raw rows use each model's band count so raw and FE compare like for like; a
-    model with more bands than the scene is skipped with a note in ``notes``.
+    model with more bands than the scene is skipped with a note in ``notes``. ``auto``: of the
+    enhancers, only the scene's default model (:func:`fencli.models.default_model`) runs.
     """
     n = scene.cube.shape[2]
+    if auto:
+        from fencli.models import default_model
+
+        pick = default_model("bench", bands if bands is not None else n, exact=bands is not None)
+        enhancers = [e for e in enhancers if e.name == pick]
+        if not enhancers and notes is not None:
+            notes.append(f"{scene.name}: {n} bands, no embedded FEN model for it: raw rows only")
     usable = []
     for e in enhancers:
         if e.bands is not None and e.bands > n:
@@ -241,13 +250,13 @@ def bench_scene(scene: BenchScene, methods: Sequence[str], enhancers: Sequence[E
 
 def bench(scenes: Sequence[BenchScene], methods: Sequence[str], enhancers: Sequence[Enhancer] = (), *,
           bands: int | None = None, repeat: int = 3, warmup: int = 1,
-          reference: dict[str, Any] | None = None) -> tuple[list[Row], list[str]]:
+          reference: dict[str, Any] | None = None, auto: bool = False) -> tuple[list[Row], list[str]]:
     """Every scene x method, raw and enhanced. Returns the rows and notes for the reader."""
     notes: list[str] = []
     rows: list[Row] = []
     for s in scenes:
         rows += bench_scene(s, methods, enhancers, bands=bands, repeat=repeat, warmup=warmup,
-                            reference=reference, notes=notes)
+                            reference=reference, notes=notes, auto=auto)
     return rows, notes
 
 
@@ -300,14 +309,14 @@ def read_had100_scene(name: str, cube_path: Path, gt_path: Path) -> BenchScene:
 
 def bench_had100(root: str | Path, methods: Sequence[str], enhancers: Sequence[Enhancer] = (), *,
                  bands: int | None = None, repeat: int = 1, warmup: int = 0,
-                 sensor: str = "aviris_ng") -> tuple[list[Row], list[dict[str, Any]], list[str]]:
+                 sensor: str = "aviris_ng", auto: bool = False) -> tuple[list[Row], list[dict[str, Any]], list[str]]:
     """Per-scene rows of a HAD100 folder and the mean AUC per (method, model), scenes read one at a time."""
     rows: list[Row] = []
     notes: list[str] = []
     for name, c, g in had100_scenes(root, sensor):
         scene = read_had100_scene(name, c, g)
         for r in bench_scene(scene, methods, enhancers, bands=bands, repeat=repeat, warmup=warmup,
-                             notes=notes):
+                             notes=notes, auto=auto):
             r.result.scores = np.empty(0)  # keep memory flat over hundreds of scenes
             rows.append(r)
     return rows, mean_rows(rows), notes

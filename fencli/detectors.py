@@ -11,7 +11,6 @@ All statistics are float64: the reference's float32 statistics shift the AUC in 
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -176,7 +175,7 @@ def grx(cube: np.ndarray, vrange: tuple[float, float] | None = None, *,
     ``float32_scores`` whitens in float32 after float64 statistics: about twice as fast for that
     step, relative score error ~3e-6, AUC moved by <= 1.2e-6 on the shared scenes.
     """
-    with one_blas_thread(when=cores_busy()):
+    with one_blas_thread():  # the same bits whatever the machine's load or core count
         return _grx(cube, vrange, float32_scores)
 
 
@@ -334,27 +333,6 @@ def slrx_full_whitener(covariance: np.ndarray, ridge: float = SLRX_RIDGE) -> np.
         raise FencliError(f"SLRX ridge must be positive, got {ridge}")
     shifted = covariance + ridge * np.eye(covariance.shape[0])
     return lapack.dtrtri(np.linalg.cholesky(shifted), lower=1)[0]
-
-
-def cores_busy() -> bool:
-    """True when other processes leave no second core free right now: OpenBLAS threads then wait
-    for each other's time slices (GRX measured 8x slower with 2 threads than with 1 on a 2-core
-    machine at load 6, and 34 against 40 ms faster on 2 idle cores). Linux: the kernel's count of
-    runnable threads (``/proc/loadavg``) minus this process's own; elsewhere the load average."""
-    cpus = os.cpu_count() or 1
-    try:
-        with open("/proc/loadavg") as f:
-            running = int(f.read().split()[3].split("/")[0])
-        own = 0
-        for task in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{task}/stat") as f:
-                own += f.read().rsplit(")", 1)[1].split()[0] == "R"
-    except (OSError, ValueError, IndexError):
-        try:
-            return os.getloadavg()[0] + 1 > cpus
-        except OSError:  # no load average on this platform
-            return False
-    return running - own + 2 > cpus
 
 
 _BLAS_LOCK = threading.Lock()

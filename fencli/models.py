@@ -1,8 +1,13 @@
-"""Model names and where their ONNX files live.
+"""Model names, where their ONNX files live, and which model a command uses by default.
 
-``weights/registry.json`` names the published FERD checkpoints (``ferd-50`` ... ``ferd-200-supp``)
-with their band count, variant and the sha256 of the published files. The ONNX files are not
-shipped: ``fencli export`` makes them. A name resolves to the first ``<name>.onnx`` found in:
+``weights/registry.json`` names two kinds of model:
+
+- ``embedded``: fencli's own FEN models (``fencli-50``, ``fencli-100``, ``fencli-200``), trained by
+  ``fencli train`` with no published weight and shipped in ``weights/`` (file sha256 recorded);
+- ``published``: the FERD checkpoints (``ferd-50`` ... ``ferd-200-supp``) with their band count,
+  variant and the sha256 of the published files; not shipped, ``fencli export`` makes them.
+
+A name resolves to the first ``<name>.onnx`` found in:
 
 1. each folder of ``$FENCLI_WEIGHTS`` (``os.pathsep``-separated);
 2. the checkout's ``weights/`` folder (beside the ``fencli`` package);
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -26,6 +31,7 @@ REGISTRY = REPO_WEIGHTS / "registry.json"
 SUFFIX = ".onnx"
 ADAPTIVE = "adaptive"  # the adaptive FEN (fencli.adaptive): not one ONNX file but a shipped core + NumPy
 ADAPTIVE_CORE = "adaptive-core"  # its core's file name, listed by `fencli models` as ``adaptive``
+ADAPTIVE_MIN_BANDS = 2  # one band has no spectral direction to choose: below this the adaptive FEN refuses
 
 
 def user_cache_dir() -> Path:
@@ -45,6 +51,10 @@ def default_export_dir() -> Path:
     return REPO_WEIGHTS if REPO_WEIGHTS.is_dir() and os.access(REPO_WEIGHTS, os.W_OK) else user_cache_dir()
 
 
+KINDS = ("embedded", "published")
+AUTO = "auto"  # the --model value that means "the default model for this command and scene"
+
+
 @dataclass(frozen=True)
 class RegistryEntry:
     name: str
@@ -53,8 +63,10 @@ class RegistryEntry:
     head_width: int
     source: str
     description: str
-    source_sha256: str
-    files_sha256: dict
+    kind: str = "published"
+    source_sha256: str = ""
+    files_sha256: dict = field(default_factory=dict)  # published: the checkpoint files
+    sha256: str = ""  # embedded: the shipped .onnx file
 
 
 @cache
@@ -66,10 +78,46 @@ def registry() -> dict[str, RegistryEntry]:
     return {name: RegistryEntry(name=name, **fields) for name, fields in models.items()}
 
 
+def default_model(command: str, bands: int, exact: bool = False) -> str | None:
+    """The model ``command`` (enhance, detect, demo, bench) uses without ``--model``, for a scene of
+    ``bands`` bands; None means raw. The one place the default is chosen, for every command.
+
+    ``detect``: the adaptive FEN (any band count from 2; it measured better than the trained models on
+    the shared scenes, README "The adaptive FEN"). The others: the embedded trained model with the most
+    bands the scene has (``exact``: exactly ``bands``, for an explicit ``--bands``), if installed.
+    """
+    if command == "detect" and bands >= ADAPTIVE_MIN_BANDS and find_installed(ADAPTIVE_CORE):
+        return ADAPTIVE
+    fits = [e for e in registry().values() if e.kind == "embedded"
+            and (e.bands == bands if exact else e.bands <= bands) and find_installed(e.name)]
+    return max(fits, key=lambda e: e.bands).name if fits else None
+
+
+def no_default_reason(scene_bands: int, bands: int | None, command: str = "") -> str:
+    """Why :func:`default_model` found nothing, in words for the one-line message."""
+    if command == "detect" and find_installed(ADAPTIVE_CORE):
+        return f"the scene has {bands or scene_bands} band(s); the adaptive FEN needs at least {ADAPTIVE_MIN_BANDS}"
+    if bands is not None:
+        return f"no shipped FEN model takes exactly --bands {bands}"
+    counts = [e.bands for e in registry().values() if e.kind == "embedded" and find_installed(e.name)]
+    if not counts:
+        return "no embedded FEN model is installed"
+    return f"the scene has {scene_bands} bands, fewer than the {min(counts)} of the smallest shipped FEN model"
+
+
+def pick_model(command: str, model: str, scene_bands: int, bands: int | None = None) -> tuple[str, str | None]:
+    """``--model`` as given, or for ``auto`` the default model (``none`` when there is none) and the
+    reason it is raw. ``bands`` is an explicit ``--bands``, which the model must then take exactly."""
+    if model.lower() != AUTO:
+        return model, None
+    name = default_model(command, bands if bands is not None else scene_bands, exact=bands is not None)
+    return (name, None) if name else ("none", no_default_reason(scene_bands, bands, command))
+
+
 def name_for_source(folder: str | Path) -> str | None:
     """The registry name of a published checkpoint folder (``.../200bands-supp`` -> ``ferd-200-supp``)."""
     base = Path(folder).resolve().name
-    return next((e.name for e in registry().values() if e.source == base), None)
+    return next((e.name for e in registry().values() if e.kind == "published" and e.source == base), None)
 
 
 def find_installed(name: str) -> Path | None:
@@ -98,6 +146,9 @@ def resolve_model(name_or_path: str | os.PathLike | None) -> Path | None:
     if found := find_installed(text):
         return found
     where = ", ".join(str(d) for d in search_dirs())
+    if text in registry() and registry()[text].kind == "embedded":
+        raise FencliError(f"model {text!r} is not installed (searched {where}): it ships in fencli's "
+                          f"weights/ folder; reinstall fencli or set FENCLI_WEIGHTS")
     if text in registry():
         src = registry()[text].source
         raise FencliError(f"model {text!r} is not installed (searched {where}); make it with "

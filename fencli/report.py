@@ -66,20 +66,25 @@ def results_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> T
 
 
 def save_maps_png(path: str | Path, maps: Sequence[tuple[str, np.ndarray]],
-                  gt: np.ndarray | None = None, *, force: bool = False) -> Path:
-    """Anomaly maps side by side (plus the ground truth when known), written atomically."""
+                  gt: np.ndarray | None = None, *, force: bool = False, ncols: int | None = None) -> Path:
+    """Anomaly maps side by side (plus the ground truth when known), written atomically; ``ncols``
+    wraps them into rows (the demo: raw maps above, FE maps below). An ``H x W x 3`` panel is shown
+    as a colour image."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = list(maps) + ([("ground truth", gt)] if gt is not None else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
-    for ax, (title, img) in zip(axes[0], panels):
+    ncols = min(ncols or len(panels), len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, (title, img) in zip(axes.flat, panels):
         ax.imshow(np.asarray(img, dtype=float), cmap="gray" if title == "ground truth" else "inferno",
                   interpolation="nearest")
         ax.set_title(title, fontsize=9)
-        ax.set_axis_off()
     fig.tight_layout()
     with atomic_path(path, force=force) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

@@ -16,7 +16,8 @@ from fencli.synthetic import planted_scene  # noqa: F401  (re-exported for the t
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FENCLI_SHARED", ROOT.parent / "shared"))
 SCENES = ("abu-airport-1", "abu-airport-2", "hydice", "sandiego")
-CHECKPOINTS = {name: entry.source for name, entry in registry().items()}  # name -> shared folder
+CHECKPOINTS = {name: entry.source for name, entry in registry().items()  # name -> shared folder
+               if entry.kind == "published"}
 
 
 def _need(path: Path) -> Path:

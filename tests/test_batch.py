@@ -93,7 +93,7 @@ def fencli(*args, cwd=None):
 def test_cli_batch_exits_nonzero_naming_the_failures(campaign, tmp_path):
     d, cubes = campaign
     out = tmp_path / "maps"
-    r = fencli("detect", d, "--out-dir", out, "--json")
+    r = fencli("detect", d, "--model", "none", "--out-dir", out, "--json")
     assert r.returncode != 0 and "1 of 4 scenes failed" in r.stderr and "Traceback" not in r.stderr
     report = json.loads(r.stdout)
     assert report["counts"] == {"ok": 3, "skipped": 0, "error": 1}
@@ -110,7 +110,7 @@ def test_cli_several_scenes_need_out_dir(campaign):
 
 def test_cli_single_scene_tiled_keeps_the_json_contract(campaign, tmp_path):
     d, cubes = campaign
-    r = fencli("detect", d / "s0.npy", "--json", "--out", tmp_path / "b.npy", "--tile", "6")
+    r = fencli("detect", d / "s0.npy", "--model", "none", "--json", "--out", tmp_path / "b.npy", "--tile", "6")
     assert r.returncode == 0, r.stderr
     row = json.loads(r.stdout)
     assert {"scene", "shape", "bands", "method", "model", "auc", "metrics", "seconds", "out"} <= set(row)

@@ -20,10 +20,21 @@ def test_demo_finds_the_planted_targets_and_writes_the_figure(tmp_path):
     assert [r["method"] for r in rows] == ["grx", "slrx"]
     assert all(r["shape"] == [100, 100, 200] and r["model"] is None for r in rows)
     auc = {r["method"]: r["auc"] for r in rows}
-    assert auc["grx"] > 0.99 and auc["slrx"] > 0.9  # faint 2x2 targets at 7 % abundance
+    # roof-material objects in fields: common spectra, out of place; one pixel alone says little
+    assert 0.6 < auc["grx"] < 0.9 and 0.6 < auc["slrx"] < 0.9
     assert png.stat().st_size > 10_000
 
     again = run_fencli("demo", "--model", "none", "--png", png, cwd=tmp_path)
     assert again.returncode == 2 and "--force" in again.stderr and "Traceback" not in again.stderr
     bad = run_fencli("demo", "--methods", "grx,nope", "--png", tmp_path / "x.png", cwd=tmp_path)
     assert bad.returncode == 2 and "unknown method 'nope'" in bad.stderr
+
+
+def test_demo_default_shows_the_embedded_fen_beating_raw_grx(tmp_path):
+    """Without --model the demo runs raw and FE rows side by side with fencli's own 200-band FEN."""
+    proc = run_fencli("demo", "--methods", "grx", "--png", tmp_path / "d.png", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [(r["method"], r["model"]) for r in rows] == [("grx", None), ("grx", "fencli-200")]
+    raw, fe = (r["auc"] for r in rows)
+    assert fe > raw + 0.1, (raw, fe)  # the point of the demo: the neighbourhood finds what the pixel hides

@@ -146,7 +146,8 @@ def test_resolve_model_search_order(tmp_path, monkeypatch):
 
 
 def test_registry_names_the_published_checkpoints():
-    reg = fmodels.registry()
+    reg = {n: e for n, e in fmodels.registry().items() if e.kind == "published"}
+    assert {e.kind for e in fmodels.registry().values()} == {"published", "embedded"}
     assert {n: (e.bands, e.variant, e.head_width, e.source) for n, e in reg.items()} == {
         "ferd-50": (50, "plain", 128, "50bands"), "ferd-100": (100, "plain", 128, "100bands"),
         "ferd-200": (200, "plain", 256, "200bands"),

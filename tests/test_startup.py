@@ -40,4 +40,4 @@ def test_help_examples_keep_their_lines():
                           text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
                                                      "COLUMNS": "200"}, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "\n    fencli detect scene.mat\n    fencli detect scene.mat --method slrx" in proc.stdout
+    assert "\n    fencli detect scene.mat\n    fencli detect scene.mat --model none --method slrx" in proc.stdout

@@ -108,12 +108,76 @@ def test_teacher_layer1_from_a_ferd_enc_pt(tmp_path: Path) -> None:
     torch.save({"state_dict": {k: v for k, v in src.state_dict().items() if k.startswith("layer1.")}},
                tmp_path / "enc.pt")
     notes: list[str] = []
-    cfg = TrainConfig(data=[], bands=BANDS, out=str(tmp_path), teacher_layer1=str(tmp_path))
+    cfg = TrainConfig(data=[], bands=BANDS, out=str(tmp_path), teacher_layer1=str(tmp_path), teacher_depth=3)
     model, teacher = build_model(cfg, notes.append)
     assert torch.equal(model.layer1[0].conv2.weight, src.layer1[0].conv2.weight)
     assert "layer2-3 random" in teacher and any("RANDOM" in n for n in notes)
     with pytest.raises(FencliError, match="no enc.pt"):
         build_model(TrainConfig(data=[], bands=BANDS, out="x", teacher_layer1=str(tmp_path / "nope")), print)
+
+
+def test_light_teacher_has_one_pair_and_the_same_fen() -> None:
+    torch.manual_seed(0)
+    light = FERD(BANDS, depth=1)
+    assert not hasattr(light, "layer2") and [len(light.layer1)] == [3]
+    x = torch.rand(2, BANDS, 16, 16) * 0.2 - 0.1
+    light.eval()
+    with torch.no_grad():
+        out = light(x)
+    assert [tuple(f.shape[1:]) for f in out.enc] == [(256, 24, 24)]
+    assert [tuple(f.shape[1:]) for f in out.dec] == [(256, 24, 24)]
+    assert tuple(out.recon.shape[1:]) == (BANDS, 16, 16)
+    with torch.no_grad():  # the FEN it yields is the same pruned network as the reference's
+        np.testing.assert_allclose(light.fen()(x).numpy(), (out.enhanced + x).numpy(), rtol=1e-5, atol=1e-6)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(net: FERD) -> int:
+        with FlopCounterMode(display=False) as fc:
+            net(torch.zeros(1, BANDS, 32, 32))
+        return fc.get_total_flops()
+
+    torch.manual_seed(0)
+    assert flops(light) * 5 < flops(FERD(BANDS, depth=3))  # the point of the light recipe
+    with pytest.raises(ValueError, match="depth"):
+        FERD(BANDS, depth=2)
+
+
+def test_pca_init_sets_convh_to_the_background_principal_directions(scenes: dict[str, Path]) -> None:
+    from export.train import PCA_INIT_NORM, init_convh_pca
+
+    sc = load_scene(scenes["bg"], BANDS)
+    torch.manual_seed(0)
+    model = FERD(BANDS, depth=1)
+    init_convh_pca(model, [sc])
+    w = model.convh.weight.detach().numpy()[:, :, 0, 0].astype(np.float64)
+    assert w.shape == (64, BANDS)
+    assert np.linalg.norm(w) == pytest.approx(math.sqrt(64 / 3), rel=1e-5) == pytest.approx(PCA_INIT_NORM)
+    assert np.count_nonzero(np.abs(w).sum(1) > 0) == BANDS  # 12 directions; the other 52 rows zero
+    from fencli.preprocess import fen_scale
+
+    x = fen_scale(sc.cube)[~sc.gt]  # anomaly-free pixels only
+    top = np.linalg.eigh(np.cov(x.T))[1][:, -1]
+    assert abs(float(w[0] @ top)) / np.linalg.norm(w[0]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_default_bands_and_crop_follow_the_data(scenes: dict[str, Path], tmp_path: Path) -> None:
+    from export.data import default_crop
+    from export.train import default_bands
+
+    assert default_bands([205, 162]) == 100 and default_bands([205]) == 200 and default_bands([60]) == 50
+    assert default_bands([15, 30]) == 15  # fewer than every shipped count: all bands of the smallest
+    sc = load_scene(scenes["bg"], BANDS)  # 40 x 48 with 6 anomalies
+    crop = default_crop([sc])
+    assert crop % 8 == 0 and 8 <= crop <= 40
+    assert CropSampler([sc], crop).origins and not clean_origins(sc.gt, 40, 48, crop + 8).size
+    result = train(_cfg(scenes, tmp_path, crop=None, bands=None, val=[], max_steps=1, batch_size=1))
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["bands"] == BANDS + 3 and saved["crop"] == crop and result.steps == 1
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(result.onnx).metadata_props}
+    assert meta["source"] == "fencli train" and meta["steps"] == "1" and meta["seed"] == "3"
+    assert json.loads(meta["recipe"])["teacher_depth"] == 1 and len(meta["training_data_sha256"]) == 64
 
 
 # --- losses and optimisation ---------------------------------------------------------------
@@ -261,6 +325,48 @@ def test_checkpoint_has_the_published_layout_and_exports_to_onnx(scenes: dict[st
     assert res.exit_code == 0, res.output
     row = json.loads(res.output)
     assert row["model"] == Path(result.onnx).stem and row["bands"] == BANDS and 0.0 <= row["auc"] <= 1.0
+
+
+# A fresh interpreter in which ``import torch`` fails, as on a runtime-only install.
+NO_TORCH = """import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+@pytest.mark.parametrize("case", ["no scene", "smaller than a crop", "too few bands", "out not writable",
+                                  "no torch"])
+def test_cli_train_bad_input_is_one_line_and_writes_nothing(case: str, scenes: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    small = tmp_path / "small.npy"
+    np.save(small, planted_scene(h=12, w=12, bands=BANDS, n_anomalies=0, seed=1)[0])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    out = tmp_path / "run"
+    args = {"no scene": [str(tmp_path / "missing.mat")],
+            "smaller than a crop": [str(small), "--crop", "16"],
+            "too few bands": [str(scenes["bg"]), "--bands", "300"],
+            "out not writable": [str(scenes["bg"])],
+            "no torch": [str(scenes["bg"])]}[case]
+    if case == "out not writable":
+        out = blocker / "run"  # under a file: cannot be created, whoever runs the test
+    code = NO_TORCH if case == "no torch" else ""
+    code += "from fencli.cli import main; main()"
+    res = subprocess.run([sys.executable, "-c", code, "train", *args, "--out", str(out), "--max-steps", "1"],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    expect = {"no scene": "missing.mat: no such file", "smaller than a crop": "no 16x16 crop",
+              "too few bands": "fewer than the 300 asked", "out not writable": "is not a writable folder",
+              "no torch": "pip install 'fencli[train]'"}[case]
+    assert expect in lines[0]
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "small.npy"]
 
 
 def test_cli_bad_input_is_one_line(scenes: dict[str, Path], tmp_path: Path) -> None:

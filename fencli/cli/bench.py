@@ -39,7 +39,7 @@ def _table(rows: list[dict], title: str):
 @app.command()
 def bench(
     scenes: Annotated[Optional[list[Path]], typer.Argument(help="Scene files, or `demo` for the synthetic demo scene (default: the shared scenes when present, else the demo scene).", show_default=False)] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="FEN model(s), comma-separated names or .onnx paths, or 'none'. Default: ferd-200-supp when installed, else none.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="FEN model(s), comma-separated names or .onnx paths, or 'none'. Default (auto): each scene beside fencli's embedded model with the most bands it has.")] = None,
     bands: Bands = None,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated detectors: grx, slrx, lrx (lrx is opt-in: minutes per 100 x 100 x 200 scene).")] = "grx,slrx",
     repeat: Annotated[Optional[int], typer.Option("--repeat", help="Timed runs per row; the table shows the best and the median (default 3; 1 with --had100).")] = None,
@@ -79,14 +79,15 @@ def bench(
     method_list = B.parse_methods(methods)
     if threads is not None:
         B.limit_blas_threads(threads)
-    names = [m.strip() for m in (model or B.default_model()).split(",") if m.strip()]
+    auto = model is None or model.strip().lower() == "auto"
+    names = B.embedded_names() if auto else [m.strip() for m in model.split(",") if m.strip()]
     enhancers = [e for e in (load_enhancer(n, device, threads) for n in names) if e is not None]
     if had100 is not None:
         if scenes:
             raise FencliError("give either scene files or --had100, not both")
         rows, means, notes = B.bench_had100(had100, method_list, enhancers, bands=bands,
                                             repeat=1 if repeat is None else repeat,
-                                            warmup=0 if warmup is None else warmup)
+                                            warmup=0 if warmup is None else warmup, auto=auto)
         out = [r.as_dict() for r in rows]
         if out_dir is not None:
             B.write_outputs(out_dir, rows, {}, notes=notes, force=force,
@@ -105,7 +106,7 @@ def bench(
                 raise FencliError(f"{p} exists: pass --force to overwrite it")
         rows, notes = B.bench(loaded, method_list, enhancers, bands=bands,
                               repeat=3 if repeat is None else repeat, warmup=1 if warmup is None else warmup,
-                              reference=ref)
+                              reference=ref, auto=auto)
         if out_dir is not None:
             B.write_outputs(out_dir, rows, {s.name: s.gt for s in loaded}, notes=notes, force=force)
         if json:

@@ -102,7 +102,7 @@ def detect(
     cubes: Cubes,
     method: Annotated[str, typer.Option("--method", help="grx (global RX), slrx (fixed-patch local RX) or lrx (dual-window local RX).")] = "grx",
     bands: Bands = None,
-    model: Model = "none",
+    model: Model = "auto",
     gt: GtFile = None,
     gt_key: GtKey = None,
     key: Key = None,
@@ -130,14 +130,17 @@ def detect(
     json: Json = False,
     force: Force = False,
 ) -> None:
-    """Score every pixel of CUBE for anomaly, optionally after FEN enhancement.
+    """Score every pixel of CUBE for anomaly, FEN-enhanced by default (--model none: raw).
 
+    Without --model, fencli's embedded FEN with the most bands the scene has (50, 100, 200) enhances
+    the scene first; a scene with fewer bands than the smallest runs raw, said in one line.
     Scenes larger than a tile run out of core (tiled FEN, streamed detectors) with the same result.
 
     Examples:
 
     \b
       fencli detect scene.mat
+      fencli detect scene.mat --model none --method slrx
       fencli detect scene.mat --method slrx --model ferd-200-supp --bands 200
       fencli detect scene.hdr --gt truth.png --out map.npy --png map.png --json
       fencli detect scene.hdr --far 1e-3 --out map.tif --mask mask.tif --objects objs.geojson --quicklook ql.png
@@ -174,11 +177,20 @@ def detect(
     if defaulted:
         rule = parse_threshold("auto")
     refuse_existing([out, png, mask, objects, quicklook], force)
+    from fencli.models import AUTO, pick_model
+
     t_start = time.perf_counter()
-    enhancer = load_enhancer(model, device, threads)  # session creation: in "total", not in "read"
+    auto = model.lower() == AUTO
+    if not auto:  # a named model fails before the scene is read
+        enhancer = load_enhancer(model, device, threads)  # session creation: in "total", not in "read"
     t0 = time.perf_counter()
     scene = read_scene(cube, key=key, gt=gt, gt_key=gt_key, layout=layout, nan=nan, validate=False)
     t_read = time.perf_counter() - t0
+    if auto:
+        model, why = pick_model("detect", model, scene.cube.shape[2], bands)
+        if why:
+            typer.echo(f"fencli: {why}: ran raw {method.upper()} (--model none: raw without this note)", err=True)
+        enhancer = load_enhancer(model, device, threads)
     if use_tiles(scene.cube.shape, enhancer, bands, tile, engine, nan):
         res = run_tiled(cube, scene, method, enhancer, bands, tile, engine, scheduler, options, bar=not json)
     else:
@@ -269,6 +281,19 @@ def run_tiled(path: Path, scene, method: str, enhancer, bands: int | None, tile:
                   metrics.get("auc_df"), metrics, res.seconds)
 
 
+def first_scene_bands(cubes: list[Path], key: str | None) -> int:
+    """The band count of the first scene that reads (a bad file is the batch's error row, not this)."""
+    from fencli.batch import expand_inputs
+    from fencli.io import read_scene
+
+    for path in expand_inputs(cubes):
+        try:
+            return read_scene(path, key=key, validate=False).cube.shape[2]
+        except FencliError:
+            continue
+    return 0
+
+
 def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: int | None, model: str,
                 gt: Path | None, out: Path | None, png: Path | None, key: str | None, layout: str, nan: str,
                 options: dict, tile: int | None, engine: str, scheduler: str | None, device: str,
@@ -286,6 +311,13 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
             raise FencliError(f"{flag} is for one scene; with --out-dir each scene's map goes to the folder")
     if layout != "hwb" or nan != "error" or tile == 0:
         raise FencliError("--layout, --nan fill and --tile 0 are for one scene at a time")
+    from fencli.models import AUTO, pick_model
+
+    if model.lower() == AUTO:  # one model for the batch: chosen by --bands, else by the first readable scene
+        first = bands if bands is not None else first_scene_bands(cubes, key)
+        model, why = pick_model("detect", model, first, bands)
+        if why:
+            typer.echo(f"fencli: {why}: ran raw {method.upper()}", err=True)
     enhancer = load_enhancer(model, device, threads)  # fail early on a bad model, before any scene
     bands = model_bands(bands, enhancer)
     fen = enhancer_tile_fen(enhancer, picklable=True, device=device)
@@ -320,15 +352,16 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
 
 @app.command()
 def demo(
-    model: Annotated[str, typer.Option("--model", "-m", help="FEN model for the FE rows: a name, a path, 'auto' (the first installed 200-band model) or 'none'.")] = "auto",
+    model: Annotated[str, typer.Option("--model", "-m", help="FEN model for the FE rows: a name, a path, 'auto' (fencli's embedded 200-band model) or 'none'.")] = "auto",
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated detectors (lrx is opt-in: tens of seconds on 2 cores).")] = "grx,slrx",
     png: Annotated[Path, typer.Option("--png", help="Where to write the figure of the maps.")] = Path("fencli-demo.png"),
     json: Json = False,
     force: Force = False,
 ) -> None:
-    """Run the detectors on the embedded synthetic scene (100 x 100 x 200, 12 planted targets).
+    """Run the detectors, raw and FEN-enhanced, on the embedded synthetic scene (100 x 100 x 200:
+    fields, roads and roofs, with 12 small roof-material objects out of place inside fields).
 
-    Prints the detection table and writes a PNG of the maps next to the ground truth.
+    Prints the detection table and writes a PNG: raw maps above, FE maps below, the ground truth.
 
     Example:
 
@@ -345,25 +378,27 @@ def demo(
     refuse_existing([png], force)
     cube, gt = demo_scene()
     enhancers = [None]
-    if model == "auto":
-        from fencli.models import list_models
+    from fencli.models import pick_model
 
-        found = [m.name for m in list_models()
-                 if m.path is not None and m.entry is not None and m.entry.bands == cube.shape[2]]
-        model = found[-1] if found else "none"
+    model, why = pick_model("demo", model, cube.shape[2])
     if model.lower() != "none":
         enhancers.append(load_enhancer(model))
+    from fencli.quicklook import rgb_image
+
     rows, maps = [], []
     for enhancer in enhancers:
         for method in method_list:
             res = run(cube, method, enhancer=enhancer, gt=gt)
             rows.append(result_row("demo", cube.shape, res, res.seconds, None))
-            maps.append((f"{'FE+' if res.model else ''}{method.upper()} {res.auc:.4f}", res.scores))
-    save_maps_png(png, maps, gt, force=force)
+            name = f"FE+{method.upper()} ({res.model})" if res.model else f"raw {method.upper()}"
+            maps.append((f"{name}  AUC {res.auc:.4f}", res.scores))
+        if enhancer is None:  # raw maps and the scene on the first row, FE maps and the truth below
+            maps.append(("the scene (fields, roads, roofs)", rgb_image(cube)[0]))
+    save_maps_png(png, maps, gt, force=force, ncols=len(method_list) + 1)
     if json:
         print_json(rows)
     else:
-        console.print(results_table(rows, title="fencli demo: synthetic 100 x 100 x 200, 12 targets"))
+        console.print(results_table(rows, title="fencli demo: synthetic fields/roads/roofs 100 x 100 x 200, 12 targets"))
         if len(enhancers) == 1:
-            console.print("no FEN model installed: raw detectors only (see `fencli export`)")
+            console.print(f"raw detectors only ({why or 'model none'}; see `fencli models`)")
         console.print(f"maps written to {png}")

@@ -26,7 +26,7 @@ def default_output(cube: Path, fmt: str | None) -> Path:
 @app.command()
 def enhance(
     cube: Cube,
-    model: Annotated[str, typer.Option("--model", "-m", help="FEN model: registry name (see `fencli models`) or .onnx path.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="FEN model: registry name (see `fencli models`), .onnx path, or 'auto': fencli's embedded model with the most bands the scene has (50, 100, 200).")] = "auto",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file, format by extension: .npy, .mat, .h5, .hdr (default: <stem>_fen.<ext> beside the input).")] = None,
     bands: Bands = None,
     key: Key = None,
@@ -42,15 +42,24 @@ def enhance(
     Examples:
 
     \b
+      fencli enhance scene.mat
       fencli enhance scene.mat --model ferd-200-supp
       fencli enhance scene.hdr -m weights/mine.onnx --out enhanced.h5 --json
     """
     from fencli.io import read_scene, write_array
+    from fencli.models import AUTO, pick_model
     from fencli.preprocess import model_bands, select_bands
     from fencli.runtime import load_session
 
-    session = load_session(model, device=device, threads=threads)
+    auto = model.lower() == AUTO
+    if not auto:  # a named model fails before the scene is read
+        session = load_session(model, device=device, threads=threads)
     scene = read_scene(cube, key=key, layout=layout, nan=nan)
+    if auto:
+        model, why = pick_model("enhance", model, scene.cube.shape[2], bands)
+        if why:
+            raise FencliError(f"{cube.name}: {why}: nothing to enhance with (name one with --model)")
+        session = load_session(model, device=device, threads=threads)
     data = select_bands(scene.cube, model_bands(bands, session))
     session.check(data)
     target = out or default_output(cube, scene.meta.get("format"))
@@ -64,7 +73,7 @@ def enhance(
     meta = {"georef": scene.meta.get("georef"), "wavelengths": wavelengths[:nb] if wavelengths else None}
     written = write_array(target, enhanced, force=force, meta=meta)
     label = session.name if session.bands is None else str(session.path)  # adaptive: no single model file
-    summary = {"input": str(cube), "output": str(written), "model": label,
+    summary = {"input": str(cube), "output": str(written), "model": label, "model_name": session.name,
                "bands": nb, "variant": session.info.variant, "device": session.device,
                "provider": session.provider,
                "shape": list(enhanced.shape), "seconds": round(seconds, 4)}

@@ -16,8 +16,9 @@ GPU_INSTALL = "pip install 'fencli[gpu]' && pip install --force-reinstall --no-d
 
 @app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """List the registered FEN models and whether each is installed (and where)."""
-    rows = [{"name": m.name, "bands": m.entry.bands if m.entry else None,
+    """List the FEN models, embedded (fencli's own, shipped) and published, installed or not."""
+    rows = [{"name": m.name, "kind": m.entry.kind if m.entry else None,
+             "bands": m.entry.bands if m.entry else None,
              "variant": m.entry.variant if m.entry else None,
              "source": m.entry.source if m.entry else None,
              "installed": m.path is not None, "path": str(m.path) if m.path else None}
@@ -32,10 +33,10 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("name", "bands", "variant", "checkpoint")
+    table = Table("name", "kind", "bands", "variant", "source")
     table.add_column("installed", overflow="fold")
     for r in rows:
-        table.add_row(r["name"], str(r["bands"] or "?"), r["variant"] or "?",
+        table.add_row(r["name"], r["kind"] or "?", str(r["bands"] or "?"), r["variant"] or "?",
                       r["source"] or "(unregistered)", r["path"] or "no")
     console = Console()
     console.print(table)

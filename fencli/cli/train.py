@@ -1,6 +1,6 @@
 """``fencli train``: FERD reverse-distillation training of a FEN for your sensor and band count.
 
-Needs the ``export`` extra (torch): imported only when the command runs, so ``fencli`` itself never
+Needs the ``train`` extra (torch): imported only when the command runs, so ``fencli`` itself never
 imports torch.
 """
 
@@ -21,11 +21,13 @@ from fencli.errors import FencliError
 def train(
     data: list[Path] = typer.Argument(..., help="Background scenes: .mat/.npy files or folders "
                                       "(a HAD100 root uses train/<sensor>/)."),
-    bands: int = typer.Option(..., "--bands", "-b", help="Train on the first N bands."),
+    bands: int = typer.Option(None, "--bands", "-b", help="Train on the first N bands (default: the "
+                              "largest of 200, 100, 50 that every scene has; else all bands of the smallest)."),
     out: Path = typer.Option(Path("fencli-train"), "--out", "-o", help="Folder for everything the run writes."),
     val: list[Path] = typer.Option([], "--val", help="Scene with ground truth, scored with FE+GRX each epoch."),
     sensor: str = typer.Option("aviris_ng", help="HAD100 training sensor: aviris_ng, aviris or all."),
-    crop: int = typer.Option(64, help="Crop side in pixels (a multiple of 8)."),
+    crop: int = typer.Option(None, help="Crop side in pixels, a multiple of 8 (default: the largest, "
+                             "up to 64, with an anomaly-free crop in every scene)."),
     batch_size: int = typer.Option(16, "--batch-size"),
     epochs: int = typer.Option(60),
     steps_per_epoch: int = typer.Option(None, "--steps-per-epoch",
@@ -42,17 +44,28 @@ def train(
     bce_on_logits: bool = typer.Option(False, "--bce-on-logits",
                                        help="Feed BCE the logits (textbook) instead of the reference's "
                                        "sigmoided scores."),
+    teacher_depth: int = typer.Option(1, "--teacher-depth", help="Teacher stages: 1 (fencli's light "
+                                      "recipe, ~1/6 of the FLOPs) or 3 (the reference network)."),
+    init: str = typer.Option("pca", help="ConvH start: pca (principal directions of the training "
+                             "backgrounds) or random (the reference's Xavier init)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     force: bool = typer.Option(False, "--force", help="Start over in a non-empty --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train the full FERD network on background crops; write the FEN checkpoint and its ONNX."""
+    """Train a FEN by reverse distillation on background crops; write its checkpoint and ONNX.
+
+    Examples:\n
+      fencli train scene.mat --max-steps 200                  # fencli's recipe, defaults from the data\n
+      fencli train backgrounds/ --bands 100 --out runs/b100 --resume\n
+      fencli train had100/ --teacher-depth 3 --init random --crop 64   # the reference network
+    """
     try:
-        from export.train import TrainConfig, train as run
-    except ImportError as err:
-        raise FencliError(f"fencli train needs torch (pip install 'fencli[export]'): {err}") from None
+        import torch  # noqa: F401  (the one dependency the runtime install lacks)
+    except ImportError:
+        raise FencliError("fencli train needs PyTorch: pip install 'fencli[train]'") from None
+    from export.train import TrainConfig, train as run
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
@@ -62,6 +75,7 @@ def train(
         data=[str(p) for p in data], bands=bands, out=str(out), val=[str(p) for p in val], sensor=sensor,
         crop=crop, batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
         max_steps=max_steps, lr=lr, seed=seed, norm=norm, bce_on_logits=bce_on_logits, device=device,
+        teacher_depth=teacher_depth, init=init,
         teacher_weights=str(teacher_weights) if teacher_weights else None,
         teacher_layer1=str(teacher_layer1) if teacher_layer1 else None)
 

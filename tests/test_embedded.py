@@ -1,0 +1,186 @@
+"""fencli's own FEN models (weights/fencli-*.onnx): shipped, traceable, torch-free, and the default.
+
+The shipped models' AUC on the shared scenes is checked against what their metadata claims and
+against the published checkpoints of the same band count (skips without ../shared).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, SCENES, load_shared_scene, planted_scene
+from fencli.models import REPO_WEIGHTS, default_model, registry
+
+EMBEDDED = {e.name: e for e in registry().values() if e.kind == "embedded"}
+PUBLISHED = {e.source_sha256 for e in registry().values() if e.kind == "published"}
+META_KEYS = ("recipe", "training_data_sha256", "training_data", "steps", "seed", "fencli_version", "auc")
+
+
+def test_three_embedded_models_are_registered_and_shipped() -> None:
+    assert sorted(e.bands for e in EMBEDDED.values()) == [50, 100, 200]
+    for name, entry in EMBEDDED.items():
+        path = REPO_WEIGHTS / f"{name}.onnx"
+        assert path.is_file(), f"{path} is not shipped"
+        assert 1e6 < path.stat().st_size < 8e6  # float32, a few MB
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256  # the file registered
+
+
+def test_embedded_models_load_carry_metadata_and_run_without_torch(tmp_path: Path) -> None:
+    """A fresh interpreter where torch cannot be imported loads each model and enhances a scene."""
+    code = f"""
+import json, sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("no torch")
+sys.meta_path.insert(0, _NoTorch())
+import numpy as np
+from fencli.runtime import load_session
+from fencli.synthetic import planted_scene
+out = {{}}
+for name in {sorted(EMBEDDED)!r}:
+    s = load_session(name, device="cpu")
+    cube, _ = planted_scene(h=17, w=19, bands=s.bands, seed=1)
+    y = s.enhance(cube)
+    meta = s.session.get_modelmeta().custom_metadata_map
+    out[name] = {{"shape": list(y.shape), "finite": bool(np.isfinite(y).all()),
+                 "moved": float(np.abs(y).max()), "meta": meta, "source": s.info.source}}
+print(json.dumps(out))
+assert "torch" not in sys.modules
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    for name, entry in EMBEDDED.items():
+        g = got[name]
+        assert g["shape"] == [17, 19, entry.bands] and g["finite"] and g["moved"] > 0.1
+        meta = g["meta"]
+        assert all(k in meta for k in META_KEYS), sorted(meta)
+        assert g["source"] == "fencli train" and meta["name"] == name
+        assert meta["training_data_sha256"] == entry.source_sha256 and len(entry.source_sha256) == 64
+        assert meta["source_sha256"] not in PUBLISHED  # nothing published in it
+        recipe = json.loads(meta["recipe"])
+        assert recipe["bands"] == entry.bands and recipe["teacher_weights"] is None
+        assert recipe["teacher_layer1"] is None and int(meta["steps"]) >= 1 and meta["seed"] == str(recipe["seed"])
+        aucs = json.loads(meta["auc"])
+        assert aucs and all(0.5 < v["FE+GRX"] <= 1 for v in aucs.values())
+
+
+def test_default_model_is_the_largest_band_count_the_scene_has() -> None:
+    assert default_model("enhance", 205) == "fencli-200"
+    assert default_model("bench", 199) == "fencli-100"
+    assert default_model("enhance", 100) == "fencli-100"
+    assert default_model("demo", 50) == "fencli-50"
+    assert default_model("enhance", 49) is None
+    assert default_model("detect", 205) == default_model("detect", 49) == default_model("detect", 2) == "adaptive"
+    assert default_model("detect", 1) is None
+    assert default_model("enhance", 150, exact=True) is None and default_model("enhance", 50, exact=True) == "fencli-50"
+    assert default_model("detect", 150, exact=True) == "adaptive"  # the adaptive FEN takes any --bands
+
+
+def _clean_env(tmp_path: Path) -> dict[str, str]:
+    """A user's environment on a fresh install: no FENCLI_WEIGHTS, an empty cache and home."""
+    env = {k: v for k, v in os.environ.items() if k != "FENCLI_WEIGHTS"}
+    return {**env, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+
+def _fencli(tmp_path: Path, *args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fencli", *map(str, args)], capture_output=True, text=True,
+                          cwd=tmp_path, env=_clean_env(tmp_path))
+
+
+def test_enhance_and_detect_without_model_from_a_clean_install(tmp_path: Path) -> None:
+    cube, gt = planted_scene(h=24, w=26, bands=60, n_anomalies=4, seed=3)
+    np.savez(tmp_path / "scene.npz", data=cube, map=gt)
+    res = _fencli(tmp_path, "enhance", "scene.npz", "--json")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["model_name"] == "fencli-50" and summary["shape"] == [24, 26, 50]
+    assert Path(summary["model"]).name == "fencli-50.onnx" and (tmp_path / "scene_fen.npy").is_file()
+    text = _fencli(tmp_path, "enhance", "scene.npz", "--out", "b.npy")
+    assert text.returncode == 0 and "fencli-50" in text.stdout
+
+    det = _fencli(tmp_path, "detect", "scene.npz", "--json")  # detect: the adaptive FEN, every band
+    assert det.returncode == 0 and det.stderr == "", det.stderr
+    row = json.loads(det.stdout)
+    assert row["model"] == "adaptive" and row["bands"] == 60 and row["seconds"]["enhance"] > 0
+    trained = json.loads(_fencli(tmp_path, "detect", "scene.npz", "--model", "fencli-50", "--json").stdout)
+    assert trained["model"] == "fencli-50" and trained["bands"] == 50
+    raw = json.loads(_fencli(tmp_path, "detect", "scene.npz", "--model", "none", "--json", "--out", "raw.npy").stdout)
+    assert raw["model"] is None and raw["bands"] == 60
+    _fencli(tmp_path, "detect", "scene.npz", "--out", "fe.npy")
+    assert not np.allclose(np.load(tmp_path / "raw.npy"), np.load(tmp_path / "fe.npy"))  # enhanced, really
+
+
+def test_too_few_bands_enhance_refuses_detect_runs_raw(tmp_path: Path) -> None:
+    cube, gt = planted_scene(h=20, w=20, bands=30, n_anomalies=3, seed=2)
+    np.savez(tmp_path / "thin.npz", data=cube, map=gt)
+    enh = _fencli(tmp_path, "enhance", "thin.npz")
+    assert enh.returncode == 2 and len(enh.stderr.strip().splitlines()) == 1
+    assert "30 bands, fewer than the 50 of the smallest shipped FEN model" in enh.stderr
+    assert not (tmp_path / "thin_fen.npz").exists() and not (tmp_path / "thin_fen.npy").exists()
+    det = _fencli(tmp_path, "detect", "thin.npz", "--json")  # the adaptive FEN takes any band count
+    assert det.returncode == 0 and json.loads(det.stdout)["model"] == "adaptive" and det.stderr == ""
+    np.savez(tmp_path / "one.npz", data=cube[..., :1], map=gt)  # one band: nothing to adapt to
+    det = _fencli(tmp_path, "detect", "one.npz", "--json")
+    assert det.returncode == 0 and json.loads(det.stdout)["model"] is None
+    assert det.stderr.strip().splitlines() == [
+        "fencli: the scene has 1 band(s); the adaptive FEN needs at least 2: "
+        "ran raw GRX (--model none: raw without this note)"]
+
+
+def test_bench_default_pairs_raw_and_embedded_rows(tmp_path: Path) -> None:
+    res = _fencli(tmp_path, "bench", "demo", "--methods", "grx", "--repeat", "1", "--warmup", "0",
+                  "--reference", "none", "--json")
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert [(r["model"], r["bands"]) for r in rows] == [(None, 200), ("fencli-200", 200)]
+    assert rows[1]["auc"] > rows[0]["auc"] + 0.1
+
+
+def test_models_lists_embedded_and_published(tmp_path: Path) -> None:
+    res = _fencli(tmp_path, "models", "--json")
+    rows = {r["name"]: r for r in json.loads(res.stdout)["models"]}
+    assert {rows[n]["kind"] for n in EMBEDDED} == {"embedded"} and all(rows[n]["installed"] for n in EMBEDDED)
+    assert rows["ferd-200-supp"]["kind"] == "published" and rows["ferd-200-supp"]["installed"] is False
+
+
+# --- quality on the shared scenes ------------------------------------------------------------
+@pytest.mark.shared
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EMBEDDED))
+def test_shipped_model_auc_on_the_shared_scenes(name: str, auc_reference: dict) -> None:
+    """FE+GRX and FE+SLRX equal the AUCs the model carries; the FE+GRX mean stays near the published
+    checkpoint of the same band count and well above raw GRX.
+
+    The issue's goal is within 0.005 of the published mean; measured (README): +0.0012 at 100 bands,
+    -0.0050 at 200, -0.0068 at 50. The 0.0075 here guards those models against regressions; it does
+    not claim the goal is met at 50 bands."""
+    from fencli.pipeline import run
+    from fencli.runtime import load_session
+
+    session = load_session(name, device="cpu")
+    claimed = json.loads(session.session.get_modelmeta().custom_metadata_map["auc"])
+    ours, published, raw = [], [], []
+    for scene in SCENES:
+        cube, gt = load_shared_scene(scene)
+        if cube.shape[2] < session.bands:
+            assert scene not in claimed
+            continue
+        for method in ("grx", "slrx"):
+            auc = run(cube, method, enhancer=session, gt=gt).auc
+            assert auc == pytest.approx(claimed[scene][f"FE+{method.upper()}"], abs=6e-5), (scene, method)
+        ours.append(claimed[scene]["FE+GRX"])
+        published.append(auc_reference[scene][f"ferd-{session.bands}"]["FE+GRX"]["auc"])
+        raw.append(auc_reference[scene][f"ferd-{session.bands}"]["GRX"]["auc"])
+    assert ours and np.mean(ours) >= np.mean(published) - 0.0075, (ours, published)
+    assert np.mean(ours) > np.mean(raw) + 0.01
