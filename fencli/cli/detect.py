@@ -132,8 +132,8 @@ def detect(
 ) -> None:
     """Score every pixel of CUBE for anomaly, FEN-enhanced by default (--model none: raw).
 
-    Without --model, fencli's embedded FEN with the most bands the scene has (50, 100, 200) enhances
-    the scene first; a scene with fewer bands than the smallest runs raw, said in one line.
+    Without --model the adaptive FEN (every band, no training) enhances the scene first; a one-band
+    scene runs raw, said in one line. --model fencli-200 (or -100, -50) uses fencli's trained FEN.
     Scenes larger than a tile run out of core (tiled FEN, streamed detectors) with the same result.
 
     Examples:
