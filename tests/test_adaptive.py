@@ -245,3 +245,11 @@ def test_shipped_core_is_what_the_build_command_makes(tmp_path):
     assert shipped.keys() == rebuilt.keys() and len(shipped) > 10
     for name, value in shipped.items():
         np.testing.assert_array_equal(value, rebuilt[name])
+
+
+def test_models_lists_the_adaptive_fen_as_embedded():
+    res = subprocess.run([sys.executable, "-m", "fencli", "models", "--json"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    listed = {m["name"]: m for m in json.loads(res.stdout)["models"]}
+    assert listed["adaptive"]["kind"] == "embedded" and listed["adaptive"]["installed"] is True
+    assert listed["adaptive"]["min_bands"] == 2 and listed["adaptive"]["path"].endswith("adaptive-core.onnx")

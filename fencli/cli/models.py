@@ -7,7 +7,7 @@ import json
 import typer
 
 from fencli.cli import app
-from fencli.models import list_models, search_dirs
+from fencli.models import ADAPTIVE, ADAPTIVE_MIN_BANDS, list_models, search_dirs
 
 # Both wheels install the same `onnxruntime` package; pip lets the CPU wheel's files win when both are
 # asked for, so the GPU build is reinstalled over them (measured; see benchmarks/RESULTS.md).
@@ -23,6 +23,10 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
              "source": m.entry.source if m.entry else None,
              "installed": m.path is not None, "path": str(m.path) if m.path else None}
             for m in list_models()]
+    for r in rows:
+        if r["name"] == ADAPTIVE:  # not one model file: a shipped core plus the scene's own ConvH
+            r.update(kind="embedded", bands=None, min_bands=ADAPTIVE_MIN_BANDS, variant="plain",
+                     source="scene's own spectra + seeded core")
     from fencli.runtime import runtime_info
 
     rt = runtime_info()
@@ -36,7 +40,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
     table = Table("name", "kind", "bands", "variant", "source")
     table.add_column("installed", overflow="fold")
     for r in rows:
-        table.add_row(r["name"], r["kind"] or "?", str(r["bands"] or "?"), r["variant"] or "?",
+        table.add_row(r["name"], r["kind"] or "?", str(r["bands"] or (f">= {r['min_bands']}, all" if "min_bands" in r else "?")), r["variant"] or "?",
                       r["source"] or "(unregistered)", r["path"] or "no")
     console = Console()
     console.print(table)
