@@ -191,16 +191,23 @@ def test_cli_export_and_models(synthetic, tmp_path, monkeypatch):
     assert listed["ferd-50"]["installed"] is (fmodels.find_installed("ferd-50") is not None)
 
 
-def test_cli_enhance(synthetic, tmp_path):
-    from fencli import io
+def _small_scene(tmp_path: Path) -> tuple[np.ndarray, Path]:
     from conftest import planted_scene
 
     cube, _ = planted_scene(h=20, w=22, bands=14)
     src = tmp_path / "scene.npy"
     np.save(src, cube)
+    return cube, src
+
+
+def test_cli_enhance(synthetic, tmp_path):
+    from fencli import io
+
+    cube, src = _small_scene(tmp_path)
     res = _cli("enhance", src, "--model", synthetic[1], "--device", "cpu", "--threads", "1", "--json")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output)
+    assert summary["provider"] == "CPUExecutionProvider"
     out = Path(summary["output"])
     assert out == tmp_path / "scene_fen.npy"
     assert (summary["device"], summary["provider"]) == ("cpu", "CPUExecutionProvider")
@@ -247,13 +254,9 @@ def test_runtime_without_torch(synthetic, tmp_path):
 
 
 def test_cli_detect_reports_the_provider(synthetic, tmp_path):
-    from conftest import planted_scene
-
     import fencli.cli.detect  # noqa: F401  (registers the command)
 
-    cube, _ = planted_scene(h=20, w=22, bands=14)
-    src = tmp_path / "scene.npy"
-    np.save(src, cube)
+    _, src = _small_scene(tmp_path)
     res = _cli("detect", src, "--model", synthetic[1], "--device", "cpu", "--threads", "1", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["provider"] == "CPUExecutionProvider"
