@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from fencli.errors import FencliError
-from fencli.io import atomic_path, read_scene, write_array
+from fencli.io import atomic_path, read_scene, validate_cube, write_array
+from fencli.tiles import open_cube
 
 SCENE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".he5", ".hdr", ".tif", ".tiff")
 FIELDS = ("scene", "path", "status", "shape", "bands", "method", "model", "auc", "seconds", "out", "error")
@@ -122,8 +123,9 @@ def detect_scene(path: Path, out: Path, *, method: str = "grx", fen: Any = None,
     gt = None
     source: Any = path
     if path.suffix.lower() != ".npy":  # .npy is read by window directly; other formats via fencli.io
-        scene = read_scene(path, key=key, validate=False)  # the streamed passes check NaN/constant
+        scene = read_scene(path, key=key, validate=False)
         source, gt = scene.cube, scene.gt
+    validate_cube(open_cube(source), name=path.name)  # the checks and messages of a whole-scene run
     if engine == "dask":
         from fencli.dask_engine import detect_dask
 

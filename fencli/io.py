@@ -55,7 +55,7 @@ import numpy as np
 from fencli import envi
 from fencli.errors import FencliError
 from fencli.preprocess import MIN_SIDE, checked_range
-from fencli.tiles import row_chunk
+from fencli.tiles import iter_rows, open_cube, row_chunk
 
 __all__ = ["Scene", "LazyCube", "read_scene", "read_mask", "validate_cube", "write_array",
            "write_envi_scene", "atomic_path", "READ_EXTENSIONS", "WRITE_EXTENSIONS", "GT_NAMES"]
@@ -631,15 +631,6 @@ def _read_image(path: Path) -> np.ndarray:
 # ----------------------------------------------------------------------------- validation
 
 
-def _row_chunks(cube: Any, chunk_bytes: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Row blocks of about ``chunk_bytes`` each, read (for lazy cubes) one at a time; views of an
-    in-memory cube (:func:`fencli.tiles.iter_rows` copies, for bounded memory on file-backed cubes)."""
-    h, w, b = cube.shape
-    rows = row_chunk(w, b, np.dtype(cube.dtype).itemsize, chunk_bytes)
-    for r0 in range(0, h, rows):
-        yield r0, np.asarray(cube[r0:r0 + rows])
-
-
 def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error",
                   name: str = "the scene", chunk_bytes: int = 64 << 20) -> tuple[Any, dict]:
     """Check a cube in one chunked pass before any detector sees it; returns (cube, report).
@@ -661,7 +652,8 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
     floating = np.dtype(cube.dtype).kind == "f"
     lo, hi = np.full(b, np.inf), np.full(b, -np.inf)
     bad_values, bad_pixels = np.zeros(b, np.int64), 0
-    for _, chunk in _row_chunks(cube, chunk_bytes):
+    rows = row_chunk(w, b, np.dtype(cube.dtype).itemsize, chunk_bytes)
+    for _, chunk in iter_rows(open_cube(cube), chunk=rows):  # bounded memory on file-backed cubes too
         clo, chi = chunk.min(axis=(0, 1)), chunk.max(axis=(0, 1))
         if floating and not (np.isfinite(clo).all() and np.isfinite(chi).all()):
             finite = np.isfinite(chunk)  # NaN or Inf somewhere in this block: the slow path
@@ -706,7 +698,8 @@ def _fill_nonfinite(cube: Any, chunk_bytes: int) -> np.ndarray:
     """An in-memory copy with each NaN/Inf replaced by its band's mean of finite values."""
     out = np.array(cube)  # never write into the user's file through a memmap
     total, count = np.zeros(out.shape[2]), np.zeros(out.shape[2], np.int64)
-    for _, chunk in _row_chunks(out, chunk_bytes):
+    rows = row_chunk(out.shape[1], out.shape[2], out.dtype.itemsize, chunk_bytes)
+    for _, chunk in iter_rows(open_cube(out), chunk=rows):
         finite = np.isfinite(chunk)
         total += np.where(finite, chunk, 0).sum(axis=(0, 1), dtype=np.float64)
         count += np.count_nonzero(finite, axis=(0, 1))

@@ -143,3 +143,25 @@ def test_batch_reports_each_scenes_auc_against_its_ground_truth(tmp_path):
     for name, auc in want.items():
         assert rows[name]["auc"] == pytest.approx(auc, abs=1e-12)
     assert want["s0"] != pytest.approx(want["s1"], abs=1e-6)
+
+
+@pytest.mark.parametrize("flaw", ["nan", "constant band"])
+def test_tiled_and_batch_runs_validate_like_a_whole_scene_run(tmp_path, flaw):
+    cube = _cube(12)
+    if flaw == "nan":
+        cube[4, 5, 2] = np.nan
+    else:
+        cube[..., 3] = 2.0
+    scene = tmp_path / "flawed.npy"
+    np.save(scene, cube)
+    whole = _error(scene, "--tile", "0")  # --tile 0: in memory
+    assert ("--nan fill" if flaw == "nan" else "--constant-bands keep") in whole
+    assert _error(scene, "--tile", "6") == whole  # streamed: same check, same message
+    folder = tmp_path / "many"
+    folder.mkdir()
+    np.save(folder / "flawed.npy", cube)
+    np.save(folder / "good.npy", _cube(13))
+    res = _detect(folder, "--model", "none", "--out-dir", tmp_path / "out", "--json")
+    rows = {r["scene"]: r for r in json.loads(res.stdout)["scenes"]}
+    assert rows["good"]["status"] == "ok" and rows["flawed"]["status"] == "error"
+    assert rows["flawed"]["error"] == whole  # the same file name, the same one line

@@ -191,12 +191,14 @@ def detect(
         if why:
             typer.echo(f"fencli: {why}: ran raw {method.upper()} (--model none: raw without this note)", err=True)
         enhancer = load_enhancer(model, device, threads)
-    if use_tiles(scene.cube.shape, enhancer, bands, tile, engine, nan):
+    tiled = use_tiles(scene.cube.shape, enhancer, bands, tile, engine, nan)
+    # one validation, one message, whether the scene is then read whole or streamed (a chunked pass)
+    scene.cube, scene.meta["validation"] = validate_cube(scene.cube, nan=nan, constant_bands=constant_bands,
+                                                         name=cube.name)
+    t_read = time.perf_counter() - t0
+    if tiled:
         res = run_tiled(cube, scene, method, enhancer, bands, tile, engine, scheduler, options, bar=not json)
     else:
-        scene.cube, scene.meta["validation"] = validate_cube(scene.cube, nan=nan, constant_bands=constant_bands,
-                                                                 name=cube.name)
-        t_read = time.perf_counter() - t0
         res = run(scene.cube, method, enhancer=enhancer, bands=bands, gt=scene.gt, options=options)
     grid = geo.from_meta(scene.meta)
     label = f"{'FE+' if res.model else ''}{method.upper()}"
