@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from fencli.convh import CONVH_WIDTH, as_convh, leading_eigenvectors
-from fencli.detectors import RXStats
+from fencli.detectors import RXStats, one_blas_thread
 from fencli.errors import FencliError
 from fencli.models import ADAPTIVE, ADAPTIVE_CORE as CORE_NAME, ADAPTIVE_MIN_BANDS, find_installed
-from fencli.preprocess import FEN_SCALE, MIN_SIDE, checked_range, fen_input, value_range
+from fencli.preprocess import FEN_SCALE, MIN_SIDE, checked_range, fen_scale, to_nchw, value_range
 
 HEAD_WIDTH = 256  # the reference's head width for B > 128, used for every B (the core cannot depend on B)
 OUTPUT_SEED = 14  # NumPy seed of the output layer (the core's torch seed is in its metadata)
@@ -131,15 +131,26 @@ def output_layer(bands: int, width: int = HEAD_WIDTH) -> tuple[np.ndarray, np.nd
     return weight.astype(np.float32), bias.astype(np.float32)
 
 
-def input_moment(stats: RXStats, vrange: tuple[float, float]) -> np.ndarray:
+def input_moment(stats: RXStats, vrange: tuple[float, float] | None) -> np.ndarray:
     """``E[x x^T]`` over the scene's pixels of the FEN input ``x`` (values scaled to [-0.1, 0.1]), from
-    the raw-value statistics ``stats`` and their global range ``vrange``: not centred, because ConvH
-    has no bias and receives ``x`` itself."""
-    lo, hi = checked_range(*vrange)
-    a = 2 * FEN_SCALE / (hi - lo)  # fen_input is x -> a * x + c, the same a and c for every band
-    c = -FEN_SCALE - a * lo
+    the raw-value statistics ``stats`` and their global range ``vrange`` (None: ``stats`` are of the
+    FEN input itself): not centred, because ConvH has no bias and receives ``x`` itself. Built from
+    the centred statistics, which keep the small (noise) directions accurate; a plain ``x^T x`` loses
+    them to cancellation against the mean."""
+    a, c = 1.0, 0.0
+    if vrange is not None:
+        lo, hi = checked_range(*vrange)
+        a = 2 * FEN_SCALE / (hi - lo)  # fen_input is x -> a * x + c, the same a and c for every band
+        c = -FEN_SCALE - a * lo
     mean = a * stats.mean + c
     return (a * a * (stats.n - 1) / stats.n) * stats.covariance + np.outer(mean, mean)
+
+
+def pixels_view(x: np.ndarray) -> np.ndarray:
+    """The pixels of an ``H x W x B`` array as ``(H*W, B)`` rows, a view for either memory order
+    (the order of the pixels does not matter to their statistics)."""
+    order = "F" if x.flags.f_contiguous and not x.flags.c_contiguous else "C"
+    return np.reshape(x, (-1, x.shape[-1]), order=order)
 
 
 def scene_convh(stats: RXStats, vrange: tuple[float, float]) -> np.ndarray:
@@ -156,8 +167,12 @@ def scene_convh(stats: RXStats, vrange: tuple[float, float]) -> np.ndarray:
         raise FencliError(f"the adaptive FEN needs at least {MIN_BANDS} bands, the scene has {stats.bands}")
     if stats.n < 2 or not np.any(stats.covariance):
         raise FencliError("every pixel has the same spectrum: nothing to enhance")
-    moment = input_moment(stats, vrange)
-    k = min(CONVH_WIDTH, stats.bands)
+    return moment_convh(input_moment(stats, vrange))
+
+
+def moment_convh(moment: np.ndarray) -> np.ndarray:
+    """ConvH ``(64, B)`` from the FEN input's second moment ``E[x x^T]`` (see :func:`scene_convh`)."""
+    k = min(CONVH_WIDTH, moment.shape[0])
     rows = leading_eigenvectors(moment, k)
     power = np.einsum("ij,jk,ik->", rows, moment, rows)  # mean square of the k outputs, summed
     return as_convh(rows, norm=k / math.sqrt(power), width=CONVH_WIDTH)
@@ -222,7 +237,13 @@ class AdaptiveFEN:
         if cube.dtype.kind == "f" and not np.isfinite(cube).all():
             raise FencliError("the scene holds NaN or infinite values")
         vrange = value_range(cube)  # refuses a constant cube
-        y = self.for_scene(RXStats(cube.shape[2]).fit(cube), vrange)(fen_input(cube, vrange))
+        if (cube.min(axis=(0, 1)) == cube.max(axis=(0, 1))).all():
+            raise FencliError("every pixel has the same spectrum: nothing to enhance")
+        x = fen_scale(cube, vrange)  # float64 H x W x B, the FEN input before its float32 cast
+        with one_blas_thread():  # idle OpenBLAS threads would spin against ONNX Runtime's next run
+            convh = moment_convh(input_moment(RXStats(x.shape[2]).fit(pixels_view(x)), None))
+        scene = SceneFen(convh, str(self.path), self._device_asked, self.threads)
+        y = scene(to_nchw(x))
         return np.ascontiguousarray(y[0].transpose(1, 2, 0))
 
 
