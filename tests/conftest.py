@@ -43,3 +43,11 @@ def load_shared_scene(name: str) -> tuple[np.ndarray, np.ndarray]:
 
     mat = scipy.io.loadmat(_need(SHARED / "data" / f"{name}.mat"))
     return mat["data"], mat["map"]
+
+
+def rx_reference(cube: np.ndarray) -> np.ndarray:
+    """Global RX with the textbook formula: (x - mu)^T pinv(S) (x - mu), S unbiased."""
+    x = np.asarray(cube, dtype=np.float64).reshape(-1, cube.shape[-1])
+    d = x - x.mean(0)
+    s = np.cov(x, rowvar=False, ddof=1)
+    return np.einsum("ij,jk,ik->i", d, np.linalg.pinv(s), d).reshape(cube.shape[:2])

@@ -12,17 +12,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from conftest import rx_reference
 from fencli.errors import FencliError
 
 SHAPE = (14, 15, 6)
-
-
-def rx_reference(cube: np.ndarray) -> np.ndarray:
-    """Global RX with the textbook formula: (x - mu)^T pinv(S) (x - mu), S unbiased."""
-    x = np.asarray(cube, dtype=np.float64).reshape(-1, cube.shape[-1])
-    d = x - x.mean(0)
-    s = np.cov(x, rowvar=False, ddof=1)
-    return np.einsum("ij,jk,ik->i", d, np.linalg.pinv(s), d).reshape(cube.shape[:2])
 
 
 def _cube(seed: int = 0, shape: tuple[int, int, int] = SHAPE) -> np.ndarray:
