@@ -64,9 +64,10 @@ class RegistryEntry:
     source: str
     description: str
     kind: str = "published"
-    source_sha256: str = ""
+    source_sha256: str = ""  # published: sha256 of the checkpoint files
     files_sha256: dict = field(default_factory=dict)  # published: the checkpoint files
     sha256: str = ""  # embedded: the shipped .onnx file
+    training_data_sha256: str = ""  # embedded: the data it was trained on (never a published checkpoint's)
 
 
 @cache

@@ -66,7 +66,8 @@ assert "torch" not in sys.modules
         meta = g["meta"]
         assert all(k in meta for k in META_KEYS), sorted(meta)
         assert g["source"] == "fencli train" and meta["name"] == name
-        assert meta["training_data_sha256"] == entry.source_sha256 and len(entry.source_sha256) == 64
+        assert meta["training_data_sha256"] == entry.training_data_sha256 and len(entry.training_data_sha256) == 64
+        assert entry.source_sha256 == ""  # the registry's published-checkpoint field stays empty
         assert meta["source_sha256"] not in PUBLISHED  # nothing published in it
         recipe = json.loads(meta["recipe"])
         assert recipe["bands"] == entry.bands and recipe["teacher_weights"] is None
