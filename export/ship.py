@@ -77,7 +77,8 @@ def ship(run_dir: Path, name: str, scenes: list[Path], description: str = "",
     doc["models"][name] = {
         "kind": "embedded", "bands": bands, "variant": meta["variant"], "head_width": int(meta["head_width"]),
         "source": TRAINED_SOURCE, "description": description or f"fencli's own FEN, first {bands} bands",
-        "sha256": file_sha256(target), "training_data_sha256": meta["training_data_sha256"]}
+        "sha256": file_sha256(target), "source_sha256": "",  # no published checkpoint in it
+        "training_data_sha256": meta["training_data_sha256"]}
     with atomic_path(registry, force=True) as tmp:
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
     return target
