@@ -153,7 +153,7 @@ def pixels_view(x: np.ndarray) -> np.ndarray:
     return np.reshape(x, (-1, x.shape[-1]), order=order)
 
 
-def scene_convh(stats: RXStats, vrange: tuple[float, float]) -> np.ndarray:
+def scene_convh(stats: RXStats, vrange: tuple[float, float] | None) -> np.ndarray:
     """The scene's ConvH ``(64, B)``: the leading eigenvectors of :func:`input_moment`, one scale.
 
     Those are the top right singular vectors of the scene's (uncentred) FEN input, the rank-64
@@ -167,12 +167,8 @@ def scene_convh(stats: RXStats, vrange: tuple[float, float]) -> np.ndarray:
         raise FencliError(f"the adaptive FEN needs at least {MIN_BANDS} bands, the scene has {stats.bands}")
     if stats.n < 2 or not np.any(stats.covariance):
         raise FencliError("every pixel has the same spectrum: nothing to enhance")
-    return moment_convh(input_moment(stats, vrange))
-
-
-def moment_convh(moment: np.ndarray) -> np.ndarray:
-    """ConvH ``(64, B)`` from the FEN input's second moment ``E[x x^T]`` (see :func:`scene_convh`)."""
-    k = min(CONVH_WIDTH, moment.shape[0])
+    moment = input_moment(stats, vrange)
+    k = min(CONVH_WIDTH, stats.bands)
     rows = leading_eigenvectors(moment, k)
     power = np.einsum("ij,jk,ik->", rows, moment, rows)  # mean square of the k outputs, summed
     return as_convh(rows, norm=k / math.sqrt(power), width=CONVH_WIDTH)
@@ -226,9 +222,10 @@ class AdaptiveFEN:
         if h < MIN_SIDE or w < MIN_SIDE:
             raise FencliError(f"the scene is {h} x {w}; the FEN needs at least {MIN_SIDE} x {MIN_SIDE}")
 
-    def for_scene(self, stats: RXStats, vrange: tuple[float, float]) -> SceneFen:
+    def for_scene(self, stats: RXStats, vrange: tuple[float, float] | None) -> SceneFen:
         """The per-tile FEN of the scene whose raw values (all its kept bands) have statistics ``stats``
-        and global range ``vrange`` (one streaming pass gathers both)."""
+        and global range ``vrange`` (one streaming pass gathers both; None: ``stats`` are of the FEN
+        input itself)."""
         return SceneFen(scene_convh(stats, vrange), str(self.path), self._device_asked, self.threads)
 
     def enhance(self, cube: np.ndarray) -> np.ndarray:
@@ -237,12 +234,11 @@ class AdaptiveFEN:
         if cube.dtype.kind == "f" and not np.isfinite(cube).all():
             raise FencliError("the scene holds NaN or infinite values")
         vrange = value_range(cube)  # refuses a constant cube
-        if (cube.min(axis=(0, 1)) == cube.max(axis=(0, 1))).all():
-            raise FencliError("every pixel has the same spectrum: nothing to enhance")
-        x = fen_scale(cube, vrange)  # float64 H x W x B, the FEN input before its float32 cast
+        if (cube.min(axis=(0, 1)) == cube.max(axis=(0, 1))).all():  # exact on raw values; the scaled
+            raise FencliError("every pixel has the same spectrum: nothing to enhance")  # ones round
+        x = fen_scale(cube, vrange)  # float64, the FEN input before its float32 cast
         with one_blas_thread():  # idle OpenBLAS threads would spin against ONNX Runtime's next run
-            convh = moment_convh(input_moment(RXStats(x.shape[2]).fit(pixels_view(x)), None))
-        scene = SceneFen(convh, str(self.path), self._device_asked, self.threads)
+            scene = self.for_scene(RXStats(x.shape[2]).fit(pixels_view(x)), None)
         y = scene(to_nchw(x))
         return np.ascontiguousarray(y[0].transpose(1, 2, 0))
 
