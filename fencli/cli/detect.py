@@ -177,7 +177,7 @@ def detect(
     if defaulted:
         rule = parse_threshold("auto")
     refuse_existing([out, png, mask, objects, quicklook], force)
-    from fencli.models import AUTO, pick_model
+    from fencli.models import AUTO
 
     t_start = time.perf_counter()
     auto = model.lower() == AUTO
@@ -187,9 +187,7 @@ def detect(
     scene = read_scene(cube, key=key, gt=gt, gt_key=gt_key, layout=layout, nan=nan, validate=False)
     t_read = time.perf_counter() - t0
     if auto:
-        model, why = pick_model("detect", model, scene.cube.shape[2], bands)
-        if why:
-            typer.echo(f"fencli: {why}: ran raw {method.upper()} (--model none: raw without this note)", err=True)
+        model = auto_model(model, scene.cube.shape[2], bands, method)
         enhancer = load_enhancer(model, device, threads)
     tiled = use_tiles(scene.cube.shape, enhancer, bands, tile, engine, nan)
     # one validation, one message, whether the scene is then read whole or streamed (a chunked pass)
@@ -283,6 +281,16 @@ def run_tiled(path: Path, scene, method: str, enhancer, bands: int | None, tile:
                   metrics.get("auc_df"), metrics, res.seconds)
 
 
+def auto_model(model: str, scene_bands: int, bands: int | None, method: str) -> str:
+    """``--model auto`` for detect: the default model, or ``none`` said in one line on stderr."""
+    from fencli.models import pick_model
+
+    model, why = pick_model("detect", model, scene_bands, bands)
+    if why:
+        typer.echo(f"fencli: {why}: ran raw {method.upper()} (--model none: raw without this note)", err=True)
+    return model
+
+
 def first_scene_bands(cubes: list[Path], key: str | None) -> int:
     """The band count of the first scene that reads (a bad file is the batch's error row, not this)."""
     from fencli.batch import expand_inputs
@@ -313,13 +321,11 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
             raise FencliError(f"{flag} is for one scene; with --out-dir each scene's map goes to the folder")
     if layout != "hwb" or nan != "error" or tile == 0:
         raise FencliError("--layout, --nan fill and --tile 0 are for one scene at a time")
-    from fencli.models import AUTO, pick_model
+    from fencli.models import AUTO
 
     if model.lower() == AUTO:  # one model for the batch: chosen by --bands, else by the first readable scene
         first = bands if bands is not None else first_scene_bands(cubes, key)
-        model, why = pick_model("detect", model, first, bands)
-        if why:
-            typer.echo(f"fencli: {why}: ran raw {method.upper()}", err=True)
+        model = auto_model(model, first, bands, method)
     enhancer = load_enhancer(model, device, threads)  # fail early on a bad model, before any scene
     bands = model_bands(bands, enhancer)
     fen = enhancer_tile_fen(enhancer, picklable=True, device=device)
