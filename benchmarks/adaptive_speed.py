@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:1] = [str(HERE.parent)]
 
-from fencli.pipeline import run  # noqa: E402
+from fencli.engine import run  # noqa: E402
 from fencli.runtime import get_session, load_session  # noqa: E402
 
 

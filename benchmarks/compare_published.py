@@ -1,7 +1,7 @@
 """fencli against the published FERD code: speed ratio and AUC, measured in ONE process.
 
 Published side: per-pixel Python loops for GRX and SLRX (``published.py``), the FEN in PyTorch
-eager mode on the published checkpoint (``export.checkpoint.load_checkpoint``), as the authors run it. fencli side: :func:`fencli.pipeline.run` with the vectorized detectors and the ONNX
+eager mode on the published checkpoint (``export.checkpoint.load_checkpoint``), as the authors run it. fencli side: :func:`fencli.engine.run` with the vectorized detectors and the ONNX
 Runtime session. Same scene, same bands, same thread count for BLAS, PyTorch and ONNX Runtime;
 runs are interleaved (published, fencli, published, ...) so that load from other jobs hits both
 sides alike; warm-up runs first; median and minimum reported. Session/model creation and file
@@ -75,7 +75,7 @@ def main() -> None:
     from fencli.bench import load_reference, default_reference, reference_auc, shared_dir
     from fencli.io import read_scene
     from fencli.metrics import roc_auc
-    from fencli.pipeline import run
+    from fencli.engine import run
 
     info = machine_info()
     print(describe(info), flush=True)

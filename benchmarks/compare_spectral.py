@@ -77,7 +77,7 @@ def main() -> None:
     from fencli.detectors import DETECTORS
     from fencli.io import read_scene
     from fencli.metrics import roc_auc
-    from fencli.pipeline import run
+    from fencli.engine import run
     from fencli.synthetic import demo_scene
 
     info = machine_info()
@@ -106,12 +106,12 @@ def main() -> None:
     rs, cs = best_crop(gt, args.crop)
     crop, crop_gt = np.ascontiguousarray(cube[rs, cs]).astype(np.float64), gt[rs, cs]
     t_sp, _, s_sp = timed(lambda: spectral.rx(crop, window=(inner, outer)))
-    lrx = DETECTORS.get("lrx")
+    lrx = DETECTORS["lrx"]().whole if "lrx" in DETECTORS else None
     win = {"scene": name, "crop": [rs.start, cs.start, args.crop], "window": [inner, outer],
            "spectral_crop_s": t_sp, "auc_spectral_crop": roc_auc(s_sp, crop_gt) if crop_gt.any() else None,
            "spectral_full_s_extrapolated": t_sp * cube.shape[0] * cube.shape[1] / args.crop**2}
     if lrx is not None:
-        runs = [timed(lambda: lrx(crop, inner=inner, outer=outer)) for _ in range(2)]
+        runs = [timed(lambda: DETECTORS["lrx"](inner=inner, outer=outer).whole(crop)) for _ in range(2)]
         s_fe = runs[-1][2]
         win |= {"fencli_crop_s": min(r[0] for r in runs), "auc_fencli_crop": roc_auc(s_fe, crop_gt) if crop_gt.any() else None,
                 **{f"crop_{k}": v for k, v in agreement(s_sp, s_fe).items()}}
@@ -134,7 +134,7 @@ def render(args, glob_rows, win, end_load) -> str:
         return f"{1000 * d['median']:.1f} ({1000 * d['min']:.1f})"
 
     lines = [f"Global RX, {args.threads} threads, {args.repeat} interleaved runs after a warm-up "
-             "(`spectral.rx(cube)` vs `fencli.pipeline.run(cube, 'grx')`):", "",
+             "(`spectral.rx(cube)` vs `fencli.engine.run(cube, 'grx')`):", "",
              "| scene | shape | spectral ms, median (min) | fencli ms, median (min) | speed-up | AUC spectral | AUC fencli | Spearman | max rel. diff (after scale) |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in glob_rows:

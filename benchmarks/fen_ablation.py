@@ -28,7 +28,7 @@ from fencli.detectors import grx
 from fencli.io import read_scene
 from fencli.metrics import roc_auc
 from fencli.models import find_installed
-from fencli.pipeline import run
+from fencli.engine import run
 from fencli.runtime import FENSession
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

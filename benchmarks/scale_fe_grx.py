@@ -1,14 +1,16 @@
 """FE+GRX on a synthetic scene far larger than a tile, out of core: peak memory and linear scaling.
 
 Writes a synthetic ``N x N x B`` float32 ``.npy`` by row band (default 2000 x 2000 x 200: 3.2 GB) into
-an ignored folder, runs :func:`fencli.stream.detect_stream` on it (memory-mapped / read by window),
-and compares time per pixel with a small scene (default 250 x 250) through the same code path.
+an ignored folder, runs :func:`fencli.engine.run` on it in tiles (read by window), and compares time
+per pixel with a small scene (default 250 x 250) through the same tiled path. ``--enhance`` measures
+:func:`fencli.engine.enhance` streaming the enhanced cube to a ``.npy`` instead (``fencli enhance --tile``).
 Wall and CPU time per pixel are both reported: on a loaded shared machine the CPU-time ratio is the
 fairer scaling figure. Peak resident memory is the kernel's ``VmHWM`` (anonymous + file-backed pages), reset before each
 run through ``/proc/self/clear_refs``, cross-checked by a psutil sampling thread.
 
     python benchmarks/scale_fe_grx.py                       # the full run (minutes)
-    python benchmarks/scale_fe_grx.py --size 400 --small 100 --bands 50   # a quick check
+    python benchmarks/scale_fe_grx.py --size 400 --small 100 --model fencli-50   # a quick check
+    python benchmarks/scale_fe_grx.py --enhance             # enhance 2000 x 2000 x 200 to disk
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fencli.engine import enhance, run  # noqa: E402
 from fencli.metrics import roc_auc  # noqa: E402
-from fencli.stream import detect_stream  # noqa: E402
-from fencli.tiles import create_raw  # noqa: E402
+from fencli.tiles import create_raw, default_tile  # noqa: E402
 
 
 def write_scene(path: Path, n: int, bands: int, seed: int = 0, band_rows: int = 50) -> np.ndarray:
@@ -56,31 +58,6 @@ def write_scene(path: Path, n: int, bands: int, seed: int = 0, band_rows: int = 
     return gt
 
 
-def torch_fen(bands: int, threads: int):
-    """The FEN with random weights (same FLOPs as a published checkpoint) when no ONNX model is named."""
-    import torch
-
-    from export.fen import FEN
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = FEN(bands).eval()
-
-    def fen(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(x)).numpy()
-
-    return fen
-
-
-def onnx_fen(name: str, threads: int):
-    from fencli.runtime import load_session
-    from fencli.stream import session_tile_fen
-
-    session = load_session(name, device="cpu", threads=threads)
-    return session_tile_fen(session), session.bands
-
-
 class PeakRSS:
     """Peak resident set (VmHWM, incl. file-backed pages) of this process over a ``with`` block."""
 
@@ -107,48 +84,61 @@ class PeakRSS:
         self.hwm = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM"))) * 1024
 
 
-def run_one(path: Path, gt: np.ndarray, fen, bands: int, tile: int | None, workdir: Path) -> dict:
+def run_one(path: Path, gt: np.ndarray, session, tile: int, workdir: Path, to_disk: bool) -> dict:
+    out = workdir / "enhanced.npy"
     with PeakRSS() as mem:
         t0, c0 = time.perf_counter(), time.process_time()
-        res = detect_stream(path, "grx", fen=fen, bands=bands, tile=tile, workdir=workdir)
+        if to_disk:
+            h, w = gt.shape
+            with create_raw(out, (h, w, session.bands), np.float32) as sink:
+                enhance(path, session, tile=tile, out=sink)
+            res = None
+        else:
+            res = run(path, "grx", enhancer=session, tile=tile, workdir=workdir)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    n = res.shape[0] * res.shape[1]
-    return {"shape": list(res.shape), "seconds": round(seconds, 2), "stages": {k: round(v, 2) for k, v in res.seconds.items()},
-            "us_per_pixel": round(seconds / n * 1e6, 2), "cpu_us_per_pixel": round(cpu / n * 1e6, 2),
-            "peak_rss_gb": round(mem.hwm / 1e9, 3),
-            "peak_rss_sampled_gb": round(mem.sampled / 1e9, 3), "auc": round(roc_auc(res.scores, gt), 6)}
+    n = gt.size
+    row = {"shape": [*gt.shape, session.bands], "seconds": round(seconds, 2),
+           "us_per_pixel": round(seconds / n * 1e6, 2), "cpu_us_per_pixel": round(cpu / n * 1e6, 2),
+           "peak_rss_gb": round(mem.hwm / 1e9, 3), "peak_rss_sampled_gb": round(mem.sampled / 1e9, 3)}
+    if res is not None:
+        row |= {"stages": {k: round(v, 2) for k, v in res.seconds.items()}, "auc": round(roc_auc(res.scores, gt), 6)}
+    out.unlink(missing_ok=True)
+    return row
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=2000)
     ap.add_argument("--small", type=int, default=250)
-    ap.add_argument("--bands", type=int, default=200)
     ap.add_argument("--tile", type=int, default=None, help="tile side (default: from available memory)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--model", default=None, help="ONNX FEN model name/path (default: torch FEN, random weights)")
+    ap.add_argument("--model", default="fencli-200", help="FEN model name/path (default: fencli's embedded 200-band model)")
+    ap.add_argument("--enhance", action="store_true", help="stream the enhanced cube to disk instead of detecting")
     ap.add_argument("--dir", type=Path, default=ROOT / ".cache" / "bench-scale")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic scenes")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    if args.model:
-        fen, bands = onnx_fen(args.model, args.threads)
-    else:
-        fen, bands = torch_fen(args.bands, args.threads), args.bands
-    report = {"fen": args.model or "torch FEN (random weights)", "threads": args.threads, "tile": args.tile}
+    from fencli.runtime import load_session
+
+    session = load_session(args.model, device="cpu", threads=args.threads)
+    bands = session.bands
+    tile = args.tile or default_tile(bands)  # both scenes tiled: the same code path
+    report = {"fen": args.model, "mode": "enhance to .npy" if args.enhance else "FE+GRX", "threads": args.threads,
+              "tile": tile}
+    one = lambda path, gt: run_one(path, gt, session, tile, args.dir, args.enhance)  # noqa: E731
     small = args.dir / f"scene-{args.small}x{args.small}x{bands}.npy"
     small_gt = write_scene(small, args.small, bands)
-    run_one(small, small_gt, fen, bands, args.tile, args.dir)  # warm-up: thread pools, allocator
+    one(small, small_gt)  # warm-up: thread pools, allocator
     # The small scene runs before and after the large one: on a shared machine the load drifts.
-    report["small_before"] = run_one(small, small_gt, fen, bands, args.tile, args.dir)
+    report["small_before"] = one(small, small_gt)
     print("small", json.dumps(report["small_before"]), flush=True)
     large = args.dir / f"scene-{args.size}x{args.size}x{bands}.npy"
     t0 = time.perf_counter()
     gt = write_scene(large, args.size, bands)
     report["large_write_seconds"] = round(time.perf_counter() - t0, 1)
-    report["large"] = run_one(large, gt, fen, bands, args.tile, args.dir)
+    report["large"] = one(large, gt)
     print("large", json.dumps(report["large"]), flush=True)
-    report["small_after"] = run_one(small, small_gt, fen, bands, args.tile, args.dir)
+    report["small_after"] = one(small, small_gt)
     if not args.keep:
         small.unlink()
         large.unlink()

@@ -2,7 +2,7 @@
 
 Each (size, method) runs in its own subprocess, so the peak memory is that run's alone: the child
 builds the scene, warms up on a small crop (imports, ONNX Runtime session, first allocations),
-then samples its resident set size every 5 ms while ``fencli.pipeline.run`` works. Reported: wall
+then samples its resident set size every 5 ms while ``fencli.engine.run`` works. Reported: wall
 and CPU seconds of that one run, and the peak RSS above the level before it (the scene itself is
 listed apart). A run whose time, extrapolated linearly in pixels from the previous size, exceeds
 ``--budget`` seconds is skipped and noted.
@@ -62,7 +62,7 @@ def child(size: int, method: str, threads: int, model: str, bands: int) -> dict:
     import numpy as np
 
     limit_threads(threads)
-    from fencli.pipeline import run
+    from fencli.engine import run
     from fencli.synthetic import planted_scene
 
     cube, gt = planted_scene(size, size, bands, n_anomalies=max(4, size // 20), seed=1, target_size=2,

@@ -154,7 +154,7 @@ def in_process(scene: Path, bands: int, model: str, checkpoint: Path, repeat: in
     from fencli.detectors import slrx_block_size
     from fencli.io import read_scene
     from fencli.metrics import roc_auc
-    from fencli.pipeline import run
+    from fencli.engine import run
     from fencli.runtime import load_session
 
     sc = read_scene(scene)

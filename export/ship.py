@@ -19,7 +19,7 @@ from pathlib import Path
 from fencli.errors import FencliError
 from fencli.io import atomic_path, read_scene
 from fencli.models import REGISTRY, REPO_WEIGHTS
-from fencli.pipeline import run
+from fencli.engine import run
 from fencli.runtime import FENSession
 
 TRAINED_SOURCE = "fencli train"

@@ -35,7 +35,7 @@ from fencli.convh import CONVH_WIDTH, as_convh, leading_eigenvectors
 from fencli.detectors import RXStats, one_blas_thread
 from fencli.errors import FencliError
 from fencli.models import ADAPTIVE, ADAPTIVE_CORE as CORE_NAME, ADAPTIVE_MIN_BANDS, find_installed
-from fencli.preprocess import FEN_SCALE, MIN_SIDE, checked_range, fen_scale, to_nchw, value_range
+from fencli.preprocess import FEN_SCALE, MIN_SIDE, checked_range, fen_input, value_range
 
 HEAD_WIDTH = 256  # the reference's head width for B > 128, used for every B (the core cannot depend on B)
 OUTPUT_SEED = 14  # NumPy seed of the output layer (the core's torch seed is in its metadata)
@@ -212,15 +212,26 @@ class AdaptiveFEN:
         self.threads = threads
         self._device_asked = device
 
+    def __reduce__(self) -> tuple:
+        return get_adaptive, (self._device_asked, self.threads)  # Dask workers load the core themselves
+
     def check(self, cube: np.ndarray) -> None:
         """Refuse a cube the adaptive FEN cannot enhance (wrong rank, too few bands, too small)."""
         if getattr(cube, "ndim", None) != 3:
             raise FencliError(f"expected an H x W x bands cube, got shape {getattr(cube, 'shape', None)}")
         h, w, nb = cube.shape
-        if nb < MIN_BANDS:
-            raise FencliError(f"the scene has {nb} band(s); the adaptive FEN needs at least {MIN_BANDS}")
+        self.check_bands(nb)
         if h < MIN_SIDE or w < MIN_SIDE:
             raise FencliError(f"the scene is {h} x {w}; the FEN needs at least {MIN_SIDE} x {MIN_SIDE}")
+
+    needs_scene_stats = True  # ConvH comes from the scene's statistics
+
+    def check_bands(self, available: int) -> None:
+        if available < MIN_BANDS:
+            raise FencliError(f"the scene has {available} band(s); the adaptive FEN needs at least {MIN_BANDS}")
+
+    def tile_fen(self, stats: RXStats, vrange: tuple[float, float] | None) -> SceneFen:
+        return self.for_scene(stats, vrange)
 
     def for_scene(self, stats: RXStats, vrange: tuple[float, float] | None) -> SceneFen:
         """The per-tile FEN of the scene whose raw values (all its kept bands) have statistics ``stats``
@@ -236,10 +247,10 @@ class AdaptiveFEN:
         vrange = value_range(cube)  # refuses a constant cube
         if (cube.min(axis=(0, 1)) == cube.max(axis=(0, 1))).all():  # exact on raw values; the scaled
             raise FencliError("every pixel has the same spectrum: nothing to enhance")  # ones round
-        x = fen_scale(cube, vrange)  # float64, the FEN input before its float32 cast
         with one_blas_thread():  # idle OpenBLAS threads would spin against ONNX Runtime's next run
-            scene = self.for_scene(RXStats(x.shape[2]).fit(pixels_view(x)), None)
-        y = scene(to_nchw(x))
+            # raw-value statistics and the range, as the engine's tiled scan gathers them
+            scene = self.for_scene(RXStats(cube.shape[2]).fit(pixels_view(cube)), vrange)
+        y = scene(fen_input(cube, vrange))
         return np.ascontiguousarray(y[0].transpose(1, 2, 0))
 
 

@@ -109,15 +109,13 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def detect_scene(path: Path, out: Path, *, method: str = "grx", fen: Any = None, model: str | None = None,
+def detect_scene(path: Path, out: Path, *, method: str = "grx", enhancer: Any = None, model: str | None = None,
                  bands: int | None = None, tile: int | None = None, options: dict | None = None,
-                 key: str | None = None, engine: str = "local") -> dict:
-    """One scene through the out-of-core pipeline, scores saved to ``out``; returns its summary fields.
-
-    ``fen`` is a per-tile FEN callable; for Dask workers in other processes a picklable one such as
-    :class:`fencli.stream.SessionTileFen`.
-    """
-    from fencli.metrics import roc_auc
+                 key: str | None = None) -> dict:
+    """One scene through :func:`fencli.engine.run` (tiled when larger than memory allows), scores
+    saved to ``out``; returns its summary fields. ``enhancer`` pickles as a handle that reloads the
+    model, so a Dask worker in another process runs it too."""
+    from fencli.engine import run
 
     t0 = time.perf_counter()
     gt = None
@@ -126,17 +124,10 @@ def detect_scene(path: Path, out: Path, *, method: str = "grx", fen: Any = None,
         scene = read_scene(path, key=key, validate=False)
         source, gt = scene.cube, scene.gt
     validate_cube(open_cube(source), name=path.name)  # the checks and messages of a whole-scene run
-    if engine == "dask":
-        from fencli.dask_engine import detect_dask
-
-        res = detect_dask(source, method, fen=fen, bands=bands, tile=tile, options=options, workdir=out.parent)
-    else:
-        from fencli.stream import detect_stream
-
-        res = detect_stream(source, method, fen=fen, bands=bands, tile=tile, options=options, workdir=out.parent)
+    res = run(source, method, enhancer=enhancer, bands=bands, gt=gt, tile=tile, options=options,
+              workdir=out.parent)
     write_array(out, res.scores.astype(np.float32), force=True)  # run_batch already skipped finished scenes
-    auc = float(roc_auc(res.scores, np.asarray(gt))) if gt is not None else None
-    return {"shape": list(res.shape), "bands": res.bands, "auc": auc,
+    return {"shape": list(res.shape), "bands": res.bands, "auc": res.auc,
             "seconds": round(time.perf_counter() - t0, 3)}
 
 

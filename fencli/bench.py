@@ -1,7 +1,7 @@
 """Benchmark table: AUC and in-process timings of every method, raw and FEN-enhanced, per scene.
 
-Every row comes from :func:`fencli.pipeline.run`, so a benchmark figure is exactly what
-``fencli detect`` computes. Timings are the pipeline's own ``enhance`` and ``detect`` seconds:
+Every row comes from :func:`fencli.engine.run`, so a benchmark figure is exactly what
+``fencli detect`` computes. Timings are the engine's own ``enhance`` and ``detect`` seconds:
 reading the file and creating the ONNX Runtime session are excluded on purpose (they are paid
 once per process, not per scene).
 """
@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from fencli.errors import FencliError
-from fencli.pipeline import Enhancer, Result, detector, run
+from fencli.detectors import make_detector
+from fencli.engine import Enhancer, Result, run
 from fencli.preprocess import model_bands
 
 DEFAULT_METHODS = ("grx", "slrx")  # lrx is opt-in: minutes on a 100 x 100 x 200 scene
@@ -136,7 +137,7 @@ def parse_methods(text: str | Iterable[str]) -> list[str]:
     if not methods:
         raise FencliError("no method given: pass e.g. --methods grx,slrx")
     for m in methods:
-        detector(m)  # raises the clear "unknown method" error
+        make_detector(m)  # raises the clear "unknown method" error
     return list(dict.fromkeys(methods))
 
 
@@ -191,10 +192,10 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"best": min(values), "median": statistics.median(values)}
 
 
-def measure(scene: BenchScene, method: str, enhancer: Enhancer | None = None, *,
+def measure(scene: BenchScene, method: str, enhancer: Any = None, *,
             bands: int | None = None, repeat: int = 3, warmup: int = 1,
             options: dict[str, Any] | None = None) -> Row:
-    """Run the pipeline ``warmup + repeat`` times; AUC of the last run, best/median seconds of the rest."""
+    """Run the engine ``warmup + repeat`` times; AUC of the last run, best/median seconds of the rest."""
     if repeat < 1 or warmup < 0:
         raise FencliError(f"--repeat must be >= 1 and --warmup >= 0 (got {repeat}, {warmup})")
     samples: dict[str, list[float]] = {k: [] for k in TIMED}

@@ -12,8 +12,9 @@ All statistics are float64: the reference's float32 statistics shift the AUC in 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -445,7 +446,7 @@ def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, r
     [0, 1], multiplied: to the block itself, to the union of its (up to 8) neighbouring blocks, and
     to the full image, each with ``inv(S + ridge I)``. A block larger than the image is clipped
     to it (one block, no surround). Sets of fewer than 2 pixels get a zero covariance.
-    :func:`fencli.stream.tiled_slrx` runs the same :func:`slrx_raw_maps` tile by tile.
+    :class:`SLRX` runs the same :func:`slrx_raw_maps` tile by tile.
     """
     h, w, b = cube.shape
     bs = slrx_block_size(b, block_size, block_num)
@@ -562,4 +563,118 @@ def _bordered_last_row(border: np.ndarray, b: int) -> np.ndarray:
         return out
 
 
-DETECTORS: dict[str, Callable[..., np.ndarray]] = {"grx": grx, "slrx": slrx, "lrx": lrx}
+# --- detectors as fitted statistics plus a tile scorer (what the engine walks) ------------------
+
+class Detector:
+    """A detector split as Spectral Python splits RX: background fitted once over the scene, then
+    tiles scored against it, then the maps combined. ``whole`` is the same computation on a scene
+    held in memory as one tile (no separate fitting pass). Adding a detector is one subclass.
+
+    ``halo``: context pixels a tile needs on each side; ``align``: tile edges on multiples of it;
+    ``min_tile``: smallest tile side; ``needs_stats``: ``fit`` wants the scene's :class:`RXStats`
+    (otherwise only its value range); ``maps``: score maps per tile (combined by ``finish``).
+    """
+
+    name = ""
+    options: tuple[str, ...] = ()
+    halo, align, min_tile, maps = 0, 1, 1, 1
+    needs_stats = False
+
+    def __init__(self, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            takes = f"its options are {', '.join(self.options)}" if self.options else "it takes no options"
+            raise FencliError(f"{self.name} has no option {', '.join(unknown)}: {takes}")
+        self.kw = {k: v for k, v in options.items() if v is not None}
+        self.vrange: tuple[float, float] | None = None
+
+    def configure(self, bands: int) -> None:
+        """Set band-dependent geometry (SLRX's block size) before tiles are planned."""
+
+    def fit(self, stats: RXStats | None, vrange: tuple[float, float]) -> None:
+        self.vrange = vrange
+
+    def score(self, block: np.ndarray, tile: Any) -> np.ndarray:
+        """``maps x h x w`` scores of ``tile``'s core; ``block`` holds its extent (core + halo)."""
+        raise NotImplementedError
+
+    def finish(self, maps: np.ndarray) -> np.ndarray:
+        return maps[0]
+
+    def whole(self, cube: np.ndarray, vrange: tuple[float, float] | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+
+class GRX(Detector):
+    name, needs_stats = "grx", True
+
+    def fit(self, stats: RXStats | None, vrange: tuple[float, float]) -> None:
+        self.stats = stats.set_range(vrange)  # scores in the detectors' [0, 1] units
+        with one_blas_thread():
+            self.stats.whitener()  # factor once, before tiles (or threads) share it
+
+    def score(self, block: np.ndarray, tile: Any) -> np.ndarray:
+        with one_blas_thread():
+            return self.stats.score(block)[None]
+
+    def whole(self, cube: np.ndarray, vrange: tuple[float, float] | None = None) -> np.ndarray:
+        return grx(cube, vrange, **self.kw)
+
+
+class SLRX(Detector):
+    name, options, maps, needs_stats = "slrx", ("block_size", "block_num", "ridge"), 3, True
+
+    def configure(self, bands: int) -> None:
+        self.bs = slrx_block_size(bands, self.kw.get("block_size"), self.kw.get("block_num", 25))
+        self.halo = self.align = self.min_tile = self.bs
+
+    def fit(self, stats: RXStats | None, vrange: tuple[float, float]) -> None:
+        self.vrange, self.stats = vrange, stats.set_range(vrange)
+        self.ridge = self.kw.get("ridge", SLRX_RIDGE)
+        with one_blas_thread():
+            self.white = slrx_full_whitener(self.stats.covariance, self.ridge)
+
+    def score(self, block: np.ndarray, tile: Any) -> np.ndarray:
+        x = minmax01(block, self.vrange)
+        x -= self.stats.mean
+        r0, r1, c0, c1 = tile.core
+        e0, _, f0, _ = tile.ext
+        with one_blas_thread():
+            return slrx_raw_maps(x, self.bs, self.white, self.ridge, core=(r0 - e0, r1 - e0, c0 - f0, c1 - f0))
+
+    def finish(self, maps: np.ndarray) -> np.ndarray:
+        return slrx_combine(maps)
+
+    def whole(self, cube: np.ndarray, vrange: tuple[float, float] | None = None) -> np.ndarray:
+        return slrx(cube, vrange=vrange, **self.kw)
+
+
+class LRX(Detector):
+    """Tiles carry the outer window's radius as halo and are at least ``outer`` px: LRX shifts
+    windows to stay inside the image, which a tile edge must never trigger."""
+
+    name, options = "lrx", ("inner", "outer", "ridge")
+
+    def configure(self, bands: int) -> None:
+        import inspect
+
+        outer = int(self.kw.get("outer", inspect.signature(lrx).parameters["outer"].default))
+        self.halo, self.min_tile = outer // 2, outer
+
+    def score(self, block: np.ndarray, tile: Any) -> np.ndarray:
+        return lrx(block, vrange=self.vrange, **self.kw)[tile.crop][None]
+
+    def whole(self, cube: np.ndarray, vrange: tuple[float, float] | None = None) -> np.ndarray:
+        return lrx(cube, vrange=vrange, **self.kw)
+
+
+DETECTORS: dict[str, type[Detector]] = {d.name: d for d in (GRX, SLRX, LRX)}
+
+
+def make_detector(method: str, options: dict[str, Any] | None = None) -> Detector:
+    """The detector registered under ``method`` with its options, or one clear error line."""
+    try:
+        cls = DETECTORS[method]
+    except KeyError:
+        raise FencliError(f"unknown method {method!r}: choose one of {', '.join(DETECTORS)}") from None
+    return cls(**(options or {}))

@@ -90,3 +90,29 @@ def save_maps_png(path: str | Path, maps: Sequence[tuple[str, np.ndarray]],
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+class PixelBar:
+    """A transient Rich progress bar over pixels, started on the first update: a scene run whole
+    (no tiles, no updates) never imports Rich's progress machinery."""
+
+    def __init__(self, label: str, total: int, enabled: bool = True) -> None:
+        self.label, self.total, self.enabled, self.bar = label, total, enabled, None
+
+    def __call__(self, n: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=self.total)
+        self.bar.advance(self.task, n)
+
+    def __enter__(self) -> PixelBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()

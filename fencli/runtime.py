@@ -11,7 +11,7 @@ import ctypes
 import json
 import threading
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +153,11 @@ class FENSession:
         self.device = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
         self.provider = self.providers[0]  # the one that runs the graph (ONNX Runtime falls back in order)
         self.name = self.path.stem
-        self.threads = threads
+        self.threads, self.device_asked = threads, device
         self._lock = threading.Lock()
+
+    def __reduce__(self) -> tuple:
+        return get_session, (str(self.path), self.device_asked, self.threads)  # Dask workers load it themselves
 
     @property
     def bands(self) -> int:
@@ -170,10 +173,21 @@ class FENSession:
         if getattr(cube, "ndim", None) != 3:
             raise FencliError(f"expected an H x W x bands cube, got shape {getattr(cube, 'shape', None)}")
         h, w, nb = cube.shape
-        if nb < self.bands:
-            raise FencliError(f"the scene has {nb} bands but model {self.path.name} needs {self.bands}")
+        self.check_bands(nb)
         if h < MIN_SIDE or w < MIN_SIDE:
             raise FencliError(f"the scene is {h} x {w}; the FEN needs at least {MIN_SIDE} x {MIN_SIDE}")
+
+    needs_scene_stats = False  # the tiles need only the scene's value range
+
+    def check_bands(self, available: int) -> None:
+        if available < self.bands:
+            raise FencliError(f"the scene has {available} bands but model {self.path.name} needs {self.bands}")
+
+    def tile_fen(self, stats: Any = None, vrange: Any = None) -> TileFen:
+        """The per-tile FEN (picklable, for any executor): the raw forward pass, and for a ``supp``
+        model the graph without its final division by the norm of whatever it is given (each tile
+        its own): the engine applies the scene's norm where it is needed."""
+        return TileFen(str(self.path), self.device_asked, self.threads, self.info.variant == "supp")
 
     def enhance(self, cube: np.ndarray) -> np.ndarray:
         """``H x W x bands`` cube -> enhanced ``H x W x B`` float32 (B = the model's band count)."""
@@ -183,6 +197,51 @@ class FENSession:
             raise FencliError("the scene holds NaN or infinite values in the model's bands")
         y = self.run(fen_input(sub))
         return np.ascontiguousarray(y[0].transpose(1, 2, 0))
+
+
+class TileFen:
+    """A model's per-tile forward pass as a picklable callable: the session (and for ``supp`` the cut
+    graph) is made on first use in each process, so Dask workers anywhere load the model themselves."""
+
+    _cache: dict[tuple, Any] = {}
+
+    def __init__(self, path: str, device: str = "auto", threads: int | None = None, cut_norm: bool = False) -> None:
+        self.path, self.device, self.threads, self.cut_norm = path, device, threads, cut_norm
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        key = (self.path, self.device, self.threads, self.cut_norm)
+        fn = self._cache.get(key)
+        if fn is None:
+            session = get_session(self.path, self.device, self.threads)
+            fn = session.run
+            if self.cut_norm:
+                cut = ort.InferenceSession(_pre_norm(session.path, session.info.output_name),
+                                           session_options(self.threads), providers=session.providers)
+                name = session.info.input_name
+                fn = partial(_run_cut, cut, name)
+            self._cache[key] = fn
+        return fn(x)
+
+
+def _run_cut(session: ort.InferenceSession, name: str, x: np.ndarray) -> np.ndarray:
+    return session.run(None, {name: x}, RUN_OPTIONS)[0]
+
+
+def _pre_norm(path: str | Path, output: str) -> bytes:
+    """The ONNX graph with its output moved to the numerator of the final ``Div`` (the supp norm)."""
+    try:
+        import onnx
+    except ImportError:
+        raise FencliError("tiling a supp model needs the onnx package (pip install onnx), or use --tile 0") from None
+    model = onnx.load(str(path))
+    g = model.graph
+    last = next((n for n in g.node if output in n.output), None)
+    if last is None or last.op_type != "Div":
+        raise FencliError(f"{path}: cannot find the supp norm (a final Div) to tile this model")
+    out = g.output[0]
+    g.output.remove(out)
+    g.output.append(onnx.helper.make_tensor_value_info(last.input[0], out.type.tensor_type.elem_type, None))
+    return model.SerializeToString()
 
 
 _SESSIONS: dict[tuple, FENSession] = {}

@@ -23,7 +23,6 @@ from typing import Any, Iterator
 import numpy as np
 
 from fencli.errors import FencliError
-from fencli.preprocess import checked_range
 
 FEN_HALO = 4  # >= the FEN's receptive radius of 3 (three 3x3 convs); 4 keeps tiles >= 5 px
 
@@ -112,6 +111,9 @@ class Cube:
     def close(self) -> None:
         pass
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_mm": None}  # an mmap does not pickle; the copy reads the array
+
     def __enter__(self) -> "Cube":
         return self
 
@@ -140,8 +142,16 @@ class RawCube(Cube):
         self.shape = tuple(int(s) for s in shape)  # type: ignore[assignment]
         self.dtype = np.dtype(dtype)
         self.offset = offset
+        self.writable = writable
         self._mm = None
         self._f = open(self.path, "r+b" if writable else "rb", buffering=0)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_f"}  # Dask ships the path, not the handle
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._f = open(self.path, "r+b" if self.writable else "rb", buffering=0)
 
     def _seg(self, r: int, c: int) -> int:
         _, w, b = self.shape
@@ -185,27 +195,23 @@ def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
         return shape, dtype, fortran, f.tell()
 
 
-def open_cube(source: Any, key: str | None = None) -> Cube:
-    """A window reader for a path (``.npy``; ``.h5``/``.mat`` v7.3 dataset read by slab) or an array-like.
-
-    Paths of other formats go through :func:`fencli.io.read_scene`, whose cube may be a memmap.
-    """
+def open_cube(source: Any) -> Cube:
+    """A window reader for a :class:`Cube`, an ``H x W x bands`` array-like or a ``.npy`` path (read
+    by window; other formats: :func:`fencli.io.read_scene`, whose cube may be a memmap)."""
     if isinstance(source, Cube):
         return source
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
             raise FencliError(f"{path}: no such file")
-        if path.suffix.lower() == ".npy":
-            shape, dtype, fortran, offset = npy_header(path)
-            if len(shape) != 3:
-                raise FencliError(f"{path}: expected a 3-D H x W x bands array, got shape {shape}")
-            if not fortran and not dtype.hasobject:
-                return RawCube(path, shape, dtype, offset)
-            return Cube(np.load(path, mmap_mode="r"))
-        from fencli.io import read_scene  # noqa: PLC0415  (formats, layouts and keys live there)
-
-        return Cube(read_scene(path, key=key, validate=False).cube)  # streamed passes check values
+        if path.suffix.lower() != ".npy":
+            raise FencliError(f"{path}: only .npy is read by window here; read it with fencli.io.read_scene")
+        shape, dtype, fortran, offset = npy_header(path)
+        if len(shape) != 3:
+            raise FencliError(f"{path}: expected a 3-D H x W x bands array, got shape {shape}")
+        if not fortran and not dtype.hasobject:
+            return RawCube(path, shape, dtype, offset)
+        return Cube(np.load(path, mmap_mode="r"))
     return Cube(source)
 
 
@@ -232,19 +238,3 @@ def iter_rows(cube: Cube, bands: int | None = None, chunk: int | None = None) ->
     chunk = chunk or row_chunk(w, bands or b)
     for r0 in range(0, h, chunk):
         yield r0, cube.rows(r0, min(h, r0 + chunk), bands)
-
-
-def stream_range(cube: Cube, bands: int | None = None, chunk: int | None = None) -> tuple[float, float]:
-    """Global (min, max) of ``cube[:, :, :bands]`` in one streaming pass; constant is an error."""
-    lo, hi = math.inf, -math.inf
-    for _, block in iter_rows(cube, bands, chunk):
-        blo, bhi = finite_range(block)
-        lo, hi = min(lo, blo), max(hi, bhi)
-    return checked_range(lo, hi)
-
-
-def finite_range(block: np.ndarray) -> tuple[float, float]:
-    """(min, max) of one streamed block; NaN or Inf is an error (the streamed passes cannot fill)."""
-    if block.dtype.kind == "f" and not np.isfinite(block).all():
-        raise FencliError("the cube holds NaN or Inf values: clean it first (--nan fill)")
-    return float(block.min()), float(block.max())

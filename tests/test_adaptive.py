@@ -16,12 +16,11 @@ from fencli import adaptive
 from fencli.detectors import RXStats, grx, slrx
 from fencli.errors import FencliError
 from fencli.metrics import roc_auc
-from fencli.pipeline import run
+from fencli.engine import enhance, run
 from fencli.preprocess import fen_input
 from fencli.runtime import load_session
-from fencli.stream import detect_stream, stream_stats, tiled_fen
 from fencli.synthetic import planted_scene
-from fencli.tiles import Cube, create_raw
+from fencli.tiles import create_raw
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +118,9 @@ def test_two_processes_give_bit_identical_scores(fen):
 def test_tiled_enhance_equals_whole(fen, tmp_path, tile):
     cube, _ = planted_scene(29, 23, 70, n_anomalies=4, seed=4)
     whole = fen.enhance(cube)
-    stats, lo, hi = stream_stats(Cube(cube))
-    out = create_raw(tmp_path / "y.npy", cube.shape, np.float32)
-    tiled_fen(Cube(cube), fen.for_scene(stats, (lo, hi)), out, bands=70, vrange=(lo, hi), tile=tile)
-    out.close()
-    assert rel(np.load(out.path), whole) <= 1e-6
+    with create_raw(tmp_path / "y.npy", cube.shape, np.float32) as out:
+        assert enhance(cube, fen, tile=tile, out=out) is None  # streamed to the file
+    assert rel(np.load(tmp_path / "y.npy"), whole) <= 1e-6
 
 
 @pytest.mark.parametrize("method", ["grx", "slrx"])
@@ -131,7 +128,7 @@ def test_tiled_detection_equals_whole(fen, tmp_path, method):
     cube, gt = planted_scene(33, 27, 48, n_anomalies=5, seed=6)
     np.save(tmp_path / "c.npy", cube)
     opts = {"block_size": 4} if method == "slrx" else None
-    tiled = detect_stream(tmp_path / "c.npy", method, fen=fen, tile=9, workdir=tmp_path, options=opts)
+    tiled = run(tmp_path / "c.npy", method, enhancer=fen, tile=9, workdir=tmp_path, options=opts)
     whole = run(cube, method, enhancer=fen, gt=gt, options=opts)
     assert tiled.bands == whole.bands == 48
     assert rel(tiled.scores, whole.scores) <= 1e-6
@@ -221,12 +218,12 @@ def test_shared_scene_auc(fen, scene):
 def test_dask_engine_equals_whole(fen, tmp_path):
     """Dask workers (other processes) get the scene's ConvH and load the core themselves."""
     pytest.importorskip("distributed")
-    from fencli.dask_engine import dask_client, detect_dask
+    from fencli.cluster import DaskExecutor, dask_client
 
     cube, gt = planted_scene(25, 21, 40, n_anomalies=3, seed=9)
     np.save(tmp_path / "c.npy", cube)
-    with dask_client(workers=1, threads=1):
-        res = detect_dask(tmp_path / "c.npy", "grx", fen=fen, tile=9, workdir=tmp_path)
+    with dask_client(workers=1, threads=1, processes=True) as client:
+        res = run(tmp_path / "c.npy", "grx", enhancer=fen, tile=9, workdir=tmp_path, executor=DaskExecutor(client))
     assert rel(res.scores, run(cube, "grx", enhancer=fen).scores) <= 1e-6
 
 

@@ -13,7 +13,7 @@ import pytest
 from fencli import bench as B
 from fencli.errors import FencliError
 from fencli.metrics import roc_auc
-from fencli.pipeline import run
+from fencli.engine import run
 from fencli.synthetic import demo_scene, planted_scene
 
 
@@ -22,6 +22,9 @@ class NoiseEnhancer:
 
     def __init__(self, bands: int, name: str = "noise-fen") -> None:
         self.bands, self.name = bands, name
+
+    def check_bands(self, available: int) -> None:
+        assert available >= self.bands
 
     def enhance(self, cube: np.ndarray) -> np.ndarray:
         assert cube.shape[2] == self.bands

@@ -9,12 +9,12 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from test_stream import B, as_fn, local_mean_diff, random_fen  # noqa: E402
+from test_engine import B, TorchEnhancer, random_fen  # noqa: E402
 
 from fencli.batch import run_batch  # noqa: E402
-from fencli.dask_engine import dask_client, detect_dask, tiled_local_dask  # noqa: E402
+from fencli.cluster import DaskExecutor, dask_client  # noqa: E402
 from fencli.detectors import grx  # noqa: E402
-from fencli.stream import detect_stream  # noqa: E402
+from fencli.engine import run  # noqa: E402
 from fencli.synthetic import planted_scene  # noqa: E402
 
 
@@ -36,22 +36,24 @@ def scene_file(tmp_path_factory):
                                             ("lrx", {"inner": 3, "outer": 9})])
 def test_dask_fe_detection_equals_local_engine(client, scene_file, tmp_path, method, options):
     path, _ = scene_file
-    fen = as_fn(random_fen())
-    local = detect_stream(path, method, fen=fen, bands=B, tile=8, options=options, workdir=tmp_path).scores
-    remote = detect_dask(path, method, fen=fen, bands=B, tile=8, options=options, workdir=tmp_path).scores
+    fen = TorchEnhancer(random_fen())
+    local = run(path, method, enhancer=fen, tile=8, options=options, workdir=tmp_path).scores
+    remote = run(path, method, enhancer=fen, tile=8, options=options, workdir=tmp_path,
+                 executor=DaskExecutor(client)).scores
     np.testing.assert_allclose(remote, local, rtol=1e-9, atol=1e-12)
     assert not list(tmp_path.glob("fencli-*"))
 
 
 def test_dask_raw_grx_on_an_in_memory_cube_equals_in_memory_grx(client, scene_file):
     cube = scene_file[1]
-    np.testing.assert_allclose(detect_dask(cube, "grx", tile=7).scores, grx(cube), rtol=1e-9)
+    np.testing.assert_allclose(run(cube, "grx", executor=DaskExecutor(client)).scores, grx(cube), rtol=1e-9)
 
 
-def test_dask_map_overlap_local_detector_equals_whole_scene(client, scene_file):
-    cube = scene_file[1]
-    whole = local_mean_diff(cube, None, 3)
-    np.testing.assert_allclose(tiled_local_dask(cube, local_mean_diff, 3, tile=6, radius=3), whole, rtol=1e-12)
+def test_dask_refuses_a_whole_scene_run(client, scene_file):
+    from fencli.errors import FencliError
+
+    with pytest.raises(FencliError, match="--engine dask works on tiles"):
+        run(scene_file[1], "grx", tile=0, executor=DaskExecutor(client))
 
 
 def test_dask_batch_is_one_task_per_scene_and_survives_a_corrupt_file(client, tmp_path):
@@ -65,3 +67,27 @@ def test_dask_batch_is_one_task_per_scene_and_survives_a_corrupt_file(client, tm
         np.testing.assert_allclose(np.load(tmp_path / "out" / f"{name}.grx.npy"), grx(cube), rtol=1e-5)
     rows = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [r["status"] for r in rows] == ["error", "ok", "ok", "ok"]
+
+
+def test_cli_engine_dask_with_a_model_in_worker_processes(tmp_path):
+    """`fencli detect --engine dask --scheduler ADDR`: worker processes load the model themselves."""
+    from typer.testing import CliRunner
+
+    from fencli.cli import _register, app
+
+    _register()
+    cube, gt = planted_scene(26, 22, 50, n_anomalies=3, seed=4)
+    np.save(tmp_path / "c.npy", cube)
+    with dask_client(workers=1, threads=1, processes=True) as proc_client:
+        args = ["detect", str(tmp_path / "c.npy"), "--model", "fencli-50", "--out", str(tmp_path / "d.npy"),
+                "--engine", "dask", "--scheduler", proc_client.scheduler.address, "--tile", "9", "--json"]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        workers = proc_client.run(lambda: __import__("os").getpid())
+    assert json.loads(res.stdout)["model"] == "fencli-50"
+    assert __import__("os").getpid() not in workers.values()  # the tasks really ran elsewhere
+    from fencli.runtime import load_session
+
+    whole = grx(load_session("fencli-50", "cpu").enhance(cube))
+    got = np.load(tmp_path / "d.npy")
+    assert np.abs(got - whole).max() <= 1e-5 * whole.max()

@@ -166,7 +166,7 @@ def test_shipped_model_auc_on_the_shared_scenes(name: str, auc_reference: dict) 
     The issue's goal is within 0.005 of the published mean; measured (README): +0.0012 at 100 bands,
     -0.0050 at 200, -0.0068 at 50. The 0.0075 here guards those models against regressions; it does
     not claim the goal is met at 50 bands."""
-    from fencli.pipeline import run
+    from fencli.engine import run
     from fencli.runtime import load_session
 
     session = load_session(name, device="cpu")

@@ -170,6 +170,7 @@ def _cli(*args: str):
 
 def test_cli_export_and_models(synthetic, tmp_path, monkeypatch):
     monkeypatch.setenv("FENCLI_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     out = tmp_path / "ferd-200-supp.onnx"
     res = _cli("export", "--checkpoint", synthetic[2], "--variant", "supp", "--out", out, "--json")
     assert res.exit_code == 0, res.output
@@ -188,7 +189,13 @@ def test_cli_export_and_models(synthetic, tmp_path, monkeypatch):
     assert rt["onnxruntime"] == onnxruntime.__version__ and rt["packages"]
     assert rt["available_providers"] == onnxruntime.get_available_providers()
     assert rt["auto_provider"] == get_session(out, "auto").provider
-    assert listed["ferd-50"]["installed"] is (fmodels.find_installed("ferd-50") is not None)
+    in_repo = (ROOT / "weights" / "ferd-50.onnx").is_file()  # an export a developer made; never in a clean clone
+    assert listed["ferd-50"]["installed"] is in_repo  # FENCLI_WEIGHTS holds no ferd-50, the cache is empty
+    import shutil
+
+    shutil.copy(out, tmp_path / "ferd-50.onnx")  # a file of that name in FENCLI_WEIGHTS installs it, first
+    listed = {m["name"]: m for m in json.loads(_cli("models", "--json").output)["models"]}
+    assert listed["ferd-50"]["installed"] is True and listed["ferd-50"]["path"] == str(tmp_path / "ferd-50.onnx")
 
 
 def _small_scene(tmp_path: Path) -> tuple[np.ndarray, Path]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fencli.errors import FencliError
-from fencli.tiles import Cube, RawCube, create_raw, default_tile, grid, npy_header, open_cube, split, stream_range
+from fencli.tiles import Cube, RawCube, create_raw, default_tile, grid, npy_header, open_cube, split
 
 
 @pytest.mark.parametrize("n,size,align", [(23, 10, 1), (23, 10, 4), (5, 10, 1), (100, 7, 3), (37, 37, 8)])
@@ -74,14 +74,19 @@ def test_truncated_npy_is_a_clear_error(tmp_path):
         cube.rows(0, 10)
 
 
-def test_stream_range_matches_numpy_with_small_chunks_and_rejects_constant_and_nan():
+def test_scan_matches_numpy_with_small_chunks_and_rejects_constant_and_nan(monkeypatch):
+    from fencli import engine
+
+    monkeypatch.setattr(engine, "row_chunk", lambda *a, **k: 2)
     a = np.random.default_rng(3).normal(size=(13, 6, 4))
-    assert stream_range(Cube(a), bands=3, chunk=2) == (a[:, :, :3].min(), a[:, :, :3].max())
+    part = engine.scan(Cube(a), 3, stats=True)
+    assert (part.lo, part.hi) == (a[:, :, :3].min(), a[:, :, :3].max())
+    np.testing.assert_allclose(part.stats.covariance, np.cov(a[:, :, :3].reshape(-1, 3).T), rtol=1e-12)
     with pytest.raises(FencliError, match="constant"):
-        stream_range(Cube(np.ones((5, 5, 2))))
+        engine.scan(Cube(np.ones((5, 5, 2))), 2, stats=False)
     a[7, 2, 1] = np.nan
     with pytest.raises(FencliError, match="NaN"):
-        stream_range(Cube(a), chunk=3)
+        engine.scan(Cube(a), 4, stats=False)
 
 
 def test_default_tile_shrinks_with_the_budget():
@@ -122,5 +127,5 @@ def test_hdf5_and_mat73_cubes_are_read_by_window(tmp_path):
         f["data"] = a.transpose(2, 1, 0)  # MATLAB v7.3 stores column-major: reversed axes
     with open(tmp_path / "m.mat", "r+b") as f:
         f.write(b"MATLAB 7.3 MAT-file".ljust(116) + bytes(8) + b"\x00\x02IM")
-    cube = open_cube(tmp_path / "m.mat")
+    cube = Cube(read_scene(tmp_path / "m.mat", validate=False).cube)
     np.testing.assert_array_equal(cube.rows(3, 8), a[3:8])

@@ -10,11 +10,11 @@ import typer
 
 from fencli.cli import app
 from fencli.cli.options import (Bands, ConstantBands, Device, Force, GtFile, GtKey, Json, Key, Layout, Model,
-                                Nan, Threads)
+                                Nan, Threads, Tile)
 from fencli.errors import FencliError
 
 if TYPE_CHECKING:
-    from fencli.pipeline import Result
+    from fencli.engine import Result
 
 
 def load_enhancer(model: str, device: str = "auto", threads: int | None = None):
@@ -26,13 +26,11 @@ def load_enhancer(model: str, device: str = "auto", threads: int | None = None):
     return load_session(model, device=device, threads=threads)
 
 
-def detector_options(method: str, block_size: int | None, block_num: int,
-                     windows: tuple[int, int] | None) -> dict:
-    if method == "slrx":
-        return {"block_size": block_size, "block_num": block_num}
-    if method == "lrx" and windows is not None:
-        return {"inner": windows[0], "outer": windows[1]}
-    return {}
+def detector_options(block_size: int | None, block_num: int | None, windows: tuple[int, int] | None) -> dict:
+    """The detector options the flags gave; the detector refuses those it does not take."""
+    given = {"block_size": block_size, "block_num": block_num,
+             "inner": windows[0] if windows else None, "outer": windows[1] if windows else None}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def refuse_existing(paths: list[Path | None], force: bool) -> None:
@@ -52,8 +50,6 @@ def result_row(scene: str, shape: tuple[int, ...], res: Result, seconds: dict, o
 Cubes = Annotated[list[Path], typer.Argument(
     help="Scene file(s): .mat (v5/v7.3), .npy, .npz, .h5/.hdf5, ENVI .hdr or GeoTIFF .tif; with --out-dir also folders and globs.",
     show_default=False)]
-Tile = Annotated[Optional[int], typer.Option("--tile", help="Tile side in pixels for scenes larger than memory "
-                                             "(results equal whole-scene ones). Default: from available memory; 0: whole scene in memory.")]
 Engine = Annotated[str, typer.Option("--engine", help="local, or dask (needs fencli[dask]): tiles and scenes as Dask tasks.")]
 Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running dask.distributed scheduler (default: a LocalCluster).")]
 OutDir = Annotated[Optional[Path], typer.Option("--out-dir", help="Many scenes: write <scene>.<method>.npy each and summary.csv/json here; finished scenes are skipped unless --force.")]
@@ -112,7 +108,7 @@ def detect(
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the score map: .tif (GeoTIFF), .hdr (ENVI), .h5, .npy or .mat; .tif, .hdr and .h5 keep the input's georeferencing.")] = None,
     png: Annotated[Optional[Path], typer.Option("--png", help="Write a PNG of the map (and the ground truth).")] = None,
     block_size: Annotated[Optional[int], typer.Option("--block-size", help="SLRX block side in pixels (default: bands // block-num).")] = None,
-    block_num: Annotated[int, typer.Option("--block-num", help="SLRX: the reference's divisor of the BAND count.")] = 25,
+    block_num: Annotated[Optional[int], typer.Option("--block-num", help="SLRX: the reference's divisor of the BAND count (default 25).")] = None,
     windows: Annotated[Optional[tuple[int, int]], typer.Option("--windows", help="LRX inner (guard) and outer window sides.")] = None,
     threshold: Annotated[Optional[str], typer.Option("--threshold", "-t", help="Detection threshold: a score (3.5), a percentile (99.5%), 'auto' (median + 5 MAD) or 'f1' (oracle: best pixel F1 against --gt). Flags scores strictly above it.")] = None,
     far: Annotated[Optional[str], typer.Option("--far", help="Threshold by false-alarm rate: flag at most this fraction of pixels (the empirical 1-FAR quantile).")] = None,
@@ -152,7 +148,10 @@ def detect(
         raise FencliError("--scheduler needs --engine dask")
     if tile is not None and tile < 0:
         raise FencliError(f"--tile must be >= 0, got {tile}")
-    options = detector_options(method, block_size, block_num, windows)
+    options = detector_options(block_size, block_num, windows)
+    from fencli.detectors import make_detector
+
+    make_detector(method, options)  # an unknown method or a flag it does not take fails first
     if out_dir is not None or len(cubes) > 1:
         extras = (("--threshold", threshold), ("--far", far), ("--mask", mask), ("--objects", objects),
                   ("--quicklook", quicklook), ("--gt-key", gt_key),
@@ -165,7 +164,6 @@ def detect(
                            scheduler=scheduler, device=device, threads=threads, json=json, force=force)
     cube = cubes[0]
     from fencli.io import read_scene, validate_cube
-    from fencli.pipeline import run
     from fencli import georef as geo
     from fencli.objects import parse_threshold
     from fencli.report import print_json, save_maps_png
@@ -185,19 +183,14 @@ def detect(
         enhancer = load_enhancer(model, device, threads)  # session creation: in "total", not in "read"
     t0 = time.perf_counter()
     scene = read_scene(cube, key=key, gt=gt, gt_key=gt_key, layout=layout, nan=nan, validate=False)
-    t_read = time.perf_counter() - t0
     if auto:
         model = auto_model(model, scene.cube.shape[2], bands, method)
         enhancer = load_enhancer(model, device, threads)
-    tiled = use_tiles(scene.cube.shape, enhancer, bands, tile, engine, nan)
     # one validation, one message, whether the scene is then read whole or streamed (a chunked pass)
     scene.cube, scene.meta["validation"] = validate_cube(scene.cube, nan=nan, constant_bands=constant_bands,
                                                          name=cube.name)
     t_read = time.perf_counter() - t0
-    if tiled:
-        res = run_tiled(cube, scene, method, enhancer, bands, tile, engine, scheduler, options, bar=not json)
-    else:
-        res = run(scene.cube, method, enhancer=enhancer, bands=bands, gt=scene.gt, options=options)
+    res = run_scene(cube, scene, method, enhancer, bands, tile, engine, scheduler, options, bar=not json)
     grid = geo.from_meta(scene.meta)
     label = f"{'FE+' if res.model else ''}{method.upper()}"
     found = None
@@ -232,53 +225,39 @@ def detect(
             console.print(objects_line(found.summary()))
 
 
-def use_tiles(shape: tuple[int, ...], enhancer, bands: int | None, tile: int | None, engine: str, nan: str) -> bool:
-    """Out of core when asked (--tile N, --engine dask) or when the scene is larger than one tile of
-    the size the available memory allows; NaN filling needs the cube in memory."""
-    if tile == 0:
-        if engine == "dask":
-            raise FencliError("--engine dask works on tiles: --tile 0 does not apply")
-        return False
-    if tile is not None or engine == "dask":
-        if nan == "fill":
-            raise FencliError("--nan fill works on the whole scene in memory: use --tile 0")
-        return True
-    from fencli.tiles import default_tile
-
-    nb = (enhancer.bands if enhancer is not None else None) or bands or shape[2]
-    return nan != "fill" and max(shape[0], shape[1]) > default_tile(nb)
-
-
-def run_tiled(path: Path, scene, method: str, enhancer, bands: int | None, tile: int | None, engine: str,
+def run_scene(path: Path, scene, method: str, enhancer, bands: int | None, tile: int | None, engine: str,
               scheduler: str | None, options: dict, bar: bool = False) -> Result:
-    """One scene through :func:`fencli.stream.detect_stream` (or its Dask twin) as a pipeline Result."""
-    from fencli.metrics import roc3d
-    from fencli.pipeline import Result
-    from fencli.preprocess import model_bands
-    from fencli.stream import detect_stream, enhancer_tile_fen
+    """One scene through :func:`fencli.engine.run`, on Dask when asked, with a progress bar when tiled."""
+    from contextlib import nullcontext
 
-    bands = model_bands(bands, enhancer)
-    # Dask may ship the FEN to worker processes: a picklable handle, not the live session.
-    fen = enhancer_tile_fen(enhancer, picklable=engine == "dask")
-    source = path if path.suffix.lower() == ".npy" and scene.meta.get("layout", "hwb") == "hwb" else scene.cube
-    if engine == "dask":
-        from fencli.dask_engine import dask_client, detect_dask
+    from fencli.engine import run
+    from fencli.report import PixelBar
 
-        with dask_client(scheduler) as _:
-            t0 = time.perf_counter()
-            res = detect_dask(source, method, fen=fen, bands=bands, tile=tile, options=options)
-            res.seconds["detect"] = time.perf_counter() - t0
-    else:
-        from rich.progress import Progress
+    # a .npy scene is read by window from its file (and travels to Dask workers as its path)
+    # (unless validation filled NaN or dropped bands: then the cleaned cube in memory is the scene)
+    import numpy as np
 
-        h, w = scene.cube.shape[:2]
-        with Progress(transient=True, disable=not bar) as progress:
-            task = progress.add_task(f"{scene.name} in tiles", total=h * w * (2 if fen else 1))
-            res = detect_stream(source, method, fen=fen, bands=bands, tile=tile, options=options,
-                                progress=lambda n: progress.advance(task, n))
-    metrics = roc3d(res.scores, scene.gt) if scene.gt is not None else {}
-    return Result(res.scores, method, enhancer.name if enhancer else None, res.bands,
-                  metrics.get("auc_df"), metrics, res.seconds)
+    as_read = isinstance(scene.cube, np.memmap) and scene.meta.get("layout", "hwb") == "hwb"
+    source = path if path.suffix.lower() == ".npy" and as_read else scene.cube
+    h, w = scene.cube.shape[:2]
+    passes = 3 if enhancer is not None else 2  # scan, (enhance,) detect
+    with (_dask(scheduler) if engine == "dask" else nullcontext()) as executor, \
+            PixelBar(f"{scene.name} in tiles", h * w * passes, enabled=bar) as progress:
+        return run(source, method, enhancer=enhancer, bands=bands, gt=scene.gt, options=options, tile=tile,
+                   executor=executor, progress=progress)
+
+
+def _dask(scheduler: str | None):
+    """A Dask executor on a client of ``scheduler`` (or of a new LocalCluster)."""
+    from contextlib import contextmanager
+
+    from fencli.cluster import DaskExecutor, dask_client
+
+    @contextmanager
+    def executor():
+        with dask_client(scheduler) as client:
+            yield DaskExecutor(client)
+    return executor()
 
 
 def auto_model(model: str, scene_bands: int, bands: int | None, method: str) -> str:
@@ -310,9 +289,7 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
                 threads: int | None, json: bool, force: bool) -> None:
     """Many scenes: one progress bar, per-scene rows in OUT_DIR/summary.{csv,json}, failures isolated."""
     from fencli.batch import run_batch
-    from fencli.preprocess import model_bands
     from fencli.report import console, print_json
-    from fencli.stream import enhancer_tile_fen
 
     if out_dir is None:
         raise FencliError("several scenes need --out-dir (one score map per scene goes there)")
@@ -327,12 +304,10 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
         first = bands if bands is not None else first_scene_bands(cubes, key)
         model = auto_model(model, first, bands, method)
     enhancer = load_enhancer(model, device, threads)  # fail early on a bad model, before any scene
-    bands = model_bands(bands, enhancer)
-    fen = enhancer_tile_fen(enhancer, picklable=True, device=device)
     kw = dict(method=method, model=enhancer.name if enhancer else None, force=force, progress=not json,
-              fen=fen, bands=bands, tile=tile, options=options, key=key)
+              enhancer=enhancer, bands=bands, tile=tile, options=options, key=key)
     if engine == "dask":
-        from fencli.dask_engine import dask_client
+        from fencli.cluster import dask_client
 
         with dask_client(scheduler) as client:
             summary = run_batch(cubes, out_dir, client=client, **kw)
@@ -376,13 +351,14 @@ def demo(
     \b
       fencli demo --force
     """
-    from fencli.pipeline import detector, run
+    from fencli.detectors import make_detector
+    from fencli.engine import run
     from fencli.report import console, print_json, results_table, save_maps_png
     from fencli.synthetic import demo_scene
 
     method_list = [m.strip().lower() for m in methods.split(",") if m.strip()]
     for m in method_list:
-        detector(m)  # an unknown name fails before any work
+        make_detector(m)  # an unknown name fails before any work
     refuse_existing([png], force)
     cube, gt = demo_scene()
     enhancers = [None]

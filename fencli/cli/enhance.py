@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from fencli.cli import app
-from fencli.cli.options import Bands, Cube, Device, Force, Json, Key, Layout, Nan, Threads
+from fencli.cli.options import Bands, Cube, Device, Force, Json, Key, Layout, Nan, Threads, Tile
 from fencli.errors import FencliError
 
 _SAME_FAMILY = {".mat": ".mat", ".npy": ".npy", ".npz": ".npy", ".h5": ".h5", ".hdf5": ".hdf5",
@@ -32,6 +32,7 @@ def enhance(
     key: Key = None,
     layout: Layout = "hwb",
     nan: Nan = "error",
+    tile: Tile = None,
     device: Device = "auto",
     threads: Threads = None,
     json: Json = False,
@@ -39,16 +40,20 @@ def enhance(
 ) -> None:
     """Write the FEN-enhanced cube of CUBE: the model's first B bands, scaled, enhanced, bands last.
 
+    A scene larger than a tile the free memory allows (or any scene with --tile N) is enhanced tile by
+    tile and streamed to a .npy output, with the same values as a whole-scene run.
+
     Examples:
 
     \b
       fencli enhance scene.mat
       fencli enhance scene.mat --model ferd-200-supp
       fencli enhance scene.hdr -m weights/mine.onnx --out enhanced.h5 --json
+      fencli enhance big.npy --tile 512 --out big_fen.npy
     """
-    from fencli.io import read_scene, write_array
+    from fencli.engine import enhance as run_enhance, kept_bands, plan_tile
+    from fencli.io import atomic_path, read_scene, write_array
     from fencli.models import AUTO, pick_model
-    from fencli.preprocess import model_bands, select_bands
     from fencli.runtime import load_session
 
     auto = model.lower() == AUTO
@@ -60,25 +65,43 @@ def enhance(
         if why:
             raise FencliError(f"{cube.name}: {why}: nothing to enhance with (name one with --model)")
         session = load_session(model, device=device, threads=threads)
-    data = select_bands(scene.cube, model_bands(bands, session))
-    session.check(data)
+    session.check(scene.cube)
+    h, w, nb = scene.cube.shape
+    nb = kept_bands(nb, bands, session)  # the model's bands, or for the adaptive FEN every band kept
     target = out or default_output(cube, scene.meta.get("format"))
     if target.exists() and not force:  # fail before the forward pass, not after it
         raise FencliError(f"{target} exists: pass --force to overwrite it")
+    streamed = plan_tile(scene.cube.shape, nb, tile) > 0 and (tile is not None or target.suffix.lower() == ".npy")
+    if streamed and target.suffix.lower() != ".npy":
+        raise FencliError(f"--tile streams the enhanced cube to a .npy file, not {target.suffix or target.name}: "
+                          "pass --out NAME.npy")
     start = time.perf_counter()
-    enhanced = session.enhance(data)
+    if streamed:
+        import numpy as np
+
+        from fencli.report import PixelBar
+        from fencli.tiles import create_raw
+
+        as_read = isinstance(scene.cube, np.memmap) and scene.meta.get("layout", "hwb") == "hwb"
+        source = cube if cube.suffix.lower() == ".npy" and as_read else scene.cube  # read by window
+        with atomic_path(target, force=force) as tmp, create_raw(tmp, (h, w, nb), np.float32) as sink, \
+                PixelBar(f"{cube.name} in tiles", h * w * 2, enabled=not json) as progress:
+            run_enhance(source, session, bands=bands, tile=tile, out=sink, progress=progress)
+        written = target
+    else:
+        enhanced = run_enhance(scene.cube, session, bands=bands, tile=0)
     seconds = time.perf_counter() - start
-    nb = enhanced.shape[2]  # the model's bands, or for the adaptive FEN every band kept
-    wavelengths = scene.meta.get("wavelengths")
-    meta = {"georef": scene.meta.get("georef"), "wavelengths": wavelengths[:nb] if wavelengths else None}
-    written = write_array(target, enhanced, force=force, meta=meta)
+    if not streamed:
+        wavelengths = scene.meta.get("wavelengths")
+        meta = {"georef": scene.meta.get("georef"), "wavelengths": wavelengths[:nb] if wavelengths else None}
+        written = write_array(target, enhanced, force=force, meta=meta)
     label = session.name if session.bands is None else str(session.path)  # adaptive: no single model file
     summary = {"input": str(cube), "output": str(written), "model": label, "model_name": session.name,
                "bands": nb, "variant": session.info.variant, "device": session.device,
-               "provider": session.provider,
-               "shape": list(enhanced.shape), "seconds": round(seconds, 4)}
+               "provider": session.provider, "tiled": streamed,
+               "shape": [h, w, nb], "seconds": round(seconds, 4)}
     if json:
         print(jsonlib.dumps(summary, indent=2))
     else:
-        print(f"wrote {written}: {enhanced.shape[0]} x {enhanced.shape[1]} x {enhanced.shape[2]} "
-              f"float32 ({session.name}, {session.info.variant}, {session.device}, {seconds:.2f} s)")
+        print(f"wrote {written}: {h} x {w} x {nb} float32 ({session.name}, {session.info.variant}, "
+              f"{session.device}{', in tiles' if streamed else ''}, {seconds:.2f} s)")

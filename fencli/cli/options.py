@@ -21,3 +21,5 @@ Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda (ONNX R
 Threads = Annotated[Optional[int], typer.Option("--threads", help="ONNX Runtime intra-op threads (default: all cores).")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a table.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+Tile = Annotated[Optional[int], typer.Option("--tile", help="Tile side in pixels for scenes larger than memory "
+                                             "(results equal whole-scene ones). Default: from available memory; 0: whole scene in memory.")]

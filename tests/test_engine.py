@@ -1,19 +1,22 @@
-"""Out-of-core pipeline: tiled/streamed results equal whole-scene results on odd sizes and tiles."""
+"""The one engine: tiled/streamed results equal whole-scene results on odd sizes and tiles."""
 
 from __future__ import annotations
+
+import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import scipy.ndimage
 
-from fencli import stream, tiles
-from fencli.detectors import RXStats, grx
+from fencli import engine
+from fencli.detectors import Detector, RXStats, grx, lrx, slrx
+from fencli.engine import detect_pass, enhance, run
 from fencli.errors import FencliError
 from fencli.metrics import roc_auc
 from fencli.preprocess import fen_input, minmax01
-from fencli.stream import detect_stream, stream_grx, tiled_fen, tiled_local, tiled_slrx
 from fencli.synthetic import planted_scene
-from fencli.tiles import Cube, create_raw
+from fencli.tiles import Cube, RawCube, create_raw
 from tests.test_detectors import slrx_loop
 
 torch = pytest.importorskip("torch")
@@ -39,6 +42,34 @@ def random_fen(bands: int = B, variant: str = "plain", seed: int = 0) -> FEN:
     return m
 
 
+def as_fn(model: FEN):
+    def fen(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+    return fen
+
+
+class TorchEnhancer:
+    """A torch FEN with the engine's Enhancer interface; ``tiles`` is the model run per tile (for a
+    ``supp`` whole model: the same weights without the norm, as the engine expects)."""
+
+    needs_scene_stats = False
+
+    def __init__(self, whole: FEN, tiles: FEN | None = None, variant: str = "plain") -> None:
+        self.whole, self.tiles = whole, tiles or whole
+        self.name, self.bands, self.info = "torch-fen", B, SimpleNamespace(variant=variant)
+
+    def check_bands(self, available: int) -> None:
+        if available < B:
+            raise FencliError(f"the scene has {available} bands but the model needs {B}")
+
+    def enhance(self, cube: np.ndarray) -> np.ndarray:
+        return whole_fen(self.whole, cube[..., :B])
+
+    def tile_fen(self, stats, vrange):
+        return as_fn(self.tiles)
+
+
 @pytest.fixture(scope="module")
 def model() -> FEN:
     return random_fen()
@@ -60,28 +91,23 @@ def whole_fen(model: FEN, cube: np.ndarray) -> np.ndarray:
     return as_fn(model)(fen_input(cube))[0].transpose(1, 2, 0)
 
 
-def run_tiled(cube, model, tmp_path, tile, halo=tiles.FEN_HALO, supp_norm=False):
-    out = create_raw(tmp_path / f"y{tile}-{halo}.npy", (*cube.shape[:2], B))
-    old = stream.FEN_HALO
-    stream.FEN_HALO = halo
-    try:
-        acc = tiled_fen(Cube(cube), as_fn(model), out, bands=B, vrange=(float(cube[..., :B].min()),
-                        float(cube[..., :B].max())), tile=tile, supp_norm=supp_norm)
-    finally:
-        stream.FEN_HALO = old
-    out.close()
-    return np.load(out.path), acc
+def run_tiled(cube, model, tmp_path, tile, monkeypatch=None, halo=None, supp=None):
+    if halo is not None:
+        monkeypatch.setattr(engine, "FEN_HALO", halo)
+    fen = TorchEnhancer(supp, model, "supp") if supp is not None else TorchEnhancer(model)
+    with create_raw(tmp_path / f"y{tile}-{halo}.npy", (*cube.shape[:2], B)) as out:
+        assert enhance(cube, fen, tile=tile, out=out) is None
+    return np.load(tmp_path / f"y{tile}-{halo}.npy")
 
 
 @pytest.mark.parametrize("tile", [5, 7, 10])
-def test_tiled_fen_equals_whole_scene(scene, model, tmp_path, tile):
+def test_tiled_fen_equals_whole_scene(scene, model, tmp_path, monkeypatch, tile):
     cube = scene[0]
     whole = whole_fen(model, cube[..., :B])
-    y, acc = run_tiled(cube, model, tmp_path, tile)
+    y = run_tiled(cube, model, tmp_path, tile)
     assert np.abs(y - whole).max() <= 1e-5
-    assert (acc.lo, acc.hi) == (y.min(), y.max())
     # A halo below the receptive radius (3) must show: the test can fail.
-    y2, _ = run_tiled(cube, model, tmp_path, tile, halo=2)
+    y2 = run_tiled(cube, model, tmp_path, tile, monkeypatch, halo=2)
     assert np.abs(y2 - whole).max() > 5e-5  # would fail the 1e-5 bound above
 
 
@@ -89,16 +115,14 @@ def test_tiled_supp_fen_equals_whole_scene_with_global_norm(scene, tmp_path):
     cube = scene[0][..., :B]
     plain, supp = random_fen(seed=1), random_fen(seed=1, variant="supp")
     whole = whole_fen(supp, cube)
-    y, _ = run_tiled(cube, plain, tmp_path, 7, supp_norm=True)
+    y = run_tiled(cube, plain, tmp_path, 7, supp=supp)
     assert np.abs(y - whole).max() <= 1e-5 * np.abs(whole).max()
     # Folding the norm: a positive global scale is a no-op for min-max-first detectors.
-    import fencli.detectors as det
-
     raw = whole_fen(plain, cube)
     assert np.abs(raw).max() > 10 * np.abs(whole).max()  # the scales really differ
     np.testing.assert_allclose(grx(raw), grx(whole), rtol=1e-4)
-    np.testing.assert_allclose(det.slrx(raw, block_size=4), det.slrx(whole, block_size=4), rtol=1e-4, atol=1e-7)
-    np.testing.assert_allclose(det.lrx(raw, 3, 7), det.lrx(whole, 3, 7), rtol=1e-4)
+    np.testing.assert_allclose(slrx(raw, block_size=4), slrx(whole, block_size=4), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(lrx(raw, 3, 7), lrx(whole, 3, 7), rtol=1e-4)
 
 
 def test_rxstats_merge_equals_direct():
@@ -112,10 +136,10 @@ def test_rxstats_merge_equals_direct():
 
 
 @pytest.mark.parametrize("chunk", [1, 4, 100])
-def test_stream_grx_equals_in_memory_grx(scene, monkeypatch, chunk):
+def test_streamed_grx_equals_in_memory_grx(scene, monkeypatch, chunk):
     cube, gt = scene
-    monkeypatch.setattr(tiles, "row_chunk", lambda *a, **k: chunk)
-    s = stream_grx(Cube(cube), bands=B)
+    monkeypatch.setattr(engine, "row_chunk", lambda *a, **k: chunk)
+    s = run(Cube(cube), "grx", bands=B, tile=5).scores
     g = grx(cube[..., :B])
     np.testing.assert_allclose(s, g, rtol=1e-9)
     assert roc_auc(s, gt) == roc_auc(g, gt)
@@ -125,45 +149,57 @@ def test_stream_grx_equals_in_memory_grx(scene, monkeypatch, chunk):
 def test_tiled_slrx_equals_whole_scene_reference(scene, tile, bs):
     cube, gt = scene
     ref = slrx_loop(cube[..., :B], bs)
-    got = tiled_slrx(Cube(cube), B, block_size=bs, tile=tile)
+    got = run(cube, "slrx", bands=B, options={"block_size": bs}, tile=tile).scores
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9)
     assert abs(roc_auc(got, gt) - roc_auc(ref, gt)) < 1e-9
 
 
-def local_mean_diff(block: np.ndarray, vrange, radius: int) -> np.ndarray:
-    """A local detector for the tiler's test: distance to the reflect-padded window mean."""
-    x = minmax01(block, vrange)
-    mean = scipy.ndimage.uniform_filter(x, size=(2 * radius + 1, 2 * radius + 1, 1), mode="reflect")
-    return ((x - mean) ** 2).sum(-1)
+class MeanDiff(Detector):
+    """A new detector is one class: distance to the reflect-padded window mean, halo = radius."""
+
+    name, options = "meandiff", ("radius",)
+
+    def configure(self, bands: int) -> None:
+        self.halo = self.kw["radius"]
+
+    def score(self, block, tile):
+        return self.whole(block)[tile.crop][None]
+
+    def whole(self, cube, vrange=None):
+        x = minmax01(cube, vrange or self.vrange)
+        r = self.kw["radius"]
+        mean = scipy.ndimage.uniform_filter(x, size=(2 * r + 1, 2 * r + 1, 1), mode="reflect")
+        return ((x - mean) ** 2).sum(-1)
 
 
 @pytest.mark.parametrize("tile", [4, 6, 11])
-def test_tiled_local_detector_equals_whole_scene(scene, tile):
+def test_a_new_detector_class_tiles_exactly(scene, tile):
     cube = scene[0]
-    whole = local_mean_diff(cube, None, 3)
-    got = tiled_local(Cube(cube), local_mean_diff, 3, tile=tile, radius=3)
-    np.testing.assert_allclose(got, whole, rtol=1e-12)
-    short = tiled_local(Cube(cube), local_mean_diff, 1, tile=tile, radius=3)
-    assert not np.allclose(short, whole, rtol=1e-6)
+    vrange = (float(cube.min()), float(cube.max()))
+    whole = MeanDiff(radius=3).whole(cube, vrange)
+    det = MeanDiff(radius=3)
+    det.configure(cube.shape[2])
+    det.fit(None, vrange)
+    np.testing.assert_allclose(detect_pass(Cube(cube), det, bands=None, tile=tile), whole, rtol=1e-12)
+    det.halo = 1  # too short a halo must show
+    assert not np.allclose(detect_pass(Cube(cube), det, bands=None, tile=tile), whole, rtol=1e-6)
 
 
 @pytest.mark.parametrize("tile", [7, 10])
 def test_tiled_lrx_equals_whole_lrx(scene, tile):
-    from fencli import detectors as det
-
     cube, gt = scene
-    whole = det.lrx(cube[..., :B], inner=3, outer=7)
-    got = tiled_local(Cube(cube), det.lrx, stream.lrx_halo(outer=7), bands=B, tile=max(tile, 7), inner=3, outer=7)
+    whole = lrx(cube[..., :B], inner=3, outer=7)
+    got = run(cube, "lrx", bands=B, options={"inner": 3, "outer": 7}, tile=tile).scores
     np.testing.assert_allclose(got, whole, rtol=1e-7)
     assert roc_auc(got, gt) == roc_auc(whole, gt)
 
 
 @pytest.mark.parametrize("method", ["grx", "slrx"])
-def test_detect_stream_with_fen_equals_whole_scene_pipeline(scene, model, tmp_path, method):
+def test_tiled_fe_detection_equals_whole_scene(scene, model, tmp_path, method):
     cube, gt = scene
     np.save(tmp_path / "c.npy", cube)
-    res = detect_stream(tmp_path / "c.npy", method, fen=as_fn(model), bands=B, tile=8,
-                        workdir=tmp_path, options={"block_size": 4} if method == "slrx" else None)
+    opts = {"block_size": 4} if method == "slrx" else None
+    res = run(tmp_path / "c.npy", method, enhancer=TorchEnhancer(model), tile=8, workdir=tmp_path, options=opts)
     y = whole_fen(model, cube[..., :B])
     ref = grx(y) if method == "grx" else slrx_loop(y, 4)
     np.testing.assert_allclose(res.scores, ref, rtol=1e-4, atol=1e-9)
@@ -171,13 +207,36 @@ def test_detect_stream_with_fen_equals_whole_scene_pipeline(scene, model, tmp_pa
     assert list(tmp_path.glob("fencli-*")) == []  # the temporary enhanced cube is gone
 
 
-def test_detect_stream_rejects_small_and_short_scenes(tmp_path):
+def test_run_rejects_small_short_scenes_and_unknown_methods_or_options():
     with pytest.raises(FencliError, match="5 x 5"):
-        detect_stream(np.zeros((4, 9, 3)))
-    with pytest.raises(FencliError, match="bands"):
-        detect_stream(np.zeros((9, 9, 3)), bands=5)
+        run(np.zeros((4, 9, 3)))
+    with pytest.raises(FencliError, match="fewer than the 5 asked for"):
+        run(np.zeros((9, 9, 3)), bands=5)
     with pytest.raises(FencliError, match="unknown method 'rx'"):  # before any pass over the data
-        detect_stream(np.zeros((9, 9, 3)), "rx")
+        run(np.zeros((9, 9, 3)), "rx")
+    with pytest.raises(FencliError, match="grx has no option block_size: it takes no options"):
+        run(np.zeros((9, 9, 3)), "grx", options={"block_size": 4})
+    with pytest.raises(FencliError, match="--tile must be >= 0"):
+        run(np.ones((9, 9, 3)), tile=-1)
+
+
+def test_streamed_passes_refuse_nan_and_constant_cubes():
+    cube = planted_scene(12, 11, 4, seed=1)[0]
+    cube[3, 4, 2] = np.nan
+    with pytest.raises(FencliError, match="NaN or Inf"):
+        run(cube, tile=5)
+    with pytest.raises(FencliError, match="constant"):
+        run(np.full((9, 9, 3), 2.0), tile=5)
+
+
+def test_cubes_pickle_as_handles_that_reopen_their_file(tmp_path):
+    cube = planted_scene(10, 9, 5, seed=2)[0]
+    np.save(tmp_path / "c.npy", cube)
+    raw = engine.open_cube(tmp_path / "c.npy")
+    assert isinstance(raw, RawCube)
+    blob = pickle.dumps(raw)
+    assert len(blob) < 1000  # the path, not the data
+    np.testing.assert_array_equal(pickle.loads(blob).window(2, 7, 1, 8), cube[2:7, 1:8])
 
 
 def test_tiled_slrx_equals_detectors_slrx(scene):
@@ -185,7 +244,7 @@ def test_tiled_slrx_equals_detectors_slrx(scene):
 
     cube, gt = scene
     whole = det.slrx(cube[..., :B], block_size=4)
-    got = tiled_slrx(Cube(cube), B, block_size=4, tile=9)
+    got = run(cube, "slrx", bands=B, options={"block_size": 4}, tile=9).scores
     np.testing.assert_allclose(got, whole, rtol=1e-6, atol=1e-9)
 
 
@@ -198,17 +257,14 @@ def test_onnx_session_tiles_equal_its_whole_scene_enhance(scene, tmp_path, varia
     session = runtime.get_session(path, "cpu", 1)
     cube = scene[0]
     whole = session.enhance(cube)
-    out = create_raw(tmp_path / "y.npy", (*cube.shape[:2], B))
-    tiled_fen(Cube(cube), stream.session_tile_fen(session), out, bands=B, tile=7,
-              vrange=(float(cube[..., :B].min()), float(cube[..., :B].max())), supp_norm=variant == "supp")
-    out.close()
-    y = np.load(out.path)
+    with create_raw(tmp_path / "y.npy", (*cube.shape[:2], B)) as out:
+        enhance(cube, session, tile=7, out=out)
+    y = np.load(tmp_path / "y.npy")
     assert np.abs(y - whole).max() <= 1e-5 * np.abs(whole).max()
-    import pickle
-
-    handle = pickle.loads(pickle.dumps(stream.SessionTileFen(path, "cpu", 1)))  # what Dask ships
+    # what Dask ships: the session and its tile FEN pickle as handles that reload the model
+    assert pickle.loads(pickle.dumps(session)) is session
     x = fen_input(cube[:9, :8, :B])
-    np.testing.assert_array_equal(handle(x), stream.session_tile_fen(session)(x))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(session.tile_fen()))(x), session.tile_fen()(x))
 
 
 @pytest.mark.shared
@@ -225,7 +281,7 @@ def test_shared_tiled_fe_grx_matches_whole_scene_and_reference_auc(shared, auc_r
         onnx_export.export_checkpoint(shared / "ferd-checkpoints" / "200bands-supp", path)
     session = runtime.get_session(path, "cpu")
     cube, gt = load_shared_scene("abu-airport-1")
-    tiled = detect_stream(cube, method, fen=stream.session_tile_fen(session), bands=200, tile=37).scores
+    tiled = run(cube, method, enhancer=session, tile=37).scores
     whole = getattr(det, method)(session.enhance(cube))
     np.testing.assert_allclose(tiled, whole, rtol=1e-3, atol=1e-6 * whole.max())
     ref = auc_reference["abu-airport-1"]["ferd-200-supp"][f"FE+{method.upper()}"]["auc"]

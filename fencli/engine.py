@@ -1,0 +1,317 @@
+"""The one engine: a scene walks a tile grid through scan -> enhance -> fit -> score -> finish.
+
+Every command, the benchmarks and the tests call :func:`run` (detection) or :func:`enhance`. A scene
+is processed in passes over tiles; each pass maps one function over its tiles through an executor
+(:class:`Local`, or :class:`fencli.executors.DaskExecutor`: the same plan, tasks on a cluster):
+
+1. **scan** (row chunks): NaN/Inf check, the global value range, and where needed the float64
+   :class:`~fencli.detectors.RXStats` (the adaptive FEN's ConvH, raw GRX/SLRX backgrounds);
+2. **enhance** (tiles with :data:`~fencli.tiles.FEN_HALO` real pixels of halo): the FEN per tile,
+   its core written to a file-backed cube; the output's range and statistics come back with it;
+3. **detect**: the detector fitted once on those statistics, then tiles with the detector's own
+   halo and alignment scored, then the maps combined (SLRX's global min-max).
+
+Results equal the whole-scene computation (tests hold them to 1e-6 relative): the FEN is pointwise
+except layer1's three 3x3 convs, the detectors' local windows fit inside their halos, and the
+statistics merge exactly (Chan's update). A ``supp`` model's global Frobenius norm is a positive
+scale that every detector's min-max cancels, so tiles run the graph without it and only a written
+enhanced cube is divided by it, in a last pass.
+
+A scene held in memory that fits one tile is the one-tile case: no scan, the FEN on the whole
+cube, the detector's :meth:`~fencli.detectors.Detector.whole` (fitting and scoring share one pass).
+
+Memory when tiled: one tile and its FEN activations (:func:`fencli.tiles.default_tile` sizes them
+from the available memory), float64 chunks of about 64 MB, and the ``H x W`` float64 maps (three
+for SLRX). The enhanced cube goes to a temporary ``.npy`` in ``workdir`` (removed afterwards) or,
+for ``fencli enhance --tile``, to the output file itself.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from fencli.detectors import Detector, RXStats, make_detector, one_blas_thread
+from fencli.errors import FencliError
+from fencli.metrics import roc3d
+from fencli.preprocess import MIN_SIDE, band_count, checked_range, fen_input, model_bands, select_bands
+from fencli.tiles import FEN_HALO, Cube, RawCube, Tile, create_raw, default_tile, grid, open_cube, row_chunk
+
+Progress = Callable[[int], None]  # called with the number of pixels a pass just finished
+DETECT_TILE = 256  # default tile side of the detectors' pass (local windows, SLRX blocks)
+
+
+class Enhancer(Protocol):
+    """What the engine needs of a FEN (:class:`fencli.runtime.FENSession`, the adaptive FEN)."""
+
+    name: str
+    bands: int | None  # None: any band count
+    needs_scene_stats: bool  # ``tile_fen`` wants the scene's RXStats, not only its value range
+
+    def check_bands(self, available: int) -> None: ...
+
+    def enhance(self, cube: np.ndarray) -> np.ndarray: ...
+
+    def tile_fen(self, stats: RXStats | None, vrange: tuple[float, float]) -> Callable[[np.ndarray], np.ndarray]: ...
+
+
+class Local:
+    """Runs a pass's tasks one after another in this process (the tiles stream through memory)."""
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        return map(fn, items)
+
+
+@dataclass
+class Result:
+    """Scores of one scene by one method, with the evaluation when ground truth is known."""
+
+    scores: np.ndarray
+    method: str
+    model: str | None
+    bands: int
+    auc: float | None
+    metrics: dict[str, float]
+    seconds: dict[str, float] = field(default_factory=dict)
+    shape: tuple[int, ...] = ()
+
+
+def check_size(shape: tuple[int, ...]) -> None:
+    h, w = shape[:2]
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise FencliError(f"the scene is {h} x {w} pixels: at least {MIN_SIDE} x {MIN_SIDE} are needed")
+
+
+def kept_bands(available: int, bands: int | None, enhancer: Any) -> int:
+    """How many leading bands the run keeps: the model's (``--bands`` must agree), else ``bands``
+    or all; a scene with too few for the model is the model's one-line error."""
+    keep = model_bands(bands, enhancer)
+    if enhancer is not None:
+        enhancer.check_bands(min(available, keep or available))
+    return band_count(available, keep)
+
+
+def plan_tile(shape: tuple[int, ...], bands: int, tile: int | None, executor: Any = None) -> int:
+    """The FEN pass's tile side, or 0 for the whole scene in memory: ``tile`` when given, else
+    tiles only when the scene is larger than a tile the available memory allows."""
+    if tile is not None and tile < 0:
+        raise FencliError(f"--tile must be >= 0, got {tile}")
+    if tile == 0 and executor is not None and not isinstance(executor, Local):
+        raise FencliError("--engine dask works on tiles: --tile 0 does not apply")
+    if tile is not None:
+        return tile
+    side = default_tile(bands)
+    if executor is not None and not isinstance(executor, Local):
+        return side
+    return 0 if max(shape[0], shape[1]) <= side else side
+
+
+# --- the passes: module-level functions of picklable arguments, so any executor can run them ----
+
+@dataclass
+class Partial:
+    """What a pass learns on the way, mergeable across tiles: range, statistics, sum of squares."""
+
+    lo: float = math.inf
+    hi: float = -math.inf
+    sumsq: float = 0.0
+    stats: RXStats | None = None
+
+    def add(self, block: np.ndarray, stats: bool, sumsq: bool = False) -> Partial:
+        if block.dtype.kind == "f" and not np.isfinite(block).all():
+            raise FencliError("the cube holds NaN or Inf values: clean it first (--nan fill)")
+        self.lo, self.hi = min(self.lo, float(block.min())), max(self.hi, float(block.max()))
+        pixels = block.reshape(-1, block.shape[-1])
+        if sumsq:
+            p64 = pixels.astype(np.float64)
+            self.sumsq += float(np.einsum("ij,ij->", p64, p64))
+        if stats:
+            if self.stats is None:
+                self.stats = RXStats(block.shape[-1])
+            with one_blas_thread():  # the same bits whatever the machine's load
+                self.stats.update(pixels)
+        return self
+
+    def merge(self, other: Partial) -> Partial:
+        self.lo, self.hi, self.sumsq = min(self.lo, other.lo), max(self.hi, other.hi), self.sumsq + other.sumsq
+        if other.stats is not None:
+            self.stats = other.stats if self.stats is None else self.stats.merge(other.stats)
+        return self
+
+
+def _scan_task(tile: Tile, cube: Cube, bands: int, stats: bool) -> Partial:
+    return Partial().add(cube.window(*tile.ext, bands), stats)
+
+
+def _fen_task(tile: Tile, cube: Cube, bands: int, fen: Any, vrange: tuple[float, float], out: Any,
+              stats: bool) -> Partial:
+    y = fen(fen_input(cube.window(*tile.ext, bands), vrange))  # the scene's range, not the tile's
+    core = np.ascontiguousarray(np.asarray(y)[0].transpose(1, 2, 0)[tile.crop], dtype=np.float32)
+    out.write(tile.core[0], tile.core[2], core)
+    return Partial().add(core, stats, sumsq=True)
+
+
+def _score_task(tile: Tile, cube: Cube, bands: int | None, detector: Detector) -> np.ndarray:
+    return detector.score(cube.window(*tile.ext, bands), tile)
+
+
+def _scale_task(tile: Tile, out: RawCube, factor: float) -> None:
+    block = out.window(*tile.ext)
+    out.write(tile.core[0], tile.core[2], (block * np.float32(factor)).astype(out.dtype))
+
+
+def _pixels(tile: Tile) -> int:
+    r0, r1, c0, c1 = tile.core
+    return (r1 - r0) * (c1 - c0)
+
+
+def row_tiles(h: int, w: int, bands: int, itemsize: int = 8) -> list[Tile]:
+    """Whole-row chunks of about 64 MB (float64): contiguous reads for passes without a halo."""
+    return grid(h, w, (row_chunk(w, bands, itemsize), w), 0)
+
+
+def _walk(executor: Any, fn: Callable[[Tile], Any], tiles: list[Tile], progress: Progress | None) -> Iterator[Any]:
+    for t, part in zip(tiles, executor.map(fn, tiles)):
+        if progress:
+            progress(_pixels(t))
+        yield part
+
+
+def scan(cube: Cube, bands: int, *, stats: bool, executor: Any = None, progress: Progress | None = None) -> Partial:
+    """Pass 1: range (and statistics when ``stats``) of ``cube[:, :, :bands]``; NaN/Inf or a constant
+    cube is an error."""
+    h, w, _ = cube.shape
+    total = Partial()
+    for part in _walk(executor or Local(), partial(_scan_task, cube=cube, bands=bands, stats=stats),
+                      row_tiles(h, w, bands), progress):
+        total.merge(part)
+    checked_range(total.lo, total.hi)
+    return total
+
+
+def fen_pass(cube: Cube, fen: Any, out: Any, *, bands: int, vrange: tuple[float, float], tile: int,
+             stats: bool, executor: Any = None, progress: Progress | None = None) -> Partial:
+    """Pass 2: the per-tile FEN ``fen`` over ``cube[:, :, :bands]`` into ``out``; returns the
+    output's range, sum of squares and (when ``stats``) statistics."""
+    h, w, _ = cube.shape
+    total = Partial()
+    task = partial(_fen_task, cube=cube, bands=bands, fen=fen, vrange=vrange, out=out, stats=stats)
+    for part in _walk(executor or Local(), task, grid(h, w, tile, FEN_HALO), progress):
+        total.merge(part)
+    checked_range(total.lo, total.hi, "the FEN output")
+    return total
+
+
+def detect_pass(cube: Cube, detector: Detector, *, bands: int | None, tile: int, executor: Any = None,
+                progress: Progress | None = None) -> np.ndarray:
+    """Pass 3: score every tile of the fitted ``detector`` and combine the maps."""
+    h, w, _ = cube.shape
+    if detector.halo == 0 and detector.align == 1:  # no context needed: contiguous row chunks
+        tiles = row_tiles(h, w, bands or cube.shape[2])
+    else:
+        tiles = grid(h, w, max(tile, detector.min_tile), detector.halo, align=detector.align)
+    maps = np.empty((detector.maps, h, w))
+    task = partial(_score_task, cube=cube, bands=bands, detector=detector)
+    for t, part in zip(tiles, _walk(executor or Local(), task, tiles, progress)):
+        maps[:, t.core[0]:t.core[1], t.core[2]:t.core[3]] = part
+    return detector.finish(maps)
+
+
+# --- the drivers ---------------------------------------------------------------------------------
+
+def _whole_array(cube: Cube, bands: int) -> np.ndarray:
+    src = cube.source
+    if isinstance(src, np.ndarray) and not isinstance(src, np.memmap):
+        return select_bands(src, bands)  # a view: no copy of a scene already in memory
+    return cube.window(0, cube.shape[0], 0, cube.shape[1], bands)
+
+
+def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, bands: int | None = None,
+        gt: np.ndarray | None = None, options: dict[str, Any] | None = None, tile: int | None = None,
+        executor: Any = None, workdir: str | Path | None = None, progress: Progress | None = None) -> Result:
+    """Detect anomalies in a scene, FEN-enhanced first when ``enhancer`` is given.
+
+    ``source``: an ``H x W x bands`` array-like (ndarray, memmap, h5py dataset), a ``.npy`` path or
+    a :class:`fencli.tiles.Cube`. ``bands`` keeps the first N bands; with a model it defaults to the
+    model's band count and must equal it. ``options`` go to the detector (block size, windows, ...).
+    ``tile``: None decides from the scene's size and the free memory, 0 is the whole scene in
+    memory, N tiles of N px. ``progress(n)`` is called as pixels finish each pass.
+    """
+    detector = make_detector(method, options)  # an unknown method or option fails before any work
+    cube = open_cube(source)
+    h, w, nb = cube.shape
+    check_size(cube.shape)
+    b = kept_bands(nb, bands, enhancer)
+    detector.configure(b)
+    side = plan_tile(cube.shape, b, tile, executor)
+    seconds = {"enhance": 0.0}
+    if side == 0:
+        data = _whole_array(cube, b)
+        if enhancer is not None:
+            t0 = time.perf_counter()
+            data = enhancer.enhance(data)
+            seconds["enhance"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scores = detector.whole(data)
+    else:
+        executor = executor or Local()
+        tmp = None
+        try:
+            t0 = time.perf_counter()
+            if enhancer is not None:
+                scene = scan(cube, b, stats=enhancer.needs_scene_stats, executor=executor, progress=progress)
+                tmp = tempfile.TemporaryDirectory(prefix="fencli-", dir=workdir)
+                det_cube = create_raw(Path(tmp.name) / "enhanced.npy", (h, w, b), np.float32)
+                fen = enhancer.tile_fen(scene.stats, (scene.lo, scene.hi))
+                part = fen_pass(cube, fen, det_cube, bands=b, vrange=(scene.lo, scene.hi), tile=side,
+                                stats=detector.needs_stats, executor=executor, progress=progress)
+                seconds["enhance"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                det_bands = None
+            else:
+                part = scan(cube, b, stats=detector.needs_stats, executor=executor, progress=progress)
+                det_cube, det_bands = cube, b
+            detector.fit(part.stats, (part.lo, part.hi))
+            scores = detect_pass(det_cube, detector, bands=det_bands, tile=tile or DETECT_TILE,
+                                 executor=executor, progress=progress)
+        finally:
+            if tmp is not None:
+                det_cube.close()
+                tmp.cleanup()
+    seconds["detect"] = time.perf_counter() - t0
+    auc, metrics = None, {}
+    if gt is not None:
+        metrics = roc3d(scores, gt)
+        auc = metrics["auc_df"]  # the ROC AUC; min-max scaling keeps the ranking
+    name = enhancer.name if enhancer is not None else None
+    return Result(scores, method, name, b, auc, metrics, seconds, (h, w, nb))
+
+
+def enhance(source: Any, enhancer: Enhancer, *, bands: int | None = None, tile: int | None = None,
+            out: RawCube | None = None, executor: Any = None, progress: Progress | None = None) -> np.ndarray | None:
+    """The FEN-enhanced ``H x W x B`` float32 cube: in memory (returned) when the scene is one tile,
+    else streamed tile by tile into ``out`` (a file-backed cube of that shape; returns None)."""
+    cube = open_cube(source)
+    h, w, nb = cube.shape
+    check_size(cube.shape)
+    b = kept_bands(nb, bands, enhancer)
+    side = plan_tile(cube.shape, b, tile, executor) if out is not None else 0
+    if side == 0:
+        return enhancer.enhance(_whole_array(cube, b))
+    executor = executor or Local()
+    scene = scan(cube, b, stats=enhancer.needs_scene_stats, executor=executor, progress=progress)
+    fen = enhancer.tile_fen(scene.stats, (scene.lo, scene.hi))
+    part = fen_pass(cube, fen, out, bands=b, vrange=(scene.lo, scene.hi), tile=side, stats=False,
+                    executor=executor, progress=progress)
+    if enhancer.info.variant == "supp":  # the global Frobenius norm the tiles left out
+        list(executor.map(partial(_scale_task, out=out, factor=1.0 / math.sqrt(part.sumsq)),
+                          row_tiles(h, w, b, itemsize=4)))
+    return None
