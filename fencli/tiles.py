@@ -41,11 +41,6 @@ class Tile:
         e0, _, f0, _ = self.ext
         return slice(r0 - e0, r1 - e0), slice(c0 - f0, c1 - f0)
 
-    @property
-    def core_slices(self) -> tuple[slice, slice]:
-        r0, r1, c0, c1 = self.core
-        return slice(r0, r1), slice(c0, c1)
-
 
 def split(n: int, size: int, align: int = 1) -> list[tuple[int, int]]:
     """``[0, n)`` cut into near-equal parts of at most ``size`` (rounded down to ``align``), boundaries
