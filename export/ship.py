@@ -17,8 +17,9 @@ import json
 from pathlib import Path
 
 from fencli.errors import FencliError
-from fencli.io import atomic_path, read_scene
+from fencli.io import read_scene
 from fencli.models import REGISTRY, REPO_WEIGHTS
+from fencli.output import atomic_path
 from fencli.pipeline import run
 from fencli.runtime import FENSession
 

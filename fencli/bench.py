@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from fencli.errors import FencliError
+from fencli.output import atomic_path, write_text
 from fencli.pipeline import Enhancer, Result, detector, run
 from fencli.preprocess import model_bands
 
@@ -385,14 +386,6 @@ TIMING_NOTE = ("seconds: best and median of the in-process enhance + detect time
                "(file reading and ONNX Runtime session creation excluded)")
 
 
-def write_text(path: Path, text: str, force: bool) -> Path:
-    from fencli.io import atomic_path
-
-    with atomic_path(path, force=force) as tmp:
-        Path(tmp).write_text(text)
-    return path
-
-
 def scene_figure(path: str | Path, rows: Sequence[Row], gt: np.ndarray | None, *, force: bool = False) -> Path:
     """Maps of one scene, one line per method (raw, then each model), the ground truth, and ROC curves."""
     import matplotlib
@@ -400,7 +393,6 @@ def scene_figure(path: str | Path, rows: Sequence[Row], gt: np.ndarray | None, *
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fencli.io import atomic_path
     from fencli.metrics import roc_curve
 
     methods = list(dict.fromkeys(r.method for r in rows))

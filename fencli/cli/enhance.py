@@ -46,8 +46,9 @@ def enhance(
       fencli enhance scene.mat --model ferd-200-supp
       fencli enhance scene.hdr -m weights/mine.onnx --out enhanced.h5 --json
     """
-    from fencli.io import read_scene, write_array
+    from fencli.io import read_scene
     from fencli.models import AUTO, pick_model
+    from fencli.output import write_array
     from fencli.preprocess import model_bands, select_bands
     from fencli.runtime import load_session
 
