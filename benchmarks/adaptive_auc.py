@@ -23,7 +23,7 @@ import scipy.io  # noqa: E402
 
 from fencli.detectors import DETECTORS  # noqa: E402
 from fencli.metrics import roc_auc  # noqa: E402
-from fencli.runtime import load_session  # noqa: E402
+from fencli.enhancers import load_session  # noqa: E402
 
 SCENES = ("abu-airport-1", "abu-airport-2", "hydice", "sandiego")
 PUBLISHED = ("ferd-50", "ferd-100", "ferd-200", "ferd-200-supp")

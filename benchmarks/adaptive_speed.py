@@ -20,7 +20,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:1] = [str(HERE.parent)]
 
 from fencli.engine import run  # noqa: E402
-from fencli.runtime import get_session, load_session  # noqa: E402
+from fencli.enhancers import load_session  # noqa: E402
+from fencli.runtime import get_session  # noqa: E402
 
 
 def main() -> None:

@@ -87,7 +87,7 @@ def main() -> None:
     torch_fen = load_checkpoint(ckpt).eval()
     notes = []
     try:
-        from fencli.runtime import load_session
+        from fencli.enhancers import load_session
 
         session = load_session(args.model, device="cpu", threads=args.threads)
     except Exception as err:  # noqa: BLE001  (reported, FE rows skipped)

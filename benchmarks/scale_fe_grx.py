@@ -118,7 +118,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the synthetic scenes")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    from fencli.runtime import load_session
+    from fencli.enhancers import load_session
 
     session = load_session(args.model, device="cpu", threads=args.threads)
     bands = session.bands

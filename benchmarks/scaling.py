@@ -69,7 +69,7 @@ def child(size: int, method: str, threads: int, model: str, bands: int) -> dict:
                              fraction=0.07, texture=0.5, noise=0.02)
     enhancer = None
     if method.startswith("fe"):
-        from fencli.runtime import load_session
+        from fencli.enhancers import load_session
 
         enhancer = load_session(model, device="cpu", threads=threads)
     det = method.split("+")[-1] if "+" in method else ("grx" if method == "fe" else method)

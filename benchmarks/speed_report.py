@@ -155,7 +155,7 @@ def in_process(scene: Path, bands: int, model: str, checkpoint: Path, repeat: in
     from fencli.io import read_scene
     from fencli.metrics import roc_auc
     from fencli.engine import run
-    from fencli.runtime import load_session
+    from fencli.enhancers import load_session
 
     sc = read_scene(scene)
     cube, gt = sc.cube[:, :, :bands], sc.gt

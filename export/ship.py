@@ -17,9 +17,10 @@ import json
 from pathlib import Path
 
 from fencli.errors import FencliError
-from fencli.io import atomic_path, read_scene
+from fencli.io import read_scene
 from fencli.models import REGISTRY, REPO_WEIGHTS
 from fencli.engine import run
+from fencli.output import atomic_path
 from fencli.runtime import FENSession
 
 TRAINED_SOURCE = "fencli train"

@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from fencli.errors import FencliError
-from fencli.io import atomic_path, read_scene, validate_cube, write_array
+from fencli.io import read_scene, validate_cube
+from fencli.output import write_array, write_text
 from fencli.tiles import open_cube
 
 SCENE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".he5", ".hdr", ".tif", ".tiff")
@@ -101,12 +102,6 @@ def scene_names(paths: list[Path]) -> list[str]:
 def output_tag(method: str, model: str | None) -> str:
     """``<model>-<method>`` (or the method alone): a map made with another model is not 'done'."""
     return f"{Path(model).stem}-{method}" if model else method
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """The summaries are rewritten on every run (resumed campaigns included): atomic, overwriting."""
-    with atomic_path(path, force=True) as tmp:
-        tmp.write_text(text)
 
 
 def detect_scene(path: Path, out: Path, *, method: str = "grx", enhancer: Any = None, model: str | None = None,
@@ -229,10 +224,10 @@ class _Bar:
 def write_summary(summary: Summary, out_dir: Path) -> None:
     """``summary.json`` (list of rows) and ``summary.csv`` in ``out_dir``, each written atomically."""
     data = [asdict(r) for r in summary.rows]
-    write_text_atomic(out_dir / "summary.json", json.dumps(data, indent=1) + "\n")
+    write_text(out_dir / "summary.json", json.dumps(data, indent=1) + "\n", force=True)  # rewritten every run
     buf = _io.StringIO()
     w = csv.DictWriter(buf, fieldnames=FIELDS)
     w.writeheader()
     for d in data:
         w.writerow({k: ("x".join(map(str, v)) if k == "shape" and v else v) for k, v in d.items()})
-    write_text_atomic(out_dir / "summary.csv", buf.getvalue())
+    write_text(out_dir / "summary.csv", buf.getvalue(), force=True)

@@ -23,6 +23,7 @@ import numpy as np
 from fencli.errors import FencliError
 from fencli.detectors import make_detector
 from fencli.engine import Enhancer, Result, run
+from fencli.output import atomic_path, write_text
 from fencli.preprocess import model_bands
 
 DEFAULT_METHODS = ("grx", "slrx")  # lrx is opt-in: minutes on a 100 x 100 x 200 scene
@@ -386,14 +387,6 @@ TIMING_NOTE = ("seconds: best and median of the in-process enhance + detect time
                "(file reading and ONNX Runtime session creation excluded)")
 
 
-def write_text(path: Path, text: str, force: bool) -> Path:
-    from fencli.io import atomic_path
-
-    with atomic_path(path, force=force) as tmp:
-        Path(tmp).write_text(text)
-    return path
-
-
 def scene_figure(path: str | Path, rows: Sequence[Row], gt: np.ndarray | None, *, force: bool = False) -> Path:
     """Maps of one scene, one line per method (raw, then each model), the ground truth, and ROC curves."""
     import matplotlib
@@ -401,7 +394,6 @@ def scene_figure(path: str | Path, rows: Sequence[Row], gt: np.ndarray | None, *
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fencli.io import atomic_path
     from fencli.metrics import roc_curve
 
     methods = list(dict.fromkeys(r.method for r in rows))

@@ -12,16 +12,15 @@ ENVI's ``map info`` names a reference pixel with 1-BASED corner coordinates: ``(
 upper-left corner of the upper-left pixel and ``(1.5, 1.5)`` its centre. :func:`parse_map_info`
 converts, matching what GDAL's ENVI driver reads from the same header (checked in the tests).
 
-Only the GeoTIFF functions need rasterio (the ``gis`` extra); it is imported when they are called.
+GeoTIFF is read by :mod:`fencli.formats.geotiff` and every output written by :mod:`fencli.output`;
+here rasterio (the ``gis`` extra) only names a WKT CRS, imported when that is asked.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -136,7 +135,7 @@ def format_map_info(georef: GeoRef) -> str:
 
 def envi_fields(georef: GeoRef | None) -> dict[str, str]:
     """Header fields (``map info``, ``coordinate system string``) that georeference an ENVI output,
-    without the braces (``fencli.envi`` adds them), as ``fencli.io`` reads them."""
+    without the braces (``fencli.formats.envi`` adds them), as it reads them."""
     if georef is None:
         return {}
     out = {"map info": _unbrace(format_map_info(georef))}
@@ -226,131 +225,3 @@ def json_fields(georef: GeoRef | None) -> dict[str, Any]:
     code = georef.epsg()
     return {"georeferenced": True, "crs": f"EPSG:{code}" if code else georef.crs,
             "transform": list(georef.transform)}
-
-
-# ------------------------------------------------------------------------------- outputs
-
-GEOTIFF = (".tif", ".tiff")
-NO_GEOREF = (".npy", ".npz", ".mat")  # formats with no place fencli puts a map grid in
-
-
-def write_raster(path: str | Path, array: np.ndarray, georef: GeoRef | None, *,
-                 force: bool = False, key: str = "scores", description: str = "",
-                 nodata: float | None = None) -> str | None:
-    """Write a raster output georeferenced like the input: GeoTIFF for ``.tif``, else ``io.write_array``
-    (ENVI ``.hdr``/``.img`` gets ``map info`` / ``coordinate system string`` and keeps the array's
-    dtype; ``.h5`` gets them as dataset attributes). Returns a one-line note when the chosen format
-    cannot carry the georeferencing the input had.
-    """
-    path = Path(path)
-    if path.suffix.lower() in GEOTIFF:
-        write_geotiff(path, array, georef, force=force, descriptions=[description] if description else None,
-                      nodata=nodata)
-        return None
-    from fencli.io import write_array, write_envi_scene
-
-    fields = {"georef": envi_fields(georef)}  # not the input's wavelengths: a map has one band
-    if path.suffix.lower() in (".hdr", ".img"):
-        write_envi_scene(path, np.asarray(array), meta=fields, force=force)  # keeps uint8 masks uint8
-    else:
-        write_array(path, array, force=force, key=key, meta=fields)
-    if georef is not None and path.suffix.lower() in NO_GEOREF:
-        return f"{path.name}: {path.suffix} holds no georeferencing (use .tif or .hdr to keep it)"
-    return None
-
-
-# ------------------------------------------------------------------------------- GeoTIFF
-
-def _rasterio():
-    try:
-        import rasterio
-    except ImportError:
-        raise FencliError("GeoTIFF needs rasterio: pip install 'fencli[gis]'") from None
-    return rasterio
-
-
-def write_geotiff(path: str | Path, array: np.ndarray, georef: GeoRef | None, *, force: bool = False,
-                  descriptions: list[str] | None = None, nodata: float | None = None,
-                  tags: dict[str, str] | None = None) -> Path:
-    """Write an ``H x W`` or ``H x W x B`` array as a compressed GeoTIFF, atomically.
-
-    Without ``georef`` the file has no transform or CRS (a plain pixel grid).
-    """
-    rasterio = _rasterio()
-    from rasterio.crs import CRS
-    from rasterio.transform import Affine
-
-    from fencli.io import atomic_path
-
-    arr = np.asarray(array)
-    arr = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
-    count, h, w = arr.shape
-    floating = np.issubdtype(arr.dtype, np.floating)
-    profile: dict[str, Any] = dict(driver="GTiff", height=h, width=w, count=count, dtype=arr.dtype.name,
-                                   compress="deflate", predictor=3 if floating else 2,
-                                   interleave="band" if count > 1 else "pixel")
-    if h >= 256 and w >= 256:
-        profile.update(tiled=True, blockxsize=256, blockysize=256)
-    if nodata is not None:
-        profile["nodata"] = nodata
-    if georef is not None:
-        profile["transform"] = Affine(*georef.transform)
-        if georef.crs:
-            try:
-                profile["crs"] = CRS.from_user_input(georef.crs)
-            except Exception as err:
-                raise FencliError(f"the input's coordinate system is not understood by GDAL: {err}") from None
-    with atomic_path(path, force=force) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(arr)
-            for i, text in enumerate(descriptions or [], start=1):
-                dst.set_band_description(i, text)
-            if tags:
-                dst.update_tags(**tags)
-    return Path(path)
-
-
-def read_geotiff(path: str | Path) -> tuple[np.ndarray, GeoRef | None, dict[str, Any]]:
-    """(cube ``H x W x B``, georeferencing or None, meta) of a GeoTIFF (or any GDAL raster).
-
-    Nodata pixels become NaN (the readers' ``--nan`` policy then applies). ``meta["wavelengths"]``
-    is filled from the band descriptions or ``wavelength`` tags when they hold numbers.
-    """
-    rasterio = _rasterio()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                data = src.read(masked=src.nodata is not None)
-                transform, crs = src.transform, src.crs
-                descriptions = list(src.descriptions)
-                band_tags = [src.tags(i) for i in range(1, src.count + 1)]
-    except rasterio.errors.RasterioIOError as err:
-        raise FencliError(f"cannot read {path}: {err}") from None
-    if np.ma.isMaskedArray(data):
-        data = data.astype(np.result_type(data.dtype, np.float32)).filled(np.nan)
-    georef = None
-    if not transform.is_identity or crs is not None:
-        georef = GeoRef(tuple(transform)[:6], crs.to_wkt() if crs else None)
-    meta: dict[str, Any] = {"georef": georef, "descriptions": descriptions}
-    wl = _wavelengths(descriptions, band_tags)
-    if wl is not None:
-        meta["wavelengths"] = wl
-    return np.moveaxis(data, 0, -1), georef, meta
-
-
-_NUMBER = re.compile(r"([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*(?:nm|um|µm|nanometers|micrometers)?", re.I)
-_WITH_UNIT = re.compile(r"(\d+(?:\.\d*)?)\s*(?:nm|um|µm|nanometers|micrometers)\b", re.I)
-
-
-def _wavelengths(descriptions: list[str | None], tags: list[dict]) -> list[float] | None:
-    out = []
-    for desc, tag in zip(descriptions, tags):
-        text = tag.get("wavelength") or tag.get("WAVELENGTH")
-        m = _NUMBER.fullmatch(text.strip()) if text else None
-        m = m or (_WITH_UNIT.search(desc) if desc else None)  # "Band 12 (550.3 nm)"
-        if not m:
-            return None
-        out.append(float(m.group(1)))
-    return out or None

@@ -320,7 +320,7 @@ def write_objects(path, objects: list[dict[str, Any]], *, georef=None, labels: n
     """
     from pathlib import Path
 
-    from fencli.io import atomic_path
+    from fencli.output import write_text
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -332,10 +332,7 @@ def write_objects(path, objects: list[dict[str, Any]], *, georef=None, labels: n
         text = _geojson(objects, georef, labels if polygons else None, polygons)
     else:
         raise FencliError(f"--objects must end in .csv or .geojson, got {path.name}")
-    with atomic_path(path, force=force) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-    return path
+    return write_text(path, text, force)
 
 
 def _csv(objects: list[dict[str, Any]]) -> str:

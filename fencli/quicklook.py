@@ -60,7 +60,7 @@ def save_quicklook(path: str | Path, cube: np.ndarray, scores: np.ndarray, label
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
 
-    from fencli.io import atomic_path
+    from fencli.output import atomic_path
     from fencli.objects import outline_segments
 
     rgb, note = rgb_image(cube, wavelengths)

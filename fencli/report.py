@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fencli.io import atomic_path
+from fencli.output import atomic_path
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -260,18 +260,3 @@ def get_session(path: str | Path, device: str = "auto", threads: int | None = No
         if key not in _SESSIONS:
             _SESSIONS[key] = FENSession(path, device, threads)
         return _SESSIONS[key]
-
-
-def load_session(model: str | Path, device: str = "auto", threads: int | None = None) -> Any:
-    """The enhancer for a model given by registry name or ``.onnx`` path: a :class:`FENSession`, or for
-    ``adaptive`` a :class:`fencli.adaptive.AdaptiveFEN` (same interface); ``none`` is an error here."""
-    from fencli.models import ADAPTIVE, resolve_model
-
-    if str(model) == ADAPTIVE:
-        from fencli.adaptive import get_adaptive
-
-        return get_adaptive(device, threads)
-    path = resolve_model(str(model))
-    if path is None:
-        raise FencliError("model 'none' cannot enhance: name a model (see `fencli models`)")
-    return get_session(path, device, threads)

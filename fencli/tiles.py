@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from fencli.errors import FencliError
+from fencli.formats.npy import npy_header
 
 FEN_HALO = 4  # >= the FEN's receptive radius of 3 (three 3x3 convs); 4 keeps tiles >= 5 px
 
@@ -178,18 +179,6 @@ class RawCube(Cube):
         self._f.close()
 
 
-def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
-    """(shape, dtype, fortran_order, data offset) of a ``.npy`` file, reading only its header."""
-    with open(path, "rb") as f:
-        try:
-            version = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read(f)
-        except ValueError as err:
-            raise FencliError(f"{path}: not a valid .npy file ({err})") from None
-        return shape, dtype, fortran, f.tell()
-
-
 def open_cube(source: Any) -> Cube:
     """A window reader for a :class:`Cube`, an ``H x W x bands`` array-like or a ``.npy`` path (read
     by window; other formats: :func:`fencli.io.read_scene`, whose cube may be a memmap)."""
@@ -201,7 +190,10 @@ def open_cube(source: Any) -> Cube:
             raise FencliError(f"{path}: no such file")
         if path.suffix.lower() != ".npy":
             raise FencliError(f"{path}: only .npy is read by window here; read it with fencli.io.read_scene")
-        shape, dtype, fortran, offset = npy_header(path)
+        try:
+            shape, dtype, fortran, offset = npy_header(path)
+        except ValueError as err:
+            raise FencliError(f"{path}: not a valid .npy file ({err})") from None
         if len(shape) != 3:
             raise FencliError(f"{path}: expected a 3-D H x W x bands array, got shape {shape}")
         if not fortran and not dtype.hasobject:

@@ -18,7 +18,7 @@ from fencli.errors import FencliError
 from fencli.metrics import roc_auc
 from fencli.engine import enhance, run
 from fencli.preprocess import fen_input
-from fencli.runtime import load_session
+from fencli.enhancers import load_session
 from fencli.synthetic import planted_scene
 from fencli.tiles import create_raw
 
@@ -98,7 +98,7 @@ DETERMINISM = """
 import hashlib, sys
 import numpy as np
 from fencli.detectors import grx
-from fencli.runtime import load_session
+from fencli.enhancers import load_session
 from fencli.synthetic import planted_scene
 cube, _ = planted_scene(30, 26, 57, seed=3)
 scores = grx(load_session("adaptive", device="cpu").enhance(cube))

@@ -86,7 +86,7 @@ def test_cli_engine_dask_with_a_model_in_worker_processes(tmp_path):
         workers = proc_client.run(lambda: __import__("os").getpid())
     assert json.loads(res.stdout)["model"] == "fencli-50"
     assert __import__("os").getpid() not in workers.values()  # the tasks really ran elsewhere
-    from fencli.runtime import load_session
+    from fencli.enhancers import load_session
 
     whole = grx(load_session("fencli-50", "cpu").enhance(cube))
     got = np.load(tmp_path / "d.npy")

@@ -43,7 +43,7 @@ class _NoTorch:
             raise ImportError("no torch")
 sys.meta_path.insert(0, _NoTorch())
 import numpy as np
-from fencli.runtime import load_session
+from fencli.enhancers import load_session
 from fencli.synthetic import planted_scene
 out = {{}}
 for name in {sorted(EMBEDDED)!r}:
@@ -167,7 +167,7 @@ def test_shipped_model_auc_on_the_shared_scenes(name: str, auc_reference: dict) 
     -0.0050 at 200, -0.0068 at 50. The 0.0075 here guards those models against regressions; it does
     not claim the goal is met at 50 bands."""
     from fencli.engine import run
-    from fencli.runtime import load_session
+    from fencli.enhancers import load_session
 
     session = load_session(name, device="cpu")
     claimed = json.loads(session.session.get_modelmeta().custom_metadata_map["auc"])

@@ -1,6 +1,6 @@
 """Faults while writing: a killed run, two runs on one output, a full disk, a killed batch.
 
-Every output goes through :func:`fencli.io.atomic_path`; these tests kill or starve real processes
+Every output goes through :func:`fencli.output.atomic_path`; these tests kill or starve real processes
 and check what is left under the final name.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from fencli.errors import FencliError
-from fencli.io import atomic_path, remove_stale_temps, write_array
+from fencli.output import atomic_path, remove_stale_temps, write_array
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from fencli.errors import FencliError
-    from fencli.io import atomic_path
+    from fencli.output import atomic_path
     target, payload, force, go = sys.argv[1], sys.argv[2], sys.argv[3] == "1", Path(sys.argv[4])
     try:
         with atomic_path(target, force=force) as tmp:

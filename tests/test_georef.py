@@ -14,6 +14,8 @@ import pytest
 
 from fencli import georef as G
 from fencli.errors import FencliError
+from fencli.formats.geotiff import read_geotiff
+from fencli.output import write_geotiff
 from fencli.synthetic import planted_scene
 
 rasterio = pytest.importorskip("rasterio")
@@ -102,8 +104,8 @@ def test_geotiff_round_trip_keeps_transform_and_crs(tmp_path):
     g = G.from_envi(MAP_INFO, "{" + CSS + "}")
     scores = np.linalg.norm(cube - cube.mean((0, 1)), axis=2).astype(np.float32)
     scores[0, 0] = np.nan
-    out = G.write_geotiff(tmp_path / "map.tif", scores, g, descriptions=["anomaly score (GRX)"],
-                          nodata=float("nan"))
+    out = write_geotiff(tmp_path / "map.tif", scores, g, descriptions=["anomaly score (GRX)"],
+                        nodata=float("nan"))
     in_transform, in_crs = gdal_view(hdr)
     with rasterio.open(out) as src:
         assert tuple(src.transform)[:6] == pytest.approx(in_transform, abs=1e-9)
@@ -114,18 +116,18 @@ def test_geotiff_round_trip_keeps_transform_and_crs(tmp_path):
     np.testing.assert_array_equal(back[1:], scores[1:])
     assert np.isnan(back[0, 0])
     # and fencli reads it back as the same georeferenced raster
-    arr, g2, meta = G.read_geotiff(out)
+    arr, g2, meta = read_geotiff(out)
     assert arr.shape == (20, 24, 1)
     assert g2.transform == pytest.approx(g.transform) and g2.epsg() == 32611
     with pytest.raises(FencliError, match="exists"):
-        G.write_geotiff(out, scores, g)
+        write_geotiff(out, scores, g)
 
 
 def test_multiband_geotiff_input_with_wavelengths(tmp_path):
     cube = np.random.default_rng(0).random((6, 7, 3)).astype(np.float32)
     g = G.GeoRef((0.5, 0.0, 10.0, 0.0, -0.5, 20.0), "EPSG:4326")
-    path = G.write_geotiff(tmp_path / "cube.tif", cube, g, descriptions=["450 nm", "550 nm", "650.5 nm"])
-    arr, g2, meta = G.read_geotiff(path)
+    path = write_geotiff(tmp_path / "cube.tif", cube, g, descriptions=["450 nm", "550 nm", "650.5 nm"])
+    arr, g2, meta = read_geotiff(path)
     np.testing.assert_array_equal(arr, cube)
     assert g2.transform == pytest.approx(g.transform) and g2.epsg() == 4326
     assert meta["wavelengths"] == [450.0, 550.0, 650.5]
@@ -133,10 +135,10 @@ def test_multiband_geotiff_input_with_wavelengths(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_pixel_grid_output_has_no_georeferencing(tmp_path):
-    path = G.write_geotiff(tmp_path / "plain.tif", np.ones((5, 5), np.float32), None)
+    path = write_geotiff(tmp_path / "plain.tif", np.ones((5, 5), np.float32), None)
     with rasterio.open(path) as src:
         assert src.crs is None and src.transform.is_identity
-    assert G.read_geotiff(path)[1] is None
+    assert read_geotiff(path)[1] is None
     assert G.json_fields(None) == {"georeferenced": False, "crs": None, "transform": None}
     assert "no georeferencing" in G.describe(None)
 
@@ -168,9 +170,9 @@ def test_from_meta_forms():
 def test_missing_rasterio_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "rasterio", None)
     with pytest.raises(FencliError, match=r"pip install 'fencli\[gis\]'"):
-        G.write_geotiff(tmp_path / "x.tif", np.zeros((3, 3), np.float32), None)
+        write_geotiff(tmp_path / "x.tif", np.zeros((3, 3), np.float32), None)
     with pytest.raises(FencliError, match="rasterio"):
-        G.read_geotiff(tmp_path / "x.tif")
+        read_geotiff(tmp_path / "x.tif")
 
 
 # ------------------------------------------------------------------- end to end: fencli detect
@@ -263,7 +265,7 @@ def test_geotiff_scene_in_envi_and_hdf5_out(tmp_path, monkeypatch, capsys):
 
     cube, gt = planted_scene(24, 30, 12, n_anomalies=3, seed=2, fraction=0.6)
     grid = G.GeoRef((30.0, 0.0, 600000.0, 0.0, -30.0, 5000000.0), "EPSG:32633")
-    G.write_geotiff(tmp_path / "scene.tif", cube, grid, descriptions=[f"{w} nm" for w in range(400, 520, 10)])
+    write_geotiff(tmp_path / "scene.tif", cube, grid, descriptions=[f"{w} nm" for w in range(400, 520, 10)])
     scene = read_scene(tmp_path / "scene.tif")
     assert scene.cube.shape == (24, 30, 12) and scene.meta["wavelengths"][0] == 400.0
     assert G.from_meta(scene.meta).transform == pytest.approx(grid.transform)

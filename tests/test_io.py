@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import scipy.io
 
-from fencli import envi
-from fencli import io as fio
+from fencli import output
 from fencli.errors import FencliError
-from fencli.io import (LazyCube, atomic_path, read_mask, read_scene, validate_cube, write_array,
-                       write_envi_scene)
+from fencli.formats import envi, mat
+from fencli.formats.hdf5 import LazyCube
+from fencli.io import read_mask, read_scene, validate_cube
+from fencli.output import atomic_path, write_array, write_envi_scene
 from conftest import planted_scene
 
 
@@ -29,7 +30,7 @@ def _matlab73(path, arrays: dict[str, np.ndarray], compress: bool = False) -> No
         for name, arr in arrays.items():
             opts = {"chunks": True, "compression": "gzip"} if compress else {}
             ds = f.create_dataset(name, data=arr.T, **opts)
-            ds.attrs["MATLAB_class"] = np.bytes_(fio._MATLAB_CLASSES[arr.dtype.str[1:]])
+            ds.attrs["MATLAB_class"] = np.bytes_(mat.CLASSES[arr.dtype.str[1:]])
     with open(path, "r+b") as out:
         out.write(b"MATLAB 7.3 MAT-file".ljust(116) + bytes(8) + b"\x00\x02IM")
 
@@ -106,7 +107,7 @@ def test_mat_v73_logical_map_and_gt_key(tmp_path, scene):
 
 def test_mat_writer_falls_back_to_v73(tmp_path, scene, monkeypatch):
     cube, _ = scene
-    monkeypatch.setattr(fio, "_MAT_V5_LIMIT", cube.nbytes - 1)
+    monkeypatch.setattr(output, "_MAT_V5_LIMIT", cube.nbytes - 1)
     write_array(tmp_path / "big.mat", cube, key="cube")
     assert h5py.is_hdf5(tmp_path / "big.mat")
     assert scipy.io.matlab.matfile_version(str(tmp_path / "big.mat")) == (2, 0)
@@ -497,7 +498,7 @@ def test_atomic_refuses_overwrite_and_cleans_up(tmp_path, scene):
     (tmp_path / "e.hdr").unlink()
     _raises("e.img already exists", write_envi_scene, tmp_path / "e.hdr", cube)
     assert not (tmp_path / "e.hdr").exists()
-    assert (tmp_path / "e.img").stat().st_mode & 0o777 == 0o666 & ~fio._umask()  # not mkstemp's 0600
+    assert (tmp_path / "e.img").stat().st_mode & 0o777 == 0o666 & ~output._umask()  # not mkstemp's 0600
 
 
 # ----------------------------------------------------------------------------- shared data

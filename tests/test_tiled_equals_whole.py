@@ -11,7 +11,7 @@ import pytest
 from fencli.detectors import DETECTORS
 from fencli.engine import enhance, run
 from fencli.models import resolve_model
-from fencli.runtime import load_session
+from fencli.enhancers import load_session
 from fencli.synthetic import planted_scene
 from fencli.tiles import create_raw
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from fencli.errors import FencliError
-from fencli.tiles import Cube, RawCube, create_raw, default_tile, grid, npy_header, open_cube, split
+from fencli.formats.npy import npy_header
+from fencli.tiles import Cube, RawCube, create_raw, default_tile, grid, open_cube, split
 
 
 @pytest.mark.parametrize("n,size,align", [(23, 10, 1), (23, 10, 4), (5, 10, 1), (100, 7, 3), (37, 37, 8)])

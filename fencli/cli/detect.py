@@ -21,7 +21,7 @@ def load_enhancer(model: str, device: str = "auto", threads: int | None = None):
     """The FEN session for ``model`` (one per process), or None for ``none``."""
     if model.lower() == "none":
         return None
-    from fencli.runtime import load_session
+    from fencli.enhancers import load_session
 
     return load_session(model, device=device, threads=threads)
 
@@ -70,15 +70,16 @@ def objects_line(summary: dict) -> str:
 def write_products(scene, scores, found, grid, label: str, *, out: Path | None, mask: Path | None,
                    objects: Path | None, polygons: bool, quicklook: Path | None, force: bool) -> list[str]:
     """Write the map, mask, object table and quick-look on the input's grid; returns stderr notes."""
-    from fencli import georef as geo
+    from fencli.georef import describe
+    from fencli.output import write_raster
 
     notes = []
     if out is not None:
-        notes.append(geo.write_raster(out, scores.astype("float32"), grid, force=force, key="scores",
-                                      description=f"anomaly score ({label})", nodata=float("nan")))
+        notes.append(write_raster(out, scores.astype("float32"), grid, force=force, key="scores",
+                                  description=f"anomaly score ({label})", nodata=float("nan")))
     if mask is not None:
-        notes.append(geo.write_raster(mask, found.mask, grid, force=force, key="mask",
-                                      description=f"detection mask ({label} > {found.threshold.value:.6g})"))
+        notes.append(write_raster(mask, found.mask, grid, force=force, key="mask",
+                                  description=f"detection mask ({label} > {found.threshold.value:.6g})"))
     if objects is not None:
         from fencli.objects import write_objects
 
@@ -89,7 +90,7 @@ def write_products(scene, scores, found, grid, label: str, *, out: Path | None, 
         save_quicklook(quicklook, scene.cube, scores, found.labels, wavelengths=scene.meta.get("wavelengths"),
                        title=label, threshold=found.threshold.value, force=force)
     if grid is None and any(p is not None for p in (out, mask, objects, quicklook)):
-        notes.append(geo.describe(None))
+        notes.append(describe(None))
     return notes
 
 

@@ -52,9 +52,10 @@ def enhance(
       fencli enhance big.npy --tile 512 --out big_fen.npy
     """
     from fencli.engine import enhance as run_enhance, kept_bands, plan_tile
-    from fencli.io import atomic_path, read_scene, write_array
+    from fencli.io import read_scene
     from fencli.models import AUTO, pick_model
-    from fencli.runtime import load_session
+    from fencli.output import atomic_path, write_array
+    from fencli.enhancers import load_session
 
     auto = model.lower() == AUTO
     if not auto:  # a named model fails before the scene is read

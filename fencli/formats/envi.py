@@ -4,7 +4,7 @@ ENVI is how many remote-sensing tools hand over cubes too big for one array file
 ``samples`` (width), ``lines`` (height), ``bands``, the ``data type``, the ``interleave``
 (BSQ / BIL / BIP), the ``byte order`` and a ``header offset``, beside a raw data file. Reading maps
 the data with :class:`numpy.memmap` and transposes the *view* to ``H x W x B``, so nothing is read
-until a slice is used. Atomic writing (temp file + rename) is left to :mod:`fencli.io`.
+until a slice is used. Atomic writing (temp file + rename) is left to :mod:`fencli.output`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import BinaryIO
 import numpy as np
 
 from fencli.errors import FencliError
+from fencli.formats.base import unreadable
 
 # ENVI "data type" codes; complex types (6, 9) are not hyperspectral cubes and are refused.
 DTYPES: dict[int, str] = {1: "u1", 2: "i2", 3: "i4", 4: "f4", 5: "f8", 12: "u2", 13: "u4",
@@ -97,8 +98,9 @@ def _int_field(fields: dict[str, str], key: str, source: Path, default: int | No
         raise FencliError(f"ENVI header {source}: {key} = {fields[key]!r} is not an integer") from None
 
 
-def open_envi(path: Path) -> tuple[np.memmap, dict[str, str], Path]:
-    """Read-only ``H x W x B`` memmap view of an ENVI raster, its header fields and its data path."""
+def read_cube(path: Path) -> tuple[np.memmap, dict]:
+    """Read-only ``H x W x B`` memmap view of an ENVI raster and the scene metadata it states
+    (georeferencing fields, wavelengths, data file, interleave, the whole header)."""
     hdr = header_for(path)
     try:
         fields = parse_header(hdr.read_text(errors="replace"), hdr)
@@ -137,8 +139,15 @@ def open_envi(path: Path) -> tuple[np.memmap, dict[str, str], Path]:
     shape = {"bsq": (bands, height, width), "bil": (height, bands, width),
              "bip": (height, width, bands)}[interleave]
     to_hwb = {"bsq": (1, 2, 0), "bil": (0, 2, 1), "bip": (0, 1, 2)}[interleave]
-    raw = np.memmap(data, dtype=dtype, mode="r", offset=offset, shape=shape)
-    return raw.transpose(to_hwb), fields, data
+    try:
+        cube = np.memmap(data, dtype=dtype, mode="r", offset=offset, shape=shape).transpose(to_hwb)
+    except (OSError, ValueError) as err:
+        raise unreadable(path, err) from None
+    georef = {k: fields[k] for k in GEOREF_FIELDS if k in fields}
+    wavelengths = float_list(fields["wavelength"]) if "wavelength" in fields else None
+    return cube, {"format": "envi", "key": None, "georef": georef or None,
+                  "wavelengths": wavelengths if wavelengths is not None and len(wavelengths) == bands else None,
+                  "data_file": str(data), "interleave": interleave, "header": fields}
 
 
 def format_header(shape: tuple[int, int, int], dtype: np.dtype, *, interleave: str = "bsq",
