@@ -43,7 +43,8 @@ from fencli.detectors import Detector, RXStats, make_detector, one_blas_thread
 from fencli.errors import FencliError
 from fencli.metrics import roc3d
 from fencli.preprocess import MIN_SIDE, band_count, checked_range, fen_input, model_bands, select_bands
-from fencli.tiles import FEN_HALO, Cube, RawCube, Tile, create_raw, default_tile, grid, open_cube, row_chunk
+from fencli.tiles import (FEN_HALO, Cube, RawCube, Tile, create_raw, default_tile, grid, open_cube, row_chunk,
+                          row_tiles)
 
 Progress = Callable[[int], None]  # called with the number of pixels a pass just finished
 DETECT_TILE = 256  # default tile side of the detectors' pass (local windows, SLRX blocks)
@@ -173,11 +174,6 @@ def _pixels(tile: Tile) -> int:
     return (r1 - r0) * (c1 - c0)
 
 
-def row_tiles(h: int, w: int, bands: int, itemsize: int = 8) -> list[Tile]:
-    """Whole-row chunks of about 64 MB (float64): contiguous reads for passes without a halo."""
-    return grid(h, w, (row_chunk(w, bands, itemsize), w), 0)
-
-
 def _walk(executor: Any, fn: Callable[[Tile], Any], tiles: list[Tile], progress: Progress | None) -> Iterator[Any]:
     for t, part in zip(tiles, executor.map(fn, tiles)):
         if progress:
@@ -191,7 +187,7 @@ def scan(cube: Cube, bands: int, *, stats: bool, executor: Any = None, progress:
     h, w, _ = cube.shape
     total = Partial()
     for part in _walk(executor or Local(), partial(_scan_task, cube=cube, bands=bands, stats=stats),
-                      row_tiles(h, w, bands), progress):
+                      row_tiles(h, w, row_chunk(w, bands)), progress):
         total.merge(part)
     checked_range(total.lo, total.hi)
     return total
@@ -215,7 +211,7 @@ def detect_pass(cube: Cube, detector: Detector, *, bands: int | None, tile: int,
     """Pass 3: score every tile of the fitted ``detector`` and combine the maps."""
     h, w, _ = cube.shape
     if detector.halo == 0 and detector.align == 1:  # no context needed: contiguous row chunks
-        tiles = row_tiles(h, w, bands or cube.shape[2])
+        tiles = row_tiles(h, w, row_chunk(w, bands or cube.shape[2]))
     else:
         tiles = grid(h, w, max(tile, detector.min_tile), detector.halo, align=detector.align)
     maps = np.empty((detector.maps, h, w))
@@ -313,5 +309,5 @@ def enhance(source: Any, enhancer: Enhancer, *, bands: int | None = None, tile: 
                     executor=executor, progress=progress)
     if enhancer.info.variant == "supp":  # the global Frobenius norm the tiles left out
         list(executor.map(partial(_scale_task, out=out, factor=1.0 / math.sqrt(part.sumsq)),
-                          row_tiles(h, w, b, itemsize=4)))
+                          row_tiles(h, w, row_chunk(w, b, itemsize=4))))
     return None

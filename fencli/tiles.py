@@ -219,9 +219,13 @@ def row_chunk(w: int, bands: int, itemsize: int = 8, budget: int = 64 << 20) -> 
     return max(1, budget // max(1, w * bands * itemsize))
 
 
+def row_tiles(h: int, w: int, rows: int) -> list[Tile]:
+    """Whole-row tiles of about ``rows`` rows, no halo: contiguous reads for passes without context."""
+    return grid(h, w, (rows, w), 0)
+
+
 def iter_rows(cube: Cube, bands: int | None = None, chunk: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, rows block) over the whole cube, ``chunk`` rows at a time."""
+    """(first row, rows block) over the whole cube, about ``chunk`` rows at a time."""
     h, w, b = cube.shape
-    chunk = chunk or row_chunk(w, bands or b)
-    for r0 in range(0, h, chunk):
-        yield r0, cube.rows(r0, min(h, r0 + chunk), bands)
+    for t in row_tiles(h, w, chunk or row_chunk(w, bands or b)):
+        yield t.core[0], cube.window(*t.ext, bands)
