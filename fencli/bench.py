@@ -23,7 +23,7 @@ import numpy as np
 from fencli.errors import FencliError
 from fencli.detectors import make_detector
 from fencli.engine import Enhancer, Result, run
-from fencli.output import atomic_path, write_text
+from fencli.output import atomic_path, refuse_existing, write_text
 from fencli.preprocess import model_bands
 
 DEFAULT_METHODS = ("grx", "slrx")  # lrx is opt-in: minutes on a 100 x 100 x 200 scene
@@ -445,10 +445,8 @@ def write_outputs(out_dir: str | Path, rows: Sequence[Row], gts: dict[str, np.nd
     if out.exists() and not out.is_dir():
         raise FencliError(f"{out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    targets = [out / "bench.md", out / "bench.csv"] + [out / f"{s}.png" for s in gts]
-    for p in targets:  # fail before writing anything
-        if p.exists() and not force:
-            raise FencliError(f"{p} exists: pass --force to overwrite it")
+    # fail before writing anything
+    refuse_existing([out / "bench.md", out / "bench.csv"] + [out / f"{s}.png" for s in gts], force)
     md = "\n".join(["# fencli bench", "", markdown_table(rows), f"_{TIMING_NOTE}._", ""]
                    + [f"- {n}" for n in notes] + ([""] if notes else []) + ([extra_md] if extra_md else []))
     written = [write_text(out / "bench.md", md, force), write_text(out / "bench.csv", csv_text(rows), force)]

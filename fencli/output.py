@@ -65,6 +65,13 @@ def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def refuse_existing(paths: list[Path | None], force: bool) -> None:
+    """Fail before any work when an output exists, rather than after minutes of computing."""
+    for p in paths:
+        if p is not None and p.exists() and not force:
+            raise FencliError(f"{p} exists: pass --force to overwrite it")
+
+
 def _publish(tmp: Path, path: Path, force: bool) -> None:
     if force:
         os.replace(tmp, path)

@@ -71,6 +71,7 @@ def bench(
     from fencli.errors import FencliError
     from rich.console import Console
 
+    from fencli.output import refuse_existing
     from fencli.report import console, print_json
 
     if not console.is_terminal:  # a log or a pipe: no reason to squeeze the table into 80 columns
@@ -101,9 +102,8 @@ def bench(
         ref_path = None if reference and reference.lower() == "none" else (Path(reference) if reference else B.default_reference())
         ref = B.load_reference(ref_path) if ref_path else None
         loaded = B.load_scenes(scenes or [])
-        for p in ([Path(out_dir) / "bench.md", Path(out_dir) / "bench.csv"] if out_dir else []):
-            if p.exists() and not force:  # fail before minutes of computing
-                raise FencliError(f"{p} exists: pass --force to overwrite it")
+        if out_dir is not None:  # fail before minutes of computing
+            refuse_existing([Path(out_dir) / "bench.md", Path(out_dir) / "bench.csv"], force)
         rows, notes = B.bench(loaded, method_list, enhancers, bands=bands,
                               repeat=3 if repeat is None else repeat, warmup=1 if warmup is None else warmup,
                               reference=ref, auto=auto)

@@ -54,7 +54,7 @@ def enhance(
     from fencli.engine import enhance as run_enhance, kept_bands, plan_tile
     from fencli.io import read_scene
     from fencli.models import AUTO, pick_model
-    from fencli.output import atomic_path, write_array
+    from fencli.output import atomic_path, refuse_existing, write_array
     from fencli.enhancers import load_session
 
     auto = model.lower() == AUTO
@@ -70,8 +70,7 @@ def enhance(
     h, w, nb = scene.cube.shape
     nb = kept_bands(nb, bands, session)  # the model's bands, or for the adaptive FEN every band kept
     target = out or default_output(cube, scene.meta.get("format"))
-    if target.exists() and not force:  # fail before the forward pass, not after it
-        raise FencliError(f"{target} exists: pass --force to overwrite it")
+    refuse_existing([target], force)  # fail before the forward pass, not after it
     streamed = plan_tile(scene.cube.shape, nb, tile) > 0 and (tile is not None or target.suffix.lower() == ".npy")
     if streamed and target.suffix.lower() != ".npy":
         raise FencliError(f"--tile streams the enhanced cube to a .npy file, not {target.suffix or target.name}: "
