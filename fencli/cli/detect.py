@@ -188,7 +188,7 @@ def detect(
     scene.cube, scene.meta["validation"] = validate_cube(scene.cube, nan=nan, constant_bands=constant_bands,
                                                          name=cube.name)
     t_read = time.perf_counter() - t0
-    res = run_scene(cube, scene, method, enhancer, bands, tile, engine, scheduler, options, bar=not json)
+    res = run_scene(scene, method, enhancer, bands, tile, engine, scheduler, options, bar=not json)
     grid = geo.from_meta(scene.meta)
     label = f"{'FE+' if res.model else ''}{method.upper()}"
     found = None
@@ -223,24 +223,18 @@ def detect(
             console.print(objects_line(found.summary()))
 
 
-def run_scene(path: Path, scene, method: str, enhancer, bands: int | None, tile: int | None, engine: str,
+def run_scene(scene, method: str, enhancer, bands: int | None, tile: int | None, engine: str,
               scheduler: str | None, options: dict, bar: bool = False) -> Result:
     """One scene through :func:`fencli.engine.run`, on Dask when asked, with a progress bar when tiled."""
     from fencli.engine import run
     from fencli.report import PixelBar
 
-    # a .npy scene is read by window from its file (and travels to Dask workers as its path)
-    # (unless validation filled NaN or dropped bands: then the cleaned cube in memory is the scene)
-    import numpy as np
-
-    as_read = isinstance(scene.cube, np.memmap) and scene.meta.get("layout", "hwb") == "hwb"
-    source = path if path.suffix.lower() == ".npy" and as_read else scene.cube
     h, w = scene.cube.shape[:2]
     passes = 3 if enhancer is not None else 2  # scan, (enhance,) detect
     with (dask_executor(scheduler) if engine == "dask" else nullcontext()) as executor, \
             PixelBar(f"{scene.name} in tiles", h * w * passes, enabled=bar) as progress:
-        return run(source, method, enhancer=enhancer, bands=bands, gt=scene.gt, options=options, tile=tile,
-                   executor=executor, progress=progress)
+        return run(scene.engine_source(), method, enhancer=enhancer, bands=bands, gt=scene.gt, options=options,
+                   tile=tile, executor=executor, progress=progress)
 
 
 def auto_model(model: str, scene_bands: int, bands: int | None, method: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json as jsonlib
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -56,6 +55,7 @@ def enhance(
     from fencli.models import AUTO, pick_model
     from fencli.output import atomic_path, refuse_existing, write_array
     from fencli.enhancers import load_session
+    from fencli.report import PixelBar, print_json
 
     auto = model.lower() == AUTO
     if not auto:  # a named model fails before the scene is read
@@ -79,14 +79,11 @@ def enhance(
     if streamed:
         import numpy as np
 
-        from fencli.report import PixelBar
         from fencli.tiles import create_raw
 
-        as_read = isinstance(scene.cube, np.memmap) and scene.meta.get("layout", "hwb") == "hwb"
-        source = cube if cube.suffix.lower() == ".npy" and as_read else scene.cube  # read by window
         with atomic_path(target, force=force) as tmp, create_raw(tmp, (h, w, nb), np.float32) as sink, \
                 PixelBar(f"{cube.name} in tiles", h * w * 2, enabled=not json) as progress:
-            run_enhance(source, session, bands=bands, tile=tile, out=sink, progress=progress)
+            run_enhance(scene.engine_source(), session, bands=bands, tile=tile, out=sink, progress=progress)
         written = target
     else:
         enhanced = run_enhance(scene.cube, session, bands=bands, tile=0)
@@ -101,7 +98,7 @@ def enhance(
                "provider": session.provider, "tiled": streamed,
                "shape": [h, w, nb], "seconds": round(seconds, 4)}
     if json:
-        print(jsonlib.dumps(summary, indent=2))
+        print_json(summary)
     else:
         print(f"wrote {written}: {h} x {w} x {nb} float32 ({session.name}, {session.info.variant}, "
               f"{session.device}{', in tiles' if streamed else ''}, {seconds:.2f} s)")
