@@ -152,17 +152,18 @@ def detect(
         refuse_batch_flags(
             out_dir,
             per_scene={"--threshold": threshold, "--far": far, "--mask": mask, "--objects": objects,
-                          "--quicklook": quicklook, "--gt-key": gt_key,
-                          "--constant-bands keep": None if constant_bands == "error" else constant_bands},
+                       "--quicklook": quicklook, "--gt-key": gt_key,
+                       "--constant-bands keep": None if constant_bands == "error" else constant_bands},
             outputs={"--out": out, "--png": png, "--gt": gt},
             whole_scene=layout != "hwb" or nan != "error" or tile == 0)
         return detect_many(cubes, out_dir, method=method, bands=bands, model=model, key=key, options=options,
                            tile=tile, engine=engine, scheduler=scheduler, device=device, threads=threads,
                            json=json, force=force)
     cube = cubes[0]
-    from fencli.io import read_scene, validate_cube
     from fencli import georef as geo
-    from fencli.objects import parse_threshold
+    from fencli.io import read_scene, validate_cube
+    from fencli.models import AUTO
+    from fencli.objects import detect_objects, parse_threshold
     from fencli.output import refuse_existing
     from fencli.report import print_json, save_maps_png
 
@@ -173,8 +174,6 @@ def detect(
     if defaulted:
         rule = parse_threshold("auto")
     refuse_existing([out, png, mask, objects, quicklook], force)
-    from fencli.models import AUTO
-
     t_start = time.perf_counter()
     auto = model.lower() == AUTO
     if not auto:  # a named model fails before the scene is read
@@ -191,11 +190,8 @@ def detect(
     res = run_scene(scene, method, enhancer, bands, tile, engine, scheduler, options, bar=not json)
     grid = geo.from_meta(scene.meta)
     label = f"{'FE+' if res.model else ''}{method.upper()}"
-    found = None
-    if rule is not None:
-        from fencli.objects import detect_objects
-
-        found = detect_objects(res.scores, rule, min_pixels=min_pixels, georef=grid, gt=scene.gt)
+    found = None if rule is None else detect_objects(res.scores, rule, min_pixels=min_pixels, georef=grid,
+                                                     gt=scene.gt)
     notes = write_products(scene, res.scores, found, grid, label, out=out, mask=mask, objects=objects,
                            polygons=polygons, quicklook=quicklook, force=force)
     if defaulted:
@@ -297,9 +293,8 @@ def detect_many(cubes: list[Path], out_dir: Path, *, method: str, bands: int | N
     else:
         from rich.table import Table
 
-        table = Table(title=f"{len(summary.rows)} scenes -> {out_dir}")
-        for col in ("scene", "status", "shape", "AUC", "seconds", "error"):
-            table.add_column(col)
+        table = Table("scene", "status", "shape", "AUC", "seconds", "error",
+                      title=f"{len(summary.rows)} scenes -> {out_dir}")
         for r in summary.rows:
             table.add_row(r.scene, r.status, "x".join(map(str, r.shape)) if r.shape else "",
                           f"{r.auc:.4f}" if r.auc is not None else "", f"{r.seconds:.1f}" if r.seconds else "",
@@ -330,7 +325,9 @@ def demo(
     """
     from fencli.detectors import make_detector
     from fencli.engine import run
+    from fencli.models import pick_model
     from fencli.output import refuse_existing
+    from fencli.quicklook import rgb_image
     from fencli.report import console, print_json, results_table, save_maps_png
     from fencli.synthetic import demo_scene
 
@@ -339,14 +336,8 @@ def demo(
         make_detector(m)  # an unknown name fails before any work
     refuse_existing([png], force)
     cube, gt = demo_scene()
-    enhancers = [None]
-    from fencli.models import pick_model
-
     model, why = pick_model("demo", model, cube.shape[2])
-    if model.lower() != "none":
-        enhancers.append(load_enhancer(model))
-    from fencli.quicklook import rgb_image
-
+    enhancers = [None] if model.lower() == "none" else [None, load_enhancer(model)]
     rows, maps = [], []
     for enhancer in enhancers:
         for method in method_list:
