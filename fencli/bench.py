@@ -86,14 +86,6 @@ def default_reference() -> Path | None:
     return path if path.is_file() else None
 
 
-def embedded_names() -> list[str]:
-    """The installed embedded models: without --model, each scene gets the one
-    :func:`fencli.models.default_model` picks for it, beside the raw rows."""
-    from fencli.models import find_installed, registry
-
-    return [e.name for e in registry().values() if e.kind == "embedded" and find_installed(e.name)]
-
-
 def limit_blas_threads(threads: int) -> bool:
     """Cap NumPy's BLAS threads like ONNX Runtime's (threadpoolctl, when installed): same-thread timings."""
     if threads < 1:

@@ -9,6 +9,7 @@ import typer
 
 from fencli.cli import app
 from fencli.cli.options import Bands, Device, Force, Json
+from fencli.errors import FencliError
 
 
 def _table(rows: list[dict], title: str):
@@ -66,11 +67,11 @@ def bench(
       fencli bench --had100 HAD100/ --model ferd-100 --methods grx
       fencli bench --out-dir out/bench --force
     """
-    from fencli import bench as B
-    from fencli.cli.detect import load_enhancer
-    from fencli.errors import FencliError
     from rich.console import Console
 
+    from fencli import bench as B
+    from fencli.enhancers import load_enhancer
+    from fencli.models import installed_embedded
     from fencli.output import refuse_existing
     from fencli.report import console, print_json
 
@@ -81,7 +82,8 @@ def bench(
     if threads is not None:
         B.limit_blas_threads(threads)
     auto = model is None or model.strip().lower() == "auto"
-    names = B.embedded_names() if auto else [m.strip() for m in model.split(",") if m.strip()]
+    # auto: every installed embedded model, of which each scene gets the one default_model picks for it
+    names = [e.name for e in installed_embedded()] if auto else [m.strip() for m in model.split(",") if m.strip()]
     enhancers = [e for e in (load_enhancer(n, device, threads) for n in names) if e is not None]
     if had100 is not None:
         if scenes:

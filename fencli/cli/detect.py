@@ -13,19 +13,11 @@ from fencli.cli import app
 from fencli.cli.options import (Bands, ConstantBands, Device, Force, GtFile, GtKey, Json, Key, Layout, Model,
                                 Nan, Threads, Tile)
 from fencli.cluster import dask_client, dask_executor  # Dask itself is imported only when a client starts
+from fencli.enhancers import load_enhancer
 from fencli.errors import FencliError
 
 if TYPE_CHECKING:
     from fencli.engine import Result
-
-
-def load_enhancer(model: str, device: str = "auto", threads: int | None = None):
-    """The FEN session for ``model`` (one per process), or None for ``none``."""
-    if model.lower() == "none":
-        return None
-    from fencli.enhancers import load_session
-
-    return load_session(model, device=device, threads=threads)
 
 
 def detector_options(block_size: int | None, block_num: int | None, windows: tuple[int, int] | None) -> dict:
