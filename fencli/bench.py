@@ -26,7 +26,6 @@ from fencli.engine import Enhancer, Result, run
 from fencli.output import atomic_path, refuse_existing, write_text
 from fencli.preprocess import model_bands
 
-DEFAULT_METHODS = ("grx", "slrx")  # lrx is opt-in: minutes on a 100 x 100 x 200 scene
 TIMED = ("enhance", "detect", "total")
 SHARED_SCENES = ("abu-airport-1", "abu-airport-2", "hydice", "sandiego")
 
@@ -101,8 +100,7 @@ def limit_blas_threads(threads: int) -> bool:
 def demo_bench_scene() -> BenchScene:
     from fencli.synthetic import demo_scene
 
-    cube, gt = demo_scene()
-    return BenchScene("demo", cube, gt)
+    return BenchScene("demo", *demo_scene())
 
 
 def load_scenes(paths: Sequence[Path]) -> list[BenchScene]:
@@ -181,10 +179,6 @@ def _ckpt_bands(name: str) -> int | None:
 
 # ---------------------------------------------------------------- measuring
 
-def _stats(values: list[float]) -> dict[str, float]:
-    return {"best": min(values), "median": statistics.median(values)}
-
-
 def measure(scene: BenchScene, method: str, enhancer: Any = None, *,
             bands: int | None = None, repeat: int = 3, warmup: int = 1,
             options: dict[str, Any] | None = None) -> Row:
@@ -201,7 +195,7 @@ def measure(scene: BenchScene, method: str, enhancer: Any = None, *,
             samples["total"].append(res.seconds["enhance"] + res.seconds["detect"])
     assert res is not None
     return Row(scene.name, method, res.model, res.bands, res.auc, res.metrics,
-               {k: _stats(v) for k, v in samples.items()}, res)
+               {k: {"best": min(v), "median": statistics.median(v)} for k, v in samples.items()}, res)
 
 
 def bench_scene(scene: BenchScene, methods: Sequence[str], enhancers: Sequence[Enhancer], *,
@@ -284,10 +278,7 @@ def read_had100_gt(path: str | Path) -> np.ndarray:
     except (OSError, ValueError) as err:
         raise FencliError(f"{path}: not a readable PNG ({err})") from None
     if img.ndim == 3:
-        if img.shape[2] < 2:
-            img = img[:, :, 0]
-        else:
-            img = img[:, :, 1]
+        img = img[:, :, 1 if img.shape[2] >= 2 else 0]
     return (img != 0).astype(np.uint8)
 
 

@@ -51,7 +51,6 @@ def default_export_dir() -> Path:
     return REPO_WEIGHTS if REPO_WEIGHTS.is_dir() and os.access(REPO_WEIGHTS, os.W_OK) else user_cache_dir()
 
 
-KINDS = ("embedded", "published")
 AUTO = "auto"  # the --model value that means "the default model for this command and scene"
 
 
@@ -134,10 +133,6 @@ def find_installed(name: str) -> Path | None:
     return None
 
 
-def _looks_like_path(text: str) -> bool:
-    return os.sep in text or "/" in text or text.endswith(SUFFIX) or text.startswith((".", "~"))
-
-
 def resolve_model(name_or_path: str | os.PathLike | None) -> Path | None:
     """A model file path from a path or a name; ``none`` gives None; anything else missing raises."""
     if name_or_path is None or str(name_or_path).lower() == "none":
@@ -146,7 +141,7 @@ def resolve_model(name_or_path: str | os.PathLike | None) -> Path | None:
     path = Path(text).expanduser()
     if path.is_file():
         return path
-    if _looks_like_path(text):
+    if os.sep in text or "/" in text or text.endswith(SUFFIX) or text.startswith((".", "~")):  # a path, not a name
         raise FencliError(f"model file {path} does not exist")
     if found := find_installed(text):
         return found
