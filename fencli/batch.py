@@ -8,9 +8,7 @@ skipped unless ``force``, so an interrupted campaign resumes where it stopped. A
 
 from __future__ import annotations
 
-import csv
 import glob
-import io as _io
 import json
 import time
 import traceback
@@ -23,7 +21,7 @@ import numpy as np
 
 from fencli.errors import FencliError
 from fencli.io import read_scene, validate_cube
-from fencli.output import write_array, write_text
+from fencli.output import csv_text, write_array, write_text
 from fencli.tiles import open_cube
 
 SCENE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".he5", ".hdr", ".tif", ".tiff")
@@ -225,9 +223,5 @@ def write_summary(summary: Summary, out_dir: Path) -> None:
     """``summary.json`` (list of rows) and ``summary.csv`` in ``out_dir``, each written atomically."""
     data = [asdict(r) for r in summary.rows]
     write_text(out_dir / "summary.json", json.dumps(data, indent=1) + "\n", force=True)  # rewritten every run
-    buf = _io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=FIELDS)
-    w.writeheader()
-    for d in data:
-        w.writerow({k: ("x".join(map(str, v)) if k == "shape" and v else v) for k, v in d.items()})
-    write_text(out_dir / "summary.csv", buf.getvalue(), force=True)
+    rows = ([d[k] if k != "shape" or not d[k] else "x".join(map(str, d[k])) for k in FIELDS] for d in data)
+    write_text(out_dir / "summary.csv", csv_text(FIELDS, rows, line_end="\r\n"), force=True)  # csv's default line end

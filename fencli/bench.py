@@ -8,8 +8,6 @@ once per process, not per scene).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import statistics
@@ -23,7 +21,7 @@ import numpy as np
 from fencli.errors import FencliError
 from fencli.detectors import make_detector
 from fencli.engine import Enhancer, Result, run
-from fencli.output import atomic_path, refuse_existing, write_text
+from fencli.output import atomic_path, csv_text, refuse_existing, write_text
 from fencli.preprocess import model_bands
 
 TIMED = ("enhance", "detect", "total")
@@ -357,15 +355,6 @@ def markdown_table(rows: Sequence[Row | dict[str, Any]], columns: Sequence[str] 
     return "\n".join(lines) + "\n"
 
 
-def csv_text(rows: Sequence[Row | dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if v is None else v) for k, v in flat(r).items()})
-    return buf.getvalue()
-
-
 TIMING_NOTE = ("seconds: best and median of the in-process enhance + detect time over the repeats "
                "(file reading and ONNX Runtime session creation excluded)")
 
@@ -432,7 +421,8 @@ def write_outputs(out_dir: str | Path, rows: Sequence[Row], gts: dict[str, np.nd
     refuse_existing([out / "bench.md", out / "bench.csv"] + [out / f"{s}.png" for s in gts], force)
     md = "\n".join(["# fencli bench", "", markdown_table(rows), f"_{TIMING_NOTE}._", ""]
                    + [f"- {n}" for n in notes] + ([""] if notes else []) + ([extra_md] if extra_md else []))
-    written = [write_text(out / "bench.md", md, force), write_text(out / "bench.csv", csv_text(rows), force)]
+    table = csv_text(COLUMNS, (flat(r).values() for r in rows))
+    written = [write_text(out / "bench.md", md, force), write_text(out / "bench.csv", table, force)]
     for s, gt in gts.items():
         scene_rows = [r for r in rows if r.scene == s and r.result.scores.size]
         if scene_rows:

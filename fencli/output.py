@@ -3,12 +3,14 @@ whole under its final name or not at all (:func:`atomic_path`)."""
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import json
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,15 @@ def write_text(path: str | os.PathLike, text: str, force: bool = False) -> Path:
     with atomic_path(path, force) as tmp:
         tmp.write_text(text, encoding="utf-8", newline="")
     return Path(path)
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]], line_end: str = "\n") -> str:
+    """A CSV table as text: ``header``, then ``rows`` (None is an empty cell, a float written in full)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator=line_end)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def write_array(path: str | os.PathLike, array: Any, *, force: bool = False, key: str = "data",
