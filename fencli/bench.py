@@ -21,7 +21,7 @@ import numpy as np
 from fencli.errors import FencliError
 from fencli.detectors import make_detector
 from fencli.engine import Enhancer, Result, run
-from fencli.output import atomic_path, csv_text, refuse_existing, write_text
+from fencli.output import csv_text, refuse_existing, write_text
 from fencli.preprocess import model_bands
 
 TIMED = ("enhance", "detect", "total")
@@ -361,52 +361,43 @@ TIMING_NOTE = ("seconds: best and median of the in-process enhance + detect time
 
 def scene_figure(path: str | Path, rows: Sequence[Row], gt: np.ndarray | None, *, force: bool = False) -> Path:
     """Maps of one scene, one line per method (raw, then each model), the ground truth, and ROC curves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from fencli.metrics import roc_curve
+    from fencli.report import png_figure
 
     methods = list(dict.fromkeys(r.method for r in rows))
     per = {m: [r for r in rows if r.method == m] for m in methods}
     n_maps = max(len(v) for v in per.values())
-    ncols = n_maps + (1 if gt is not None else 0) * 2
-    fig, axes = plt.subplots(len(methods), ncols, figsize=(2.9 * ncols, 2.9 * len(methods)), squeeze=False)
-    for i, m in enumerate(methods):
-        ax_row = axes[i]
-        for j in range(n_maps):
-            ax = ax_row[j]
-            ax.set_axis_off()
-            if j < len(per[m]):
-                r = per[m][j]
+    ncols = n_maps + (2 if gt is not None else 0)
+    with png_figure(path, dpi=100, force=force, nrows=len(methods), ncols=ncols,
+                    figsize=(2.9 * ncols, 2.9 * len(methods)), squeeze=False) as (fig, axes):
+        for i, (m, ax_row) in enumerate(zip(methods, axes)):
+            for ax in ax_row[:n_maps]:
+                ax.set_axis_off()
+            for ax, r in zip(ax_row, per[m]):
                 label = f"{'FE+' if r.model else ''}{m.upper()}" + (f"\nAUC {r.auc:.4f}" if r.auc is not None else "")
                 ax.imshow(r.result.scores, cmap="inferno", interpolation="nearest")
                 ax.set_title(label, fontsize=8)
-        if gt is None:
-            continue
-        ax = ax_row[n_maps]
-        ax.set_axis_off()
-        if i == 0:
-            ax.imshow(gt, cmap="gray", interpolation="nearest")
-            ax.set_title("ground truth", fontsize=8)
-        ax = ax_row[n_maps + 1]
-        for r in per[m]:
-            pf, pd, _ = roc_curve(r.result.scores, gt)
-            ax.plot(np.maximum(pf, 1e-4), pd, label=f"{r.model or 'raw'} {r.auc:.4f}", lw=1.2)
-        ax.set_xscale("log")
-        ax.set_xlim(1e-4, 1)
-        ax.set_ylim(0, 1.01)
-        ax.set_xlabel("false-alarm rate", fontsize=7)
-        ax.set_ylabel("detection rate", fontsize=7)
-        ax.tick_params(labelsize=6)
-        ax.set_title(f"ROC {m.upper()}", fontsize=8)
-        ax.legend(fontsize=6, loc="lower right")
-    fig.suptitle(rows[0].scene if rows else "", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path, force=force) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+            if gt is None:
+                continue
+            ax = ax_row[n_maps]
+            ax.set_axis_off()
+            if i == 0:
+                ax.imshow(gt, cmap="gray", interpolation="nearest")
+                ax.set_title("ground truth", fontsize=8)
+            ax = ax_row[n_maps + 1]
+            for r in per[m]:
+                pf, pd, _ = roc_curve(r.result.scores, gt)
+                ax.plot(np.maximum(pf, 1e-4), pd, label=f"{r.model or 'raw'} {r.auc:.4f}", lw=1.2)
+            ax.set_xscale("log")
+            ax.set_xlim(1e-4, 1)
+            ax.set_ylim(0, 1.01)
+            ax.set_xlabel("false-alarm rate", fontsize=7)
+            ax.set_ylabel("detection rate", fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.set_title(f"ROC {m.upper()}", fontsize=8)
+            ax.legend(fontsize=6, loc="lower right")
+        fig.suptitle(rows[0].scene if rows else "", fontsize=10)
+        fig.tight_layout()
     return Path(path)
 
 

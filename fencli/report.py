@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,30 +66,39 @@ def results_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> T
     return table
 
 
-def save_maps_png(path: str | Path, maps: Sequence[tuple[str, np.ndarray]],
-                  gt: np.ndarray | None = None, *, force: bool = False, ncols: int | None = None) -> Path:
-    """Anomaly maps side by side (plus the ground truth when known), written atomically; ``ncols``
-    wraps them into rows (the demo: raw maps above, FE maps below). An ``H x W x 3`` panel is shown
-    as a colour image."""
+@contextmanager
+def png_figure(path: str | Path, *, dpi: int, force: bool = False, **subplots: Any) -> Iterator[tuple[Any, Any]]:
+    """``(figure, axes)`` of ``pyplot.subplots(**subplots)`` on the Agg backend (files only, imported
+    when a figure is asked for), written to ``path`` as a PNG, atomically, when the block ends."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(**subplots)
+    yield fig, axes
+    with atomic_path(path, force=force) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+
+
+def save_maps_png(path: str | Path, maps: Sequence[tuple[str, np.ndarray]],
+                  gt: np.ndarray | None = None, *, force: bool = False, ncols: int | None = None) -> Path:
+    """Anomaly maps side by side (plus the ground truth when known), written atomically; ``ncols``
+    wraps them into rows (the demo: raw maps above, FE maps below). An ``H x W x 3`` panel is shown
+    as a colour image."""
     panels = list(maps) + ([("ground truth", gt)] if gt is not None else [])
     ncols = min(ncols or len(panels), len(panels))
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.4 * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for ax, (title, img) in zip(axes.flat, panels):
-        ax.imshow(np.asarray(img, dtype=float), cmap="gray" if title == "ground truth" else "inferno",
-                  interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path, force=force) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    with png_figure(path, dpi=110, force=force, nrows=nrows, ncols=ncols,
+                    figsize=(3.2 * ncols, 3.4 * nrows), squeeze=False) as (fig, axes):
+        for ax in axes.flat:
+            ax.set_axis_off()
+        for ax, (title, img) in zip(axes.flat, panels):
+            ax.imshow(np.asarray(img, dtype=float), cmap="gray" if title == "ground truth" else "inferno",
+                      interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+        fig.tight_layout()
     return Path(path)
 
 
