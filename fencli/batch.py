@@ -74,15 +74,12 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
             found += matches
         else:
             raise FencliError(f"{text}: no such file or directory")
-    seen, out = set(), []
+    unique: dict[Path, Path] = {}
     for f in found:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            out.append(f)
-    if not out:
+        unique.setdefault(f.resolve(), f)  # the first spelling of a file given twice
+    if not unique:
         raise FencliError("no scene files found in the inputs")
-    return out
+    return list(unique.values())
 
 
 def scene_names(paths: list[Path]) -> list[str]:

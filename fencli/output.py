@@ -104,7 +104,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
-        return True
+        pass
     return True
 
 
@@ -152,21 +152,16 @@ def write_array(path: str | os.PathLike, array: Any, *, force: bool = False, key
         if ext == ".npy":
             with open(tmp, "wb") as out:
                 np.save(out, arr, allow_pickle=False)
+        elif ext == ".mat" and arr.nbytes <= _MAT_V5_LIMIT:
+            import scipy.io
+
+            with open(tmp, "wb") as out:
+                scipy.io.savemat(out, {key: arr})
         elif ext == ".mat":
-            _write_mat(tmp, arr, key)
+            _write_mat73(tmp, arr, key)
         else:
             _write_h5(tmp, arr, key, meta)
     return path
-
-
-def _write_mat(tmp: Path, arr: np.ndarray, key: str) -> None:
-    if arr.nbytes <= _MAT_V5_LIMIT:
-        import scipy.io
-
-        with open(tmp, "wb") as out:
-            scipy.io.savemat(out, {key: arr})
-        return
-    _write_mat73(tmp, arr, key)
 
 
 def _write_mat73(tmp: Path, arr: np.ndarray, key: str) -> None:

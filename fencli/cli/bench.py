@@ -91,12 +91,11 @@ def bench(
         rows, means, notes = B.bench_had100(had100, method_list, enhancers, bands=bands,
                                             repeat=1 if repeat is None else repeat,
                                             warmup=0 if warmup is None else warmup, auto=auto)
-        out = [r.as_dict() for r in rows]
         if out_dir is not None:
             B.write_outputs(out_dir, rows, {}, notes=notes, force=force,
                             extra_md="## mean over scenes\n\n" + B.markdown_table(means))
         if json:
-            print_json({"scenes": out, "mean": means, "notes": notes})
+            print_json({"scenes": [r.as_dict() for r in rows], "mean": means, "notes": notes})
             return
         console.print(_table([B.flat(r) for r in rows], f"HAD100 {had100} ({len({r.scene for r in rows})} scenes)"))
         console.print(_table([B.flat(m) for m in means], "HAD100 mean over scenes"))

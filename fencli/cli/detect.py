@@ -274,10 +274,10 @@ def detect_many(cubes: list[Path], out_dir: Path, *, method: str, bands: int | N
         first = bands if bands is not None else first_scene_bands(cubes, key)
         model = auto_model(model, first, bands, method)
     enhancer = load_enhancer(model, device, threads)  # fail early on a bad model, before any scene
-    kw = dict(method=method, model=enhancer.name if enhancer else None, force=force, progress=not json,
-              enhancer=enhancer, bands=bands, tile=tile, options=options, key=key)
     with (dask_client(scheduler) if engine == "dask" else nullcontext()) as client:
-        summary = run_batch(cubes, out_dir, client=client, **kw)
+        summary = run_batch(cubes, out_dir, method=method, model=enhancer.name if enhancer else None, force=force,
+                            client=client, progress=not json, enhancer=enhancer, bands=bands, tile=tile,
+                            options=options, key=key)
     if json:
         from dataclasses import asdict
 
