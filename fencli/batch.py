@@ -94,11 +94,6 @@ def scene_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def output_tag(method: str, model: str | None) -> str:
-    """``<model>-<method>`` (or the method alone): a map made with another model is not 'done'."""
-    return f"{Path(model).stem}-{method}" if model else method
-
-
 def detect_scene(path: Path, out: Path, *, method: str = "grx", enhancer: Any = None, model: str | None = None,
                  bands: int | None = None, tile: int | None = None, options: dict | None = None,
                  key: str | None = None) -> dict:
@@ -150,7 +145,7 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     process = process or partial(detect_scene, method=method, model=model, **scene_kw)
-    tag = output_tag(method, model)
+    tag = f"{Path(model).stem}-{method}" if model else method  # a map made with another model is not 'done'
     earlier = _earlier_rows(out_dir)
     rows: dict[int, Row] = {}
     todo = []

@@ -202,14 +202,9 @@ def describe(georef: GeoRef | None) -> str:
     """One line for stderr: what grid the outputs are on."""
     if georef is None:
         return "input has no georeferencing: outputs are on the pixel grid (x = column, y = row)"
-    return f"georeferenced: CRS {_short(georef)}, pixel {georef.transform[0]:g} x {-georef.transform[4]:g}"
-
-
-def _short(georef: GeoRef) -> str:
     code = georef.epsg()
-    if code is not None:
-        return f"EPSG:{code}"
-    return "unknown" if georef.crs is None else (georef.crs[:40] + "...")
+    crs = f"EPSG:{code}" if code is not None else "unknown" if georef.crs is None else georef.crs[:40] + "..."
+    return f"georeferenced: CRS {crs}, pixel {georef.transform[0]:g} x {-georef.transform[4]:g}"
 
 
 def json_fields(georef: GeoRef | None) -> dict[str, Any]:
