@@ -22,6 +22,7 @@ import numpy as np
 from fencli.errors import FencliError
 from fencli.io import read_scene, validate_cube
 from fencli.output import csv_text, write_array, write_text
+from fencli.report import ProgressBar
 from fencli.tiles import open_cube
 
 SCENE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".he5", ".hdr", ".tif", ".tiff")
@@ -156,12 +157,12 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str 
                       **{k: prev.get(k) for k in ("shape", "bands", "auc", "seconds")})
         if force or not out.exists():
             todo.append((i, p, out))
-    with _Bar(progress, len(todo)) as bar:
+    with ProgressBar("scenes", len(todo), progress, counted=True) as bar:
         if client is None:
             for i, p, out in todo:
                 bar.show(rows[i].scene)
                 rows[i] = _row(rows[i], *_guarded(process, p, out))
-                bar.step()
+                bar()
         else:
             from distributed import as_completed
 
@@ -170,7 +171,7 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str 
                 i = futures[fut]
                 rows[i] = _row(rows[i], *fut.result())
                 bar.show(rows[i].scene)
-                bar.step()
+                bar()
     summary = Summary([rows[i] for i in sorted(rows)])
     write_summary(summary, out_dir)
     return summary
@@ -180,35 +181,6 @@ def _row(row: Row, fields: dict | None, error: str | None) -> Row:
     if error is not None:
         return Row(row.scene, row.path, "error", method=row.method, model=row.model, error=error)
     return Row(row.scene, row.path, "ok", method=row.method, model=row.model, out=row.out, **fields)
-
-
-class _Bar:
-    """One rich progress bar over the scenes (silent when disabled)."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total, self.bar = enabled, total, None
-
-    def __enter__(self) -> "_Bar":
-        if self.enabled and self.total:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn())
-            self.bar.start()
-            self.task = self.bar.add_task("scenes", total=self.total)
-        return self
-
-    def show(self, scene: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, description=scene)
-
-    def step(self) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def write_summary(summary: Summary, out_dir: Path) -> None:

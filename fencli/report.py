@@ -102,25 +102,40 @@ def save_maps_png(path: str | Path, maps: Sequence[tuple[str, np.ndarray]],
     return Path(path)
 
 
-class PixelBar:
-    """A transient Rich progress bar over pixels, started on the first update: a scene run whole
-    (no tiles, no updates) never imports Rich's progress machinery."""
+class ProgressBar:
+    """A Rich progress bar, silent when disabled. Over pixels (a tiled run) it is transient, with Rich's
+    default columns, and starts on the first update: a scene run whole (no tiles, no updates) never
+    imports Rich's progress machinery. ``counted`` (the scenes of a batch): the scene at hand, done of
+    total and elapsed time, on screen from the start and left there."""
 
-    def __init__(self, label: str, total: int, enabled: bool = True) -> None:
-        self.label, self.total, self.enabled, self.bar = label, total, enabled, None
+    def __init__(self, label: str, total: int, enabled: bool = True, counted: bool = False) -> None:
+        self.label, self.total, self.counted, self.bar = label, total, counted, None
+        self.enabled = enabled and total > 0
 
-    def __call__(self, n: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from rich.progress import Progress
+    def __call__(self, n: int = 1) -> None:
+        """Advance by ``n`` pixels (or scenes)."""
+        if self._started():
+            self.bar.advance(self.task, n)
 
-            self.bar = Progress(transient=True)
+    def show(self, item: str) -> None:
+        """Name the item in progress (a batch's scene) in place of the label."""
+        if self._started():
+            self.bar.update(self.task, description=item)
+
+    def _started(self) -> bool:
+        if self.enabled and self.bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn()) if self.counted else ()
+            self.bar = Progress(*columns, transient=not self.counted)
             self.bar.start()
             self.task = self.bar.add_task(self.label, total=self.total)
-        self.bar.advance(self.task, n)
+        return self.bar is not None
 
-    def __enter__(self) -> PixelBar:
+    def __enter__(self) -> ProgressBar:
+        if self.counted:
+            self._started()
         return self
 
     def __exit__(self, *exc: object) -> None:

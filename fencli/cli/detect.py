@@ -215,12 +215,12 @@ def run_scene(scene, method: str, enhancer, bands: int | None, tile: int | None,
               scheduler: str | None, options: dict, bar: bool = False) -> Result:
     """One scene through :func:`fencli.engine.run`, on Dask when asked, with a progress bar when tiled."""
     from fencli.engine import run
-    from fencli.report import PixelBar
+    from fencli.report import ProgressBar
 
     h, w = scene.cube.shape[:2]
     passes = 3 if enhancer is not None else 2  # scan, (enhance,) detect
     with (dask_executor(scheduler) if engine == "dask" else nullcontext()) as executor, \
-            PixelBar(f"{scene.name} in tiles", h * w * passes, enabled=bar) as progress:
+            ProgressBar(f"{scene.name} in tiles", h * w * passes, enabled=bar) as progress:
         return run(scene.engine_source(), method, enhancer=enhancer, bands=bands, gt=scene.gt, options=options,
                    tile=tile, executor=executor, progress=progress)
 

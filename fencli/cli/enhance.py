@@ -55,7 +55,7 @@ def enhance(
     from fencli.models import AUTO, pick_model
     from fencli.output import atomic_path, refuse_existing, write_array
     from fencli.enhancers import load_session
-    from fencli.report import PixelBar, print_json
+    from fencli.report import ProgressBar, print_json
 
     auto = model.lower() == AUTO
     if not auto:  # a named model fails before the scene is read
@@ -82,7 +82,7 @@ def enhance(
         from fencli.tiles import create_raw
 
         with atomic_path(target, force=force) as tmp, create_raw(tmp, (h, w, nb), np.float32) as sink, \
-                PixelBar(f"{cube.name} in tiles", h * w * 2, enabled=not json) as progress:
+                ProgressBar(f"{cube.name} in tiles", h * w * 2, enabled=not json) as progress:
             run_enhance(scene.engine_source(), session, bands=bands, tile=tile, out=sink, progress=progress)
         written = target
     else:
