@@ -58,7 +58,9 @@ def write_products(scene, scores, found, grid, label: str, *, out: Path | None, 
                    objects: Path | None, polygons: bool, quicklook: Path | None, force: bool) -> list[str]:
     """Write the map, mask, object table and quick-look on the input's grid; returns stderr notes."""
     from fencli.georef import describe
+    from fencli.objects import write_objects
     from fencli.output import write_raster
+    from fencli.quicklook import save_quicklook
 
     notes = []
     if out is not None:
@@ -68,12 +70,8 @@ def write_products(scene, scores, found, grid, label: str, *, out: Path | None, 
         notes.append(write_raster(mask, found.mask, grid, force=force, key="mask",
                                   description=f"detection mask ({label} > {found.threshold.value:.6g})"))
     if objects is not None:
-        from fencli.objects import write_objects
-
         write_objects(objects, found.objects, georef=grid, labels=found.labels, polygons=polygons, force=force)
     if quicklook is not None:
-        from fencli.quicklook import save_quicklook
-
         save_quicklook(quicklook, scene.cube, scores, found.labels, wavelengths=scene.meta.get("wavelengths"),
                        title=label, threshold=found.threshold.value, force=force)
     if grid is None and any(p is not None for p in (out, mask, objects, quicklook)):
