@@ -8,9 +8,7 @@ skipped unless ``force``, so an interrupted campaign resumes where it stopped. A
 
 from __future__ import annotations
 
-import csv
 import glob
-import io as _io
 import json
 import time
 import traceback
@@ -23,7 +21,8 @@ import numpy as np
 
 from fencli.errors import FencliError
 from fencli.io import read_scene, validate_cube
-from fencli.output import write_array, write_text
+from fencli.output import csv_text, write_array, write_text
+from fencli.report import ProgressBar
 from fencli.tiles import open_cube
 
 SCENE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".he5", ".hdr", ".tif", ".tiff")
@@ -76,15 +75,12 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
             found += matches
         else:
             raise FencliError(f"{text}: no such file or directory")
-    seen, out = set(), []
+    unique: dict[Path, Path] = {}
     for f in found:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            out.append(f)
-    if not out:
+        unique.setdefault(f.resolve(), f)  # the first spelling of a file given twice
+    if not unique:
         raise FencliError("no scene files found in the inputs")
-    return out
+    return list(unique.values())
 
 
 def scene_names(paths: list[Path]) -> list[str]:
@@ -97,11 +93,6 @@ def scene_names(paths: list[Path]) -> list[str]:
                  for p, n in zip(paths, names)]
         depth += 1
     return names
-
-
-def output_tag(method: str, model: str | None) -> str:
-    """``<model>-<method>`` (or the method alone): a map made with another model is not 'done'."""
-    return f"{Path(model).stem}-{method}" if model else method
 
 
 def detect_scene(path: Path, out: Path, *, method: str = "grx", enhancer: Any = None, model: str | None = None,
@@ -155,7 +146,7 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     process = process or partial(detect_scene, method=method, model=model, **scene_kw)
-    tag = output_tag(method, model)
+    tag = f"{Path(model).stem}-{method}" if model else method  # a map made with another model is not 'done'
     earlier = _earlier_rows(out_dir)
     rows: dict[int, Row] = {}
     todo = []
@@ -166,12 +157,12 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str 
                       **{k: prev.get(k) for k in ("shape", "bands", "auc", "seconds")})
         if force or not out.exists():
             todo.append((i, p, out))
-    with _Bar(progress, len(todo)) as bar:
+    with ProgressBar("scenes", len(todo), progress, counted=True) as bar:
         if client is None:
             for i, p, out in todo:
                 bar.show(rows[i].scene)
                 rows[i] = _row(rows[i], *_guarded(process, p, out))
-                bar.step()
+                bar()
         else:
             from distributed import as_completed
 
@@ -180,7 +171,7 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str 
                 i = futures[fut]
                 rows[i] = _row(rows[i], *fut.result())
                 bar.show(rows[i].scene)
-                bar.step()
+                bar()
     summary = Summary([rows[i] for i in sorted(rows)])
     write_summary(summary, out_dir)
     return summary
@@ -192,42 +183,9 @@ def _row(row: Row, fields: dict | None, error: str | None) -> Row:
     return Row(row.scene, row.path, "ok", method=row.method, model=row.model, out=row.out, **fields)
 
 
-class _Bar:
-    """One rich progress bar over the scenes (silent when disabled)."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total, self.bar = enabled, total, None
-
-    def __enter__(self) -> "_Bar":
-        if self.enabled and self.total:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn())
-            self.bar.start()
-            self.task = self.bar.add_task("scenes", total=self.total)
-        return self
-
-    def show(self, scene: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, description=scene)
-
-    def step(self) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def write_summary(summary: Summary, out_dir: Path) -> None:
     """``summary.json`` (list of rows) and ``summary.csv`` in ``out_dir``, each written atomically."""
     data = [asdict(r) for r in summary.rows]
     write_text(out_dir / "summary.json", json.dumps(data, indent=1) + "\n", force=True)  # rewritten every run
-    buf = _io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=FIELDS)
-    w.writeheader()
-    for d in data:
-        w.writerow({k: ("x".join(map(str, v)) if k == "shape" and v else v) for k, v in d.items()})
-    write_text(out_dir / "summary.csv", buf.getvalue(), force=True)
+    rows = ([d[k] if k != "shape" or not d[k] else "x".join(map(str, d[k])) for k in FIELDS] for d in data)
+    write_text(out_dir / "summary.csv", csv_text(FIELDS, rows, line_end="\r\n"), force=True)  # csv's default line end

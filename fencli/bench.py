@@ -8,8 +8,6 @@ once per process, not per scene).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import statistics
@@ -23,10 +21,9 @@ import numpy as np
 from fencli.errors import FencliError
 from fencli.detectors import make_detector
 from fencli.engine import Enhancer, Result, run
-from fencli.output import atomic_path, write_text
+from fencli.output import csv_text, refuse_existing, write_text
 from fencli.preprocess import model_bands
 
-DEFAULT_METHODS = ("grx", "slrx")  # lrx is opt-in: minutes on a 100 x 100 x 200 scene
 TIMED = ("enhance", "detect", "total")
 SHARED_SCENES = ("abu-airport-1", "abu-airport-2", "hydice", "sandiego")
 
@@ -86,14 +83,6 @@ def default_reference() -> Path | None:
     return path if path.is_file() else None
 
 
-def embedded_names() -> list[str]:
-    """The installed embedded models: without --model, each scene gets the one
-    :func:`fencli.models.default_model` picks for it, beside the raw rows."""
-    from fencli.models import find_installed, registry
-
-    return [e.name for e in registry().values() if e.kind == "embedded" and find_installed(e.name)]
-
-
 def limit_blas_threads(threads: int) -> bool:
     """Cap NumPy's BLAS threads like ONNX Runtime's (threadpoolctl, when installed): same-thread timings."""
     if threads < 1:
@@ -109,8 +98,7 @@ def limit_blas_threads(threads: int) -> bool:
 def demo_bench_scene() -> BenchScene:
     from fencli.synthetic import demo_scene
 
-    cube, gt = demo_scene()
-    return BenchScene("demo", cube, gt)
+    return BenchScene("demo", *demo_scene())
 
 
 def load_scenes(paths: Sequence[Path]) -> list[BenchScene]:
@@ -189,10 +177,6 @@ def _ckpt_bands(name: str) -> int | None:
 
 # ---------------------------------------------------------------- measuring
 
-def _stats(values: list[float]) -> dict[str, float]:
-    return {"best": min(values), "median": statistics.median(values)}
-
-
 def measure(scene: BenchScene, method: str, enhancer: Any = None, *,
             bands: int | None = None, repeat: int = 3, warmup: int = 1,
             options: dict[str, Any] | None = None) -> Row:
@@ -209,7 +193,7 @@ def measure(scene: BenchScene, method: str, enhancer: Any = None, *,
             samples["total"].append(res.seconds["enhance"] + res.seconds["detect"])
     assert res is not None
     return Row(scene.name, method, res.model, res.bands, res.auc, res.metrics,
-               {k: _stats(v) for k, v in samples.items()}, res)
+               {k: {"best": min(v), "median": statistics.median(v)} for k, v in samples.items()}, res)
 
 
 def bench_scene(scene: BenchScene, methods: Sequence[str], enhancers: Sequence[Enhancer], *,
@@ -292,10 +276,7 @@ def read_had100_gt(path: str | Path) -> np.ndarray:
     except (OSError, ValueError) as err:
         raise FencliError(f"{path}: not a readable PNG ({err})") from None
     if img.ndim == 3:
-        if img.shape[2] < 2:
-            img = img[:, :, 0]
-        else:
-            img = img[:, :, 1]
+        img = img[:, :, 1 if img.shape[2] >= 2 else 0]
     return (img != 0).astype(np.uint8)
 
 
@@ -374,67 +355,49 @@ def markdown_table(rows: Sequence[Row | dict[str, Any]], columns: Sequence[str] 
     return "\n".join(lines) + "\n"
 
 
-def csv_text(rows: Sequence[Row | dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if v is None else v) for k, v in flat(r).items()})
-    return buf.getvalue()
-
-
 TIMING_NOTE = ("seconds: best and median of the in-process enhance + detect time over the repeats "
                "(file reading and ONNX Runtime session creation excluded)")
 
 
 def scene_figure(path: str | Path, rows: Sequence[Row], gt: np.ndarray | None, *, force: bool = False) -> Path:
     """Maps of one scene, one line per method (raw, then each model), the ground truth, and ROC curves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from fencli.metrics import roc_curve
+    from fencli.report import png_figure
 
     methods = list(dict.fromkeys(r.method for r in rows))
     per = {m: [r for r in rows if r.method == m] for m in methods}
     n_maps = max(len(v) for v in per.values())
-    ncols = n_maps + (1 if gt is not None else 0) * 2
-    fig, axes = plt.subplots(len(methods), ncols, figsize=(2.9 * ncols, 2.9 * len(methods)), squeeze=False)
-    for i, m in enumerate(methods):
-        ax_row = axes[i]
-        for j in range(n_maps):
-            ax = ax_row[j]
-            ax.set_axis_off()
-            if j < len(per[m]):
-                r = per[m][j]
+    ncols = n_maps + (2 if gt is not None else 0)
+    with png_figure(path, dpi=100, force=force, nrows=len(methods), ncols=ncols,
+                    figsize=(2.9 * ncols, 2.9 * len(methods)), squeeze=False) as (fig, axes):
+        for i, (m, ax_row) in enumerate(zip(methods, axes)):
+            for ax in ax_row[:n_maps]:
+                ax.set_axis_off()
+            for ax, r in zip(ax_row, per[m]):
                 label = f"{'FE+' if r.model else ''}{m.upper()}" + (f"\nAUC {r.auc:.4f}" if r.auc is not None else "")
                 ax.imshow(r.result.scores, cmap="inferno", interpolation="nearest")
                 ax.set_title(label, fontsize=8)
-        if gt is None:
-            continue
-        ax = ax_row[n_maps]
-        ax.set_axis_off()
-        if i == 0:
-            ax.imshow(gt, cmap="gray", interpolation="nearest")
-            ax.set_title("ground truth", fontsize=8)
-        ax = ax_row[n_maps + 1]
-        for r in per[m]:
-            pf, pd, _ = roc_curve(r.result.scores, gt)
-            ax.plot(np.maximum(pf, 1e-4), pd, label=f"{r.model or 'raw'} {r.auc:.4f}", lw=1.2)
-        ax.set_xscale("log")
-        ax.set_xlim(1e-4, 1)
-        ax.set_ylim(0, 1.01)
-        ax.set_xlabel("false-alarm rate", fontsize=7)
-        ax.set_ylabel("detection rate", fontsize=7)
-        ax.tick_params(labelsize=6)
-        ax.set_title(f"ROC {m.upper()}", fontsize=8)
-        ax.legend(fontsize=6, loc="lower right")
-    fig.suptitle(rows[0].scene if rows else "", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path, force=force) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+            if gt is None:
+                continue
+            ax = ax_row[n_maps]
+            ax.set_axis_off()
+            if i == 0:
+                ax.imshow(gt, cmap="gray", interpolation="nearest")
+                ax.set_title("ground truth", fontsize=8)
+            ax = ax_row[n_maps + 1]
+            for r in per[m]:
+                pf, pd, _ = roc_curve(r.result.scores, gt)
+                ax.plot(np.maximum(pf, 1e-4), pd, label=f"{r.model or 'raw'} {r.auc:.4f}", lw=1.2)
+            ax.set_xscale("log")
+            ax.set_xlim(1e-4, 1)
+            ax.set_ylim(0, 1.01)
+            ax.set_xlabel("false-alarm rate", fontsize=7)
+            ax.set_ylabel("detection rate", fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.set_title(f"ROC {m.upper()}", fontsize=8)
+            ax.legend(fontsize=6, loc="lower right")
+        fig.suptitle(rows[0].scene if rows else "", fontsize=10)
+        fig.tight_layout()
     return Path(path)
 
 
@@ -445,13 +408,12 @@ def write_outputs(out_dir: str | Path, rows: Sequence[Row], gts: dict[str, np.nd
     if out.exists() and not out.is_dir():
         raise FencliError(f"{out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    targets = [out / "bench.md", out / "bench.csv"] + [out / f"{s}.png" for s in gts]
-    for p in targets:  # fail before writing anything
-        if p.exists() and not force:
-            raise FencliError(f"{p} exists: pass --force to overwrite it")
+    # fail before writing anything
+    refuse_existing([out / "bench.md", out / "bench.csv"] + [out / f"{s}.png" for s in gts], force)
     md = "\n".join(["# fencli bench", "", markdown_table(rows), f"_{TIMING_NOTE}._", ""]
                    + [f"- {n}" for n in notes] + ([""] if notes else []) + ([extra_md] if extra_md else []))
-    written = [write_text(out / "bench.md", md, force), write_text(out / "bench.csv", csv_text(rows), force)]
+    table = csv_text(COLUMNS, (flat(r).values() for r in rows))
+    written = [write_text(out / "bench.md", md, force), write_text(out / "bench.csv", table, force)]
     for s, gt in gts.items():
         scene_rows = [r for r in rows if r.scene == s and r.result.scores.size]
         if scene_rows:

@@ -55,3 +55,10 @@ def dask_client(scheduler: str | None = None, workers: int = 1, threads: int | N
     with LocalCluster(processes=processes, n_workers=workers, threads_per_worker=threads,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         yield client
+
+
+@contextmanager
+def dask_executor(scheduler: str | None = None) -> Iterator[DaskExecutor]:
+    """A :class:`DaskExecutor` on a client of ``scheduler`` (or of a new LocalCluster)."""
+    with dask_client(scheduler) as client:
+        yield DaskExecutor(client)

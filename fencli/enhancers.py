@@ -23,3 +23,8 @@ def load_session(model: str | Path, device: str = "auto", threads: int | None = 
     from fencli.runtime import get_session
 
     return get_session(path, device, threads)
+
+
+def load_enhancer(model: str, device: str = "auto", threads: int | None = None) -> Any:
+    """The enhancer for ``model`` (one per process), or None for ``none`` (raw detectors)."""
+    return None if model.lower() == "none" else load_session(model, device=device, threads=threads)

@@ -68,10 +68,6 @@ class GeoRef:
 
 # --------------------------------------------------------------------------------------- ENVI
 
-def _fields(map_info: str) -> list[str]:
-    return [f.strip() for f in map_info.strip().lstrip("{").rstrip("}").split(",")]
-
-
 def parse_map_info(map_info: str) -> tuple[Transform, str | None]:
     """(transform, CRS or None) from an ENVI ``map info`` string.
 
@@ -80,7 +76,7 @@ def parse_map_info(map_info: str) -> tuple[Transform, str | None]:
     the header's ``coordinate system string`` must give it. A ``rotation`` is folded in exactly as
     GDAL's ENVI driver does (the reference-pixel offset is applied unrotated, as GDAL does).
     """
-    f = _fields(map_info)  # with or without the header's braces
+    f = [v.strip() for v in map_info.strip().lstrip("{").rstrip("}").split(",")]  # with or without braces
     try:
         proj = f[0]
         ref_x, ref_y, east, north, px, py = (float(v) for v in f[1:7])
@@ -95,8 +91,6 @@ def parse_map_info(map_info: str) -> tuple[Transform, str | None]:
     cos, sin = math.cos(rot), math.sin(rot)
     transform = (cos * px, sin * px, east - (ref_x - 1.0) * px,
                  sin * py, -cos * py, north + (ref_y - 1.0) * py)
-    if rot == 0.0:
-        transform = (px, 0.0, transform[2], 0.0, -py, transform[5])
     positional = [v for v in f[7:] if "=" not in v]
     crs = None
     pname = proj.lower()
@@ -208,14 +202,9 @@ def describe(georef: GeoRef | None) -> str:
     """One line for stderr: what grid the outputs are on."""
     if georef is None:
         return "input has no georeferencing: outputs are on the pixel grid (x = column, y = row)"
-    return f"georeferenced: CRS {_short(georef)}, pixel {georef.transform[0]:g} x {-georef.transform[4]:g}"
-
-
-def _short(georef: GeoRef) -> str:
     code = georef.epsg()
-    if code is not None:
-        return f"EPSG:{code}"
-    return "unknown" if georef.crs is None else (georef.crs[:40] + "...")
+    crs = f"EPSG:{code}" if code is not None else "unknown" if georef.crs is None else georef.crs[:40] + "..."
+    return f"georeferenced: CRS {crs}, pixel {georef.transform[0]:g} x {-georef.transform[4]:g}"
 
 
 def json_fields(georef: GeoRef | None) -> dict[str, Any]:

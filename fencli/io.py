@@ -37,6 +37,13 @@ class Scene:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.cube.shape)
 
+    def engine_source(self) -> Any:
+        """What :mod:`fencli.engine` reads: a ``.npy`` scene as read is read by window from its file
+        (and travels to Dask workers as its path); a cube validation cleaned, stored in another axis
+        order or read from another format is the array itself."""
+        as_read = isinstance(self.cube, np.memmap) and self.meta.get("layout", "hwb") == "hwb"
+        return self.path if self.path.suffix.lower() == ".npy" and as_read else self.cube
+
 
 def _existing(path: str | os.PathLike) -> Path:
     path = Path(path).expanduser()

@@ -51,7 +51,6 @@ def default_export_dir() -> Path:
     return REPO_WEIGHTS if REPO_WEIGHTS.is_dir() and os.access(REPO_WEIGHTS, os.W_OK) else user_cache_dir()
 
 
-KINDS = ("embedded", "published")
 AUTO = "auto"  # the --model value that means "the default model for this command and scene"
 
 
@@ -79,6 +78,11 @@ def registry() -> dict[str, RegistryEntry]:
     return {name: RegistryEntry(name=name, **fields) for name, fields in models.items()}
 
 
+def installed_embedded() -> list[RegistryEntry]:
+    """fencli's own trained models (``embedded`` in the registry) that are installed."""
+    return [e for e in registry().values() if e.kind == "embedded" and find_installed(e.name)]
+
+
 def default_model(command: str, bands: int, exact: bool = False) -> str | None:
     """The model ``command`` (enhance, detect, demo, bench) uses without ``--model``, for a scene of
     ``bands`` bands; None means raw. The one place the default is chosen, for every command.
@@ -89,8 +93,7 @@ def default_model(command: str, bands: int, exact: bool = False) -> str | None:
     """
     if command == "detect" and bands >= ADAPTIVE_MIN_BANDS and find_installed(ADAPTIVE_CORE):
         return ADAPTIVE
-    fits = [e for e in registry().values() if e.kind == "embedded"
-            and (e.bands == bands if exact else e.bands <= bands) and find_installed(e.name)]
+    fits = [e for e in installed_embedded() if (e.bands == bands if exact else e.bands <= bands)]
     return max(fits, key=lambda e: e.bands).name if fits else None
 
 
@@ -100,7 +103,7 @@ def no_default_reason(scene_bands: int, bands: int | None, command: str = "") ->
         return f"the scene has {bands or scene_bands} band(s); the adaptive FEN needs at least {ADAPTIVE_MIN_BANDS}"
     if bands is not None:
         return f"no shipped FEN model takes exactly --bands {bands}"
-    counts = [e.bands for e in registry().values() if e.kind == "embedded" and find_installed(e.name)]
+    counts = [e.bands for e in installed_embedded()]
     if not counts:
         return "no embedded FEN model is installed"
     return f"the scene has {scene_bands} bands, fewer than the {min(counts)} of the smallest shipped FEN model"
@@ -130,10 +133,6 @@ def find_installed(name: str) -> Path | None:
     return None
 
 
-def _looks_like_path(text: str) -> bool:
-    return os.sep in text or "/" in text or text.endswith(SUFFIX) or text.startswith((".", "~"))
-
-
 def resolve_model(name_or_path: str | os.PathLike | None) -> Path | None:
     """A model file path from a path or a name; ``none`` gives None; anything else missing raises."""
     if name_or_path is None or str(name_or_path).lower() == "none":
@@ -142,7 +141,7 @@ def resolve_model(name_or_path: str | os.PathLike | None) -> Path | None:
     path = Path(text).expanduser()
     if path.is_file():
         return path
-    if _looks_like_path(text):
+    if os.sep in text or "/" in text or text.endswith(SUFFIX) or text.startswith((".", "~")):  # a path, not a name
         raise FencliError(f"model file {path} does not exist")
     if found := find_installed(text):
         return found

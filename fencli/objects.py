@@ -220,9 +220,9 @@ def find_objects(scores: np.ndarray, mask: np.ndarray, *, min_pixels: int = 1, g
     # rank: peak descending, then larger area, then label order (scan order) for determinism
     order = np.lexsort((idx, -area, -peak))
     remap = np.zeros(n + 1, dtype=np.int32)
-    remap[idx[order]] = np.arange(1, n + 1, dtype=np.int32)
+    remap[idx[order]] = idx
     labels = remap[labels]
-    idx_sorted = idx[order]
+    peak, area, mean = peak[order], area[order], mean[order]  # now indexed by new id - 1
     centroids = ndimage.center_of_mass(np.ones_like(labels, dtype=np.float64), labels, idx)
     peaks_at = ndimage.maximum_position(safe, labels, idx)
     boxes = ndimage.find_objects(labels)
@@ -233,20 +233,17 @@ def find_objects(scores: np.ndarray, mask: np.ndarray, *, min_pixels: int = 1, g
             raise FencliError(f"ground truth shape {g.shape} differs from the map's {labels.shape}")
         hits = np.asarray(ndimage.maximum(g, labels, idx), dtype=bool)
     objects = []
-    for new_id, old in enumerate(idx_sorted, start=1):
-        r, c = centroids[new_id - 1]
-        box = boxes[new_id - 1]
-        obj: dict[str, Any] = {"id": new_id, "row": float(r), "col": float(c), "x": None, "y": None,
-                               "area_px": int(area[old - 1]), "peak_score": float(peak[old - 1]),
-                               "mean_score": float(mean[old - 1]),
-                               "peak_row": int(peaks_at[new_id - 1][0]), "peak_col": int(peaks_at[new_id - 1][1]),
+    for i, ((r, c), box, (pr, pc)) in enumerate(zip(centroids, boxes, peaks_at)):
+        obj: dict[str, Any] = {"id": i + 1, "row": float(r), "col": float(c), "x": None, "y": None,
+                               "area_px": int(area[i]), "peak_score": float(peak[i]), "mean_score": float(mean[i]),
+                               "peak_row": int(pr), "peak_col": int(pc),
                                "row_min": box[0].start, "col_min": box[1].start,
                                "row_max": box[0].stop - 1, "col_max": box[1].stop - 1}
         if georef is not None:
             x, y = georef.xy(r, c)
             obj["x"], obj["y"] = float(x), float(y)
         if hits is not None:
-            obj["hit"] = bool(hits[new_id - 1])
+            obj["hit"] = bool(hits[i])
         objects.append(obj)
     if georef is not None:
         _add_lonlat(objects, georef)
@@ -336,18 +333,11 @@ def write_objects(path, objects: list[dict[str, Any]], *, georef=None, labels: n
 
 
 def _csv(objects: list[dict[str, Any]]) -> str:
-    import csv
-    import io
+    from fencli.output import csv_text
 
     optional = ("hit", "lon", "lat")
     cols = [c for c in CSV_COLUMNS if c not in optional or (objects and c in objects[0])]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(cols)
-    for o in objects:
-        writer.writerow(["" if o.get(c) is None else (repr(o[c]) if isinstance(o[c], float) else o[c])
-                         for c in cols])
-    return buf.getvalue()
+    return csv_text(cols, ([o.get(c) for c in cols] for o in objects))
 
 
 def _geojson(objects: list[dict[str, Any]], georef, labels: np.ndarray | None, polygons: bool) -> str:
@@ -363,7 +353,7 @@ def _geojson(objects: list[dict[str, Any]], georef, labels: np.ndarray | None, p
         else:
             geom = {"type": "Point", "coordinates": [o["col"] + 0.5, o["row"] + 0.5]}
         features.append({"type": "Feature", "id": o["id"], "geometry": geom,
-                         "properties": {k: v for k, v in o.items()}})
+                         "properties": dict(o)})
     doc: dict[str, Any] = {"type": "FeatureCollection", "features": features}
     code = georef.epsg() if georef is not None else None
     if code is not None:

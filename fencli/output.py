@@ -3,12 +3,14 @@ whole under its final name or not at all (:func:`atomic_path`)."""
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import json
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,13 @@ def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def refuse_existing(paths: list[Path | None], force: bool) -> None:
+    """Fail before any work when an output exists, rather than after minutes of computing."""
+    for p in paths:
+        if p is not None and p.exists() and not force:
+            raise FencliError(f"{p} exists: pass --force to overwrite it")
+
+
 def _publish(tmp: Path, path: Path, force: bool) -> None:
     if force:
         os.replace(tmp, path)
@@ -95,7 +104,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
-        return True
+        pass
     return True
 
 
@@ -110,6 +119,15 @@ def write_text(path: str | os.PathLike, text: str, force: bool = False) -> Path:
     with atomic_path(path, force) as tmp:
         tmp.write_text(text, encoding="utf-8", newline="")
     return Path(path)
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]], line_end: str = "\n") -> str:
+    """A CSV table as text: ``header``, then ``rows`` (None is an empty cell, a float written in full)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator=line_end)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def write_array(path: str | os.PathLike, array: Any, *, force: bool = False, key: str = "data",
@@ -134,21 +152,16 @@ def write_array(path: str | os.PathLike, array: Any, *, force: bool = False, key
         if ext == ".npy":
             with open(tmp, "wb") as out:
                 np.save(out, arr, allow_pickle=False)
+        elif ext == ".mat" and arr.nbytes <= _MAT_V5_LIMIT:
+            import scipy.io
+
+            with open(tmp, "wb") as out:
+                scipy.io.savemat(out, {key: arr})
         elif ext == ".mat":
-            _write_mat(tmp, arr, key)
+            _write_mat73(tmp, arr, key)
         else:
             _write_h5(tmp, arr, key, meta)
     return path
-
-
-def _write_mat(tmp: Path, arr: np.ndarray, key: str) -> None:
-    if arr.nbytes <= _MAT_V5_LIMIT:
-        import scipy.io
-
-        with open(tmp, "wb") as out:
-            scipy.io.savemat(out, {key: arr})
-        return
-    _write_mat73(tmp, arr, key)
 
 
 def _write_mat73(tmp: Path, arr: np.ndarray, key: str) -> None:

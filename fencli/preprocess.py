@@ -68,11 +68,7 @@ def fen_scale(cube: np.ndarray, vrange: tuple[float, float] | None = None,
 
 def fen_input(cube: np.ndarray, vrange: tuple[float, float] | None = None) -> np.ndarray:
     """``H x W x B`` cube -> ``1 x B x H x W`` float32 in [-0.1, 0.1], exactly the reference's steps."""
-    return to_nchw(fen_scale(cube, vrange))  # float64 scaling, like the reference's numpy arithmetic
-
-
-def to_nchw(x: np.ndarray) -> np.ndarray:
-    """A scaled ``H x W x B`` cube as the FEN's ``1 x B x H x W`` float32 input."""
+    x = fen_scale(cube, vrange)  # float64 scaling, like the reference's numpy arithmetic
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
 
 

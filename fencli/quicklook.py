@@ -54,45 +54,38 @@ def save_quicklook(path: str | Path, cube: np.ndarray, scores: np.ndarray, label
                    *, wavelengths: Sequence[float] | None = None, title: str = "",
                    threshold: float | None = None, force: bool = False) -> Path:
     """Write the two-panel PNG (RGB + outlines | score map + outlines), atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
 
-    from fencli.output import atomic_path
     from fencli.objects import outline_segments
+    from fencli.report import png_figure
 
     rgb, note = rgb_image(cube, wavelengths)
     h, w = scores.shape
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6 * h / max(w, 1) + 0.6), squeeze=False,
-                             layout="constrained")
-    ax_rgb, ax_map = axes[0]
-    ax_rgb.imshow(rgb, interpolation="nearest")
-    ax_rgb.set_title(f"scene ({note})", fontsize=9)
-    shown = np.asarray(scores, dtype=float)
-    finite = shown[np.isfinite(shown)]
-    vmax = float(np.percentile(finite, 99.9)) if finite.size else None  # a few peaks must not blank the map
-    im = ax_map.imshow(shown, cmap="inferno", interpolation="nearest", vmax=vmax)
-    fig.colorbar(im, ax=ax_map, shrink=0.8, extend="max")
-    n = int(labels.max()) if labels is not None and labels.size else 0
-    sub = f"{n} objects" + (f", threshold {threshold:.4g}" if threshold is not None else "")
-    ax_map.set_title(f"{title}  {sub}".strip(), fontsize=9)
-    if n:
-        segs = outline_segments(labels) - 0.5  # imshow puts pixel centres on integers
-        for ax, colour in ((ax_rgb, "yellow"), (ax_map, "cyan")):
-            ax.add_collection(LineCollection(segs, colors=colour, linewidths=0.8))
-        from scipy import ndimage
+    with png_figure(path, dpi=120, force=force, nrows=1, ncols=2, figsize=(10, 4.6 * h / max(w, 1) + 0.6),
+                    squeeze=False, layout="constrained") as (fig, axes):
+        ax_rgb, ax_map = axes[0]
+        ax_rgb.imshow(rgb, interpolation="nearest")
+        ax_rgb.set_title(f"scene ({note})", fontsize=9)
+        shown = np.asarray(scores, dtype=float)
+        finite = shown[np.isfinite(shown)]
+        vmax = float(np.percentile(finite, 99.9)) if finite.size else None  # a few peaks must not blank the map
+        im = ax_map.imshow(shown, cmap="inferno", interpolation="nearest", vmax=vmax)
+        fig.colorbar(im, ax=ax_map, shrink=0.8, extend="max")
+        n = int(labels.max()) if labels is not None and labels.size else 0
+        sub = f"{n} objects" + (f", threshold {threshold:.4g}" if threshold is not None else "")
+        ax_map.set_title(f"{title}  {sub}".strip(), fontsize=9)
+        if n:
+            segs = outline_segments(labels) - 0.5  # imshow puts pixel centres on integers
+            for ax, colour in ((ax_rgb, "yellow"), (ax_map, "cyan")):
+                ax.add_collection(LineCollection(segs, colors=colour, linewidths=0.8))
+            from scipy import ndimage
 
-        tops = ndimage.find_objects(labels)[:20]  # ids are ranks: label the 20 strongest
-        for i, box in enumerate(tops, start=1):
-            if box is not None:
-                ax_rgb.text(box[1].stop - 0.5, box[0].start - 0.5, str(i), color="yellow", fontsize=6)
-    for ax in (ax_rgb, ax_map):
-        ax.set_xlim(-0.5, w - 0.5)
-        ax.set_ylim(h - 0.5, -0.5)
-        ax.set_axis_off()
-    with atomic_path(path, force=force) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+            tops = ndimage.find_objects(labels)[:20]  # ids are ranks: label the 20 strongest
+            for i, box in enumerate(tops, start=1):
+                if box is not None:
+                    ax_rgb.text(box[1].stop - 0.5, box[0].start - 0.5, str(i), color="yellow", fontsize=6)
+        for ax in (ax_rgb, ax_map):
+            ax.set_xlim(-0.5, w - 0.5)
+            ax.set_ylim(h - 0.5, -0.5)
+            ax.set_axis_off()
     return Path(path)

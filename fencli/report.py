@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,52 +66,76 @@ def results_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> T
     return table
 
 
-def save_maps_png(path: str | Path, maps: Sequence[tuple[str, np.ndarray]],
-                  gt: np.ndarray | None = None, *, force: bool = False, ncols: int | None = None) -> Path:
-    """Anomaly maps side by side (plus the ground truth when known), written atomically; ``ncols``
-    wraps them into rows (the demo: raw maps above, FE maps below). An ``H x W x 3`` panel is shown
-    as a colour image."""
+@contextmanager
+def png_figure(path: str | Path, *, dpi: int, force: bool = False, **subplots: Any) -> Iterator[tuple[Any, Any]]:
+    """``(figure, axes)`` of ``pyplot.subplots(**subplots)`` on the Agg backend (files only, imported
+    when a figure is asked for), written to ``path`` as a PNG, atomically, when the block ends."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(**subplots)
+    yield fig, axes
+    with atomic_path(path, force=force) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+
+
+def save_maps_png(path: str | Path, maps: Sequence[tuple[str, np.ndarray]],
+                  gt: np.ndarray | None = None, *, force: bool = False, ncols: int | None = None) -> Path:
+    """Anomaly maps side by side (plus the ground truth when known), written atomically; ``ncols``
+    wraps them into rows (the demo: raw maps above, FE maps below). An ``H x W x 3`` panel is shown
+    as a colour image."""
     panels = list(maps) + ([("ground truth", gt)] if gt is not None else [])
     ncols = min(ncols or len(panels), len(panels))
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.4 * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for ax, (title, img) in zip(axes.flat, panels):
-        ax.imshow(np.asarray(img, dtype=float), cmap="gray" if title == "ground truth" else "inferno",
-                  interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path, force=force) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    with png_figure(path, dpi=110, force=force, nrows=nrows, ncols=ncols,
+                    figsize=(3.2 * ncols, 3.4 * nrows), squeeze=False) as (fig, axes):
+        for ax in axes.flat:
+            ax.set_axis_off()
+        for ax, (title, img) in zip(axes.flat, panels):
+            ax.imshow(np.asarray(img, dtype=float), cmap="gray" if title == "ground truth" else "inferno",
+                      interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+        fig.tight_layout()
     return Path(path)
 
 
-class PixelBar:
-    """A transient Rich progress bar over pixels, started on the first update: a scene run whole
-    (no tiles, no updates) never imports Rich's progress machinery."""
+class ProgressBar:
+    """A Rich progress bar, silent when disabled. Over pixels (a tiled run) it is transient, with Rich's
+    default columns, and starts on the first update: a scene run whole (no tiles, no updates) never
+    imports Rich's progress machinery. ``counted`` (the scenes of a batch): the scene at hand, done of
+    total and elapsed time, on screen from the start and left there."""
 
-    def __init__(self, label: str, total: int, enabled: bool = True) -> None:
-        self.label, self.total, self.enabled, self.bar = label, total, enabled, None
+    def __init__(self, label: str, total: int, enabled: bool = True, counted: bool = False) -> None:
+        self.label, self.total, self.counted, self.bar = label, total, counted, None
+        self.enabled = enabled and total > 0
 
-    def __call__(self, n: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from rich.progress import Progress
+    def __call__(self, n: int = 1) -> None:
+        """Advance by ``n`` pixels (or scenes)."""
+        if self._started():
+            self.bar.advance(self.task, n)
 
-            self.bar = Progress(transient=True)
+    def show(self, item: str) -> None:
+        """Name the item in progress (a batch's scene) in place of the label."""
+        if self._started():
+            self.bar.update(self.task, description=item)
+
+    def _started(self) -> bool:
+        if self.enabled and self.bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn()) if self.counted else ()
+            self.bar = Progress(*columns, transient=not self.counted)
             self.bar.start()
             self.task = self.bar.add_task(self.label, total=self.total)
-        self.bar.advance(self.task, n)
+        return self.bar is not None
 
-    def __enter__(self) -> PixelBar:
+    def __enter__(self) -> ProgressBar:
+        if self.counted:
+            self._started()
         return self
 
     def __exit__(self, *exc: object) -> None:

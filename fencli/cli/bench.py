@@ -9,6 +9,7 @@ import typer
 
 from fencli.cli import app
 from fencli.cli.options import Bands, Device, Force, Json
+from fencli.errors import FencliError
 
 
 def _table(rows: list[dict], title: str):
@@ -66,11 +67,12 @@ def bench(
       fencli bench --had100 HAD100/ --model ferd-100 --methods grx
       fencli bench --out-dir out/bench --force
     """
-    from fencli import bench as B
-    from fencli.cli.detect import load_enhancer
-    from fencli.errors import FencliError
     from rich.console import Console
 
+    from fencli import bench as B
+    from fencli.enhancers import load_enhancer
+    from fencli.models import installed_embedded
+    from fencli.output import refuse_existing
     from fencli.report import console, print_json
 
     if not console.is_terminal:  # a log or a pipe: no reason to squeeze the table into 80 columns
@@ -80,7 +82,8 @@ def bench(
     if threads is not None:
         B.limit_blas_threads(threads)
     auto = model is None or model.strip().lower() == "auto"
-    names = B.embedded_names() if auto else [m.strip() for m in model.split(",") if m.strip()]
+    # auto: every installed embedded model, of which each scene gets the one default_model picks for it
+    names = [e.name for e in installed_embedded()] if auto else [m.strip() for m in model.split(",") if m.strip()]
     enhancers = [e for e in (load_enhancer(n, device, threads) for n in names) if e is not None]
     if had100 is not None:
         if scenes:
@@ -88,12 +91,11 @@ def bench(
         rows, means, notes = B.bench_had100(had100, method_list, enhancers, bands=bands,
                                             repeat=1 if repeat is None else repeat,
                                             warmup=0 if warmup is None else warmup, auto=auto)
-        out = [r.as_dict() for r in rows]
         if out_dir is not None:
             B.write_outputs(out_dir, rows, {}, notes=notes, force=force,
                             extra_md="## mean over scenes\n\n" + B.markdown_table(means))
         if json:
-            print_json({"scenes": out, "mean": means, "notes": notes})
+            print_json({"scenes": [r.as_dict() for r in rows], "mean": means, "notes": notes})
             return
         console.print(_table([B.flat(r) for r in rows], f"HAD100 {had100} ({len({r.scene for r in rows})} scenes)"))
         console.print(_table([B.flat(m) for m in means], "HAD100 mean over scenes"))
@@ -101,9 +103,8 @@ def bench(
         ref_path = None if reference and reference.lower() == "none" else (Path(reference) if reference else B.default_reference())
         ref = B.load_reference(ref_path) if ref_path else None
         loaded = B.load_scenes(scenes or [])
-        for p in ([Path(out_dir) / "bench.md", Path(out_dir) / "bench.csv"] if out_dir else []):
-            if p.exists() and not force:  # fail before minutes of computing
-                raise FencliError(f"{p} exists: pass --force to overwrite it")
+        if out_dir is not None:  # fail before minutes of computing
+            refuse_existing([Path(out_dir) / "bench.md", Path(out_dir) / "bench.csv"], force)
         rows, notes = B.bench(loaded, method_list, enhancers, bands=bands,
                               repeat=3 if repeat is None else repeat, warmup=1 if warmup is None else warmup,
                               reference=ref, auto=auto)

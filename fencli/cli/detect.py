@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -11,19 +12,12 @@ import typer
 from fencli.cli import app
 from fencli.cli.options import (Bands, ConstantBands, Device, Force, GtFile, GtKey, Json, Key, Layout, Model,
                                 Nan, Threads, Tile)
+from fencli.cluster import dask_client, dask_executor  # Dask itself is imported only when a client starts
+from fencli.enhancers import load_enhancer
 from fencli.errors import FencliError
 
 if TYPE_CHECKING:
     from fencli.engine import Result
-
-
-def load_enhancer(model: str, device: str = "auto", threads: int | None = None):
-    """The FEN session for ``model`` (one per process), or None for ``none``."""
-    if model.lower() == "none":
-        return None
-    from fencli.enhancers import load_session
-
-    return load_session(model, device=device, threads=threads)
 
 
 def detector_options(block_size: int | None, block_num: int | None, windows: tuple[int, int] | None) -> dict:
@@ -31,13 +25,6 @@ def detector_options(block_size: int | None, block_num: int | None, windows: tup
     given = {"block_size": block_size, "block_num": block_num,
              "inner": windows[0] if windows else None, "outer": windows[1] if windows else None}
     return {k: v for k, v in given.items() if v is not None}
-
-
-def refuse_existing(paths: list[Path | None], force: bool) -> None:
-    """Fail before any work when an output exists, rather than after minutes of computing."""
-    for p in paths:
-        if p is not None and p.exists() and not force:
-            raise FencliError(f"{p} exists: pass --force to overwrite it")
 
 
 def result_row(scene: str, shape: tuple[int, ...], res: Result, seconds: dict, out: Path | None) -> dict:
@@ -71,7 +58,9 @@ def write_products(scene, scores, found, grid, label: str, *, out: Path | None, 
                    objects: Path | None, polygons: bool, quicklook: Path | None, force: bool) -> list[str]:
     """Write the map, mask, object table and quick-look on the input's grid; returns stderr notes."""
     from fencli.georef import describe
+    from fencli.objects import write_objects
     from fencli.output import write_raster
+    from fencli.quicklook import save_quicklook
 
     notes = []
     if out is not None:
@@ -81,12 +70,8 @@ def write_products(scene, scores, found, grid, label: str, *, out: Path | None, 
         notes.append(write_raster(mask, found.mask, grid, force=force, key="mask",
                                   description=f"detection mask ({label} > {found.threshold.value:.6g})"))
     if objects is not None:
-        from fencli.objects import write_objects
-
         write_objects(objects, found.objects, georef=grid, labels=found.labels, polygons=polygons, force=force)
     if quicklook is not None:
-        from fencli.quicklook import save_quicklook
-
         save_quicklook(quicklook, scene.cube, scores, found.labels, wavelengths=scene.meta.get("wavelengths"),
                        title=label, threshold=found.threshold.value, force=force)
     if grid is None and any(p is not None for p in (out, mask, objects, quicklook)):
@@ -154,19 +139,22 @@ def detect(
 
     make_detector(method, options)  # an unknown method or a flag it does not take fails first
     if out_dir is not None or len(cubes) > 1:
-        extras = (("--threshold", threshold), ("--far", far), ("--mask", mask), ("--objects", objects),
-                  ("--quicklook", quicklook), ("--gt-key", gt_key),
-                  ("--constant-bands keep", None if constant_bands == "error" else constant_bands))
-        for flag, value in extras:
-            if value is not None:
-                raise FencliError(f"{flag} is for one scene; with --out-dir each scene's score map goes to the folder")
-        return detect_many(cubes, out_dir, method=method, bands=bands, model=model, gt=gt, out=out, png=png,
-                           key=key, layout=layout, nan=nan, options=options, tile=tile, engine=engine,
-                           scheduler=scheduler, device=device, threads=threads, json=json, force=force)
+        refuse_batch_flags(
+            out_dir,
+            per_scene={"--threshold": threshold, "--far": far, "--mask": mask, "--objects": objects,
+                       "--quicklook": quicklook, "--gt-key": gt_key,
+                       "--constant-bands keep": None if constant_bands == "error" else constant_bands},
+            outputs={"--out": out, "--png": png, "--gt": gt},
+            whole_scene=layout != "hwb" or nan != "error" or tile == 0)
+        return detect_many(cubes, out_dir, method=method, bands=bands, model=model, key=key, options=options,
+                           tile=tile, engine=engine, scheduler=scheduler, device=device, threads=threads,
+                           json=json, force=force)
     cube = cubes[0]
-    from fencli.io import read_scene, validate_cube
     from fencli import georef as geo
-    from fencli.objects import parse_threshold
+    from fencli.io import read_scene, validate_cube
+    from fencli.models import AUTO
+    from fencli.objects import detect_objects, parse_threshold
+    from fencli.output import refuse_existing
     from fencli.report import print_json, save_maps_png
 
     rule = parse_threshold(threshold, far)
@@ -176,8 +164,6 @@ def detect(
     if defaulted:
         rule = parse_threshold("auto")
     refuse_existing([out, png, mask, objects, quicklook], force)
-    from fencli.models import AUTO
-
     t_start = time.perf_counter()
     auto = model.lower() == AUTO
     if not auto:  # a named model fails before the scene is read
@@ -191,14 +177,11 @@ def detect(
     scene.cube, scene.meta["validation"] = validate_cube(scene.cube, nan=nan, constant_bands=constant_bands,
                                                          name=cube.name)
     t_read = time.perf_counter() - t0
-    res = run_scene(cube, scene, method, enhancer, bands, tile, engine, scheduler, options, bar=not json)
+    res = run_scene(scene, method, enhancer, bands, tile, engine, scheduler, options, bar=not json)
     grid = geo.from_meta(scene.meta)
     label = f"{'FE+' if res.model else ''}{method.upper()}"
-    found = None
-    if rule is not None:
-        from fencli.objects import detect_objects
-
-        found = detect_objects(res.scores, rule, min_pixels=min_pixels, georef=grid, gt=scene.gt)
+    found = None if rule is None else detect_objects(res.scores, rule, min_pixels=min_pixels, georef=grid,
+                                                     gt=scene.gt)
     notes = write_products(scene, res.scores, found, grid, label, out=out, mask=mask, objects=objects,
                            polygons=polygons, quicklook=quicklook, force=force)
     if defaulted:
@@ -226,39 +209,18 @@ def detect(
             console.print(objects_line(found.summary()))
 
 
-def run_scene(path: Path, scene, method: str, enhancer, bands: int | None, tile: int | None, engine: str,
+def run_scene(scene, method: str, enhancer, bands: int | None, tile: int | None, engine: str,
               scheduler: str | None, options: dict, bar: bool = False) -> Result:
     """One scene through :func:`fencli.engine.run`, on Dask when asked, with a progress bar when tiled."""
-    from contextlib import nullcontext
-
     from fencli.engine import run
-    from fencli.report import PixelBar
+    from fencli.report import ProgressBar
 
-    # a .npy scene is read by window from its file (and travels to Dask workers as its path)
-    # (unless validation filled NaN or dropped bands: then the cleaned cube in memory is the scene)
-    import numpy as np
-
-    as_read = isinstance(scene.cube, np.memmap) and scene.meta.get("layout", "hwb") == "hwb"
-    source = path if path.suffix.lower() == ".npy" and as_read else scene.cube
     h, w = scene.cube.shape[:2]
     passes = 3 if enhancer is not None else 2  # scan, (enhance,) detect
-    with (_dask(scheduler) if engine == "dask" else nullcontext()) as executor, \
-            PixelBar(f"{scene.name} in tiles", h * w * passes, enabled=bar) as progress:
-        return run(source, method, enhancer=enhancer, bands=bands, gt=scene.gt, options=options, tile=tile,
-                   executor=executor, progress=progress)
-
-
-def _dask(scheduler: str | None):
-    """A Dask executor on a client of ``scheduler`` (or of a new LocalCluster)."""
-    from contextlib import contextmanager
-
-    from fencli.cluster import DaskExecutor, dask_client
-
-    @contextmanager
-    def executor():
-        with dask_client(scheduler) as client:
-            yield DaskExecutor(client)
-    return executor()
+    with (dask_executor(scheduler) if engine == "dask" else nullcontext()) as executor, \
+            ProgressBar(f"{scene.name} in tiles", h * w * passes, enabled=bar) as progress:
+        return run(scene.engine_source(), method, enhancer=enhancer, bands=bands, gt=scene.gt, options=options,
+                   tile=tile, executor=executor, progress=progress)
 
 
 def auto_model(model: str, scene_bands: int, bands: int | None, method: str) -> str:
@@ -284,36 +246,36 @@ def first_scene_bands(cubes: list[Path], key: str | None) -> int:
     return 0
 
 
-def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: int | None, model: str,
-                gt: Path | None, out: Path | None, png: Path | None, key: str | None, layout: str, nan: str,
+def refuse_batch_flags(out_dir: Path | None, *, per_scene: dict, outputs: dict, whole_scene: bool) -> None:
+    """Refuse, before any scene is read, the flags a batch cannot honour (``flag: value`` given or None)."""
+    for flag, value in per_scene.items():
+        if value is not None:
+            raise FencliError(f"{flag} is for one scene; with --out-dir each scene's score map goes to the folder")
+    if out_dir is None:
+        raise FencliError("several scenes need --out-dir (one score map per scene goes there)")
+    for flag, value in outputs.items():
+        if value is not None:
+            raise FencliError(f"{flag} is for one scene; with --out-dir each scene's map goes to the folder")
+    if whole_scene:
+        raise FencliError("--layout, --nan fill and --tile 0 are for one scene at a time")
+
+
+def detect_many(cubes: list[Path], out_dir: Path, *, method: str, bands: int | None, model: str, key: str | None,
                 options: dict, tile: int | None, engine: str, scheduler: str | None, device: str,
                 threads: int | None, json: bool, force: bool) -> None:
     """Many scenes: one progress bar, per-scene rows in OUT_DIR/summary.{csv,json}, failures isolated."""
     from fencli.batch import run_batch
-    from fencli.report import console, print_json
-
-    if out_dir is None:
-        raise FencliError("several scenes need --out-dir (one score map per scene goes there)")
-    for flag, value in (("--out", out), ("--png", png), ("--gt", gt)):
-        if value is not None:
-            raise FencliError(f"{flag} is for one scene; with --out-dir each scene's map goes to the folder")
-    if layout != "hwb" or nan != "error" or tile == 0:
-        raise FencliError("--layout, --nan fill and --tile 0 are for one scene at a time")
     from fencli.models import AUTO
+    from fencli.report import console, print_json
 
     if model.lower() == AUTO:  # one model for the batch: chosen by --bands, else by the first readable scene
         first = bands if bands is not None else first_scene_bands(cubes, key)
         model = auto_model(model, first, bands, method)
     enhancer = load_enhancer(model, device, threads)  # fail early on a bad model, before any scene
-    kw = dict(method=method, model=enhancer.name if enhancer else None, force=force, progress=not json,
-              enhancer=enhancer, bands=bands, tile=tile, options=options, key=key)
-    if engine == "dask":
-        from fencli.cluster import dask_client
-
-        with dask_client(scheduler) as client:
-            summary = run_batch(cubes, out_dir, client=client, **kw)
-    else:
-        summary = run_batch(cubes, out_dir, **kw)
+    with (dask_client(scheduler) if engine == "dask" else nullcontext()) as client:
+        summary = run_batch(cubes, out_dir, method=method, model=enhancer.name if enhancer else None, force=force,
+                            client=client, progress=not json, enhancer=enhancer, bands=bands, tile=tile,
+                            options=options, key=key)
     if json:
         from dataclasses import asdict
 
@@ -321,9 +283,8 @@ def detect_many(cubes: list[Path], out_dir: Path | None, *, method: str, bands: 
     else:
         from rich.table import Table
 
-        table = Table(title=f"{len(summary.rows)} scenes -> {out_dir}")
-        for col in ("scene", "status", "shape", "AUC", "seconds", "error"):
-            table.add_column(col)
+        table = Table("scene", "status", "shape", "AUC", "seconds", "error",
+                      title=f"{len(summary.rows)} scenes -> {out_dir}")
         for r in summary.rows:
             table.add_row(r.scene, r.status, "x".join(map(str, r.shape)) if r.shape else "",
                           f"{r.auc:.4f}" if r.auc is not None else "", f"{r.seconds:.1f}" if r.seconds else "",
@@ -354,6 +315,9 @@ def demo(
     """
     from fencli.detectors import make_detector
     from fencli.engine import run
+    from fencli.models import pick_model
+    from fencli.output import refuse_existing
+    from fencli.quicklook import rgb_image
     from fencli.report import console, print_json, results_table, save_maps_png
     from fencli.synthetic import demo_scene
 
@@ -362,14 +326,8 @@ def demo(
         make_detector(m)  # an unknown name fails before any work
     refuse_existing([png], force)
     cube, gt = demo_scene()
-    enhancers = [None]
-    from fencli.models import pick_model
-
     model, why = pick_model("demo", model, cube.shape[2])
-    if model.lower() != "none":
-        enhancers.append(load_enhancer(model))
-    from fencli.quicklook import rgb_image
-
+    enhancers = [None] if model.lower() == "none" else [None, load_enhancer(model)]
     rows, maps = [], []
     for enhancer in enhancers:
         for method in method_list:

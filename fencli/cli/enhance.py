@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json as jsonlib
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -54,8 +53,9 @@ def enhance(
     from fencli.engine import enhance as run_enhance, kept_bands, plan_tile
     from fencli.io import read_scene
     from fencli.models import AUTO, pick_model
-    from fencli.output import atomic_path, write_array
+    from fencli.output import atomic_path, refuse_existing, write_array
     from fencli.enhancers import load_session
+    from fencli.report import ProgressBar, print_json
 
     auto = model.lower() == AUTO
     if not auto:  # a named model fails before the scene is read
@@ -70,8 +70,7 @@ def enhance(
     h, w, nb = scene.cube.shape
     nb = kept_bands(nb, bands, session)  # the model's bands, or for the adaptive FEN every band kept
     target = out or default_output(cube, scene.meta.get("format"))
-    if target.exists() and not force:  # fail before the forward pass, not after it
-        raise FencliError(f"{target} exists: pass --force to overwrite it")
+    refuse_existing([target], force)  # fail before the forward pass, not after it
     streamed = plan_tile(scene.cube.shape, nb, tile) > 0 and (tile is not None or target.suffix.lower() == ".npy")
     if streamed and target.suffix.lower() != ".npy":
         raise FencliError(f"--tile streams the enhanced cube to a .npy file, not {target.suffix or target.name}: "
@@ -80,14 +79,11 @@ def enhance(
     if streamed:
         import numpy as np
 
-        from fencli.report import PixelBar
         from fencli.tiles import create_raw
 
-        as_read = isinstance(scene.cube, np.memmap) and scene.meta.get("layout", "hwb") == "hwb"
-        source = cube if cube.suffix.lower() == ".npy" and as_read else scene.cube  # read by window
         with atomic_path(target, force=force) as tmp, create_raw(tmp, (h, w, nb), np.float32) as sink, \
-                PixelBar(f"{cube.name} in tiles", h * w * 2, enabled=not json) as progress:
-            run_enhance(source, session, bands=bands, tile=tile, out=sink, progress=progress)
+                ProgressBar(f"{cube.name} in tiles", h * w * 2, enabled=not json) as progress:
+            run_enhance(scene.engine_source(), session, bands=bands, tile=tile, out=sink, progress=progress)
         written = target
     else:
         enhanced = run_enhance(scene.cube, session, bands=bands, tile=0)
@@ -102,7 +98,7 @@ def enhance(
                "provider": session.provider, "tiled": streamed,
                "shape": [h, w, nb], "seconds": round(seconds, 4)}
     if json:
-        print(jsonlib.dumps(summary, indent=2))
+        print_json(summary)
     else:
         print(f"wrote {written}: {h} x {w} x {nb} float32 ({session.name}, {session.info.variant}, "
               f"{session.device}{', in tiles' if streamed else ''}, {seconds:.2f} s)")

@@ -17,10 +17,7 @@ GPU_INSTALL = "pip install 'fencli[gpu]' && pip install --force-reinstall --no-d
 @app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List the FEN models, embedded (fencli's own, shipped) and published, installed or not."""
-    rows = [{"name": m.name, "kind": m.entry.kind if m.entry else None,
-             "bands": m.entry.bands if m.entry else None,
-             "variant": m.entry.variant if m.entry else None,
-             "source": m.entry.source if m.entry else None,
+    rows = [{"name": m.name, **{k: getattr(m.entry, k, None) for k in ("kind", "bands", "variant", "source")},
              "installed": m.path is not None, "path": str(m.path) if m.path else None}
             for m in list_models()]
     for r in rows:

@@ -26,13 +26,9 @@ def npy_header(source: str | os.PathLike | BinaryIO) -> tuple[tuple[int, ...], n
 
 def open_arrays(path: Path) -> ArrayFile:
     """A ``.npy`` file's one array (named ``array``, memory-mapped) or an ``.npz`` file's members."""
-    if path.suffix.lower() == ".npz":
-        return _npz_file(path)
-    arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    return ArrayFile({"array": Entry(arr.shape, arr.dtype, lambda: arr)}, "npy")
-
-
-def _npz_file(path: Path) -> ArrayFile:
+    if path.suffix.lower() != ".npz":
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        return ArrayFile({"array": Entry(arr.shape, arr.dtype, lambda: arr)}, "npy")
     entries = {}
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():
