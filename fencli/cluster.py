@@ -53,7 +53,7 @@ def dask_client(scheduler: str | None = None, workers: int = 1, threads: int | N
         return
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     with LocalCluster(processes=processes, n_workers=workers, threads_per_worker=threads,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         yield client
 
 
