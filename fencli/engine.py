@@ -193,14 +193,18 @@ def scan(cube: Cube, bands: int, *, stats: bool, executor: Any = None, progress:
     return total
 
 
-def fen_pass(cube: Cube, fen: Any, out: Any, *, bands: int, vrange: tuple[float, float], tile: int,
-             stats: bool, executor: Any = None, progress: Progress | None = None) -> Partial:
-    """Pass 2: the per-tile FEN ``fen`` over ``cube[:, :, :bands]`` into ``out``; returns the
-    output's range, sum of squares and (when ``stats``) statistics."""
+def enhance_pass(cube: Cube, enhancer: Enhancer, out: Any, *, bands: int, tile: int, stats: bool,
+                 executor: Any = None, progress: Progress | None = None) -> Partial:
+    """Passes 1 and 2: scan the input, then the per-tile FEN over ``cube[:, :, :bands]`` into ``out``;
+    returns the output's range, sum of squares and (when ``stats``) statistics."""
+    executor = executor or Local()
+    scene = scan(cube, bands, stats=enhancer.needs_scene_stats, executor=executor, progress=progress)
+    vrange = (scene.lo, scene.hi)
+    task = partial(_fen_task, cube=cube, bands=bands, fen=enhancer.tile_fen(scene.stats, vrange), vrange=vrange,
+                   out=out, stats=stats)
     h, w, _ = cube.shape
     total = Partial()
-    task = partial(_fen_task, cube=cube, bands=bands, fen=fen, vrange=vrange, out=out, stats=stats)
-    for part in _walk(executor or Local(), task, grid(h, w, tile, FEN_HALO), progress):
+    for part in _walk(executor, task, grid(h, w, tile, FEN_HALO), progress):
         total.merge(part)
     checked_range(total.lo, total.hi, "the FEN output")
     return total
@@ -263,12 +267,10 @@ def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, b
         try:
             t0 = time.perf_counter()
             if enhancer is not None:
-                scene = scan(cube, b, stats=enhancer.needs_scene_stats, executor=executor, progress=progress)
                 tmp = tempfile.TemporaryDirectory(prefix="fencli-", dir=workdir)
                 det_cube = create_raw(Path(tmp.name) / "enhanced.npy", (h, w, b), np.float32)
-                fen = enhancer.tile_fen(scene.stats, (scene.lo, scene.hi))
-                part = fen_pass(cube, fen, det_cube, bands=b, vrange=(scene.lo, scene.hi), tile=side,
-                                stats=detector.needs_stats, executor=executor, progress=progress)
+                part = enhance_pass(cube, enhancer, det_cube, bands=b, tile=side, stats=detector.needs_stats,
+                                    executor=executor, progress=progress)
                 seconds["enhance"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 det_bands = None
@@ -303,10 +305,7 @@ def enhance(source: Any, enhancer: Enhancer, *, bands: int | None = None, tile: 
     if side == 0:
         return enhancer.enhance(_whole_array(cube, b))
     executor = executor or Local()
-    scene = scan(cube, b, stats=enhancer.needs_scene_stats, executor=executor, progress=progress)
-    fen = enhancer.tile_fen(scene.stats, (scene.lo, scene.hi))
-    part = fen_pass(cube, fen, out, bands=b, vrange=(scene.lo, scene.hi), tile=side, stats=False,
-                    executor=executor, progress=progress)
+    part = enhance_pass(cube, enhancer, out, bands=b, tile=side, stats=False, executor=executor, progress=progress)
     if enhancer.info.variant == "supp":  # the global Frobenius norm the tiles left out
         list(executor.map(partial(_scale_task, out=out, factor=1.0 / math.sqrt(part.sumsq)),
                           row_tiles(h, w, row_chunk(w, b, itemsize=4))))
