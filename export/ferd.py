@@ -185,9 +185,7 @@ class FERD(nn.Module):
         return self
 
     # --- forward ----------------------------------------------------------------------------
-    def head(self, f: Tensor) -> Tensor:
-        """The FEN head (``conv1``, ReLU, ``conv2``, ReLU)."""
-        return F.relu(self.conv2(F.relu(self.conv1(f))))
+    head = FEN.head  # the FEN's own head (conv1, ReLU, conv2, ReLU) on this network's conv1/conv2
 
     def forward(self, x: Tensor) -> FerdOutput:
         check_crop(x.shape[-1])
