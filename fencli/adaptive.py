@@ -35,7 +35,7 @@ from fencli.convh import CONVH_WIDTH, as_convh, leading_eigenvectors
 from fencli.detectors import RXStats, one_blas_thread
 from fencli.errors import FencliError
 from fencli.models import ADAPTIVE, ADAPTIVE_CORE as CORE_NAME, ADAPTIVE_MIN_BANDS, find_installed
-from fencli.preprocess import FEN_SCALE, MIN_SIDE, checked_range, fen_input, value_range
+from fencli.preprocess import FEN_SCALE, check_cube, checked_range, fen_input, value_range
 
 HEAD_WIDTH = 256  # the reference's head width for B > 128, used for every B (the core cannot depend on B)
 OUTPUT_SEED = 14  # NumPy seed of the output layer (the core's torch seed is in its metadata)
@@ -217,12 +217,7 @@ class AdaptiveFEN:
 
     def check(self, cube: np.ndarray) -> None:
         """Refuse a cube the adaptive FEN cannot enhance (wrong rank, too few bands, too small)."""
-        if getattr(cube, "ndim", None) != 3:
-            raise FencliError(f"expected an H x W x bands cube, got shape {getattr(cube, 'shape', None)}")
-        h, w, nb = cube.shape
-        self.check_bands(nb)
-        if h < MIN_SIDE or w < MIN_SIDE:
-            raise FencliError(f"the scene is {h} x {w}; the FEN needs at least {MIN_SIDE} x {MIN_SIDE}")
+        check_cube(cube, self.check_bands)
 
     needs_scene_stats = True  # ConvH comes from the scene's statistics
 

@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from fencli.errors import FencliError
-from fencli.preprocess import FEN_SCALE, MIN_SIDE, fen_input, select_bands
+from fencli.preprocess import FEN_SCALE, check_cube, fen_input, select_bands
 
 ort.set_default_logger_severity(3)  # onnxruntime-gpu logs a CUDA error per session on CPU hosts
 
@@ -170,12 +170,7 @@ class FENSession:
 
     def check(self, cube: np.ndarray) -> None:
         """Refuse a cube this model cannot enhance (wrong rank, too few bands, too small)."""
-        if getattr(cube, "ndim", None) != 3:
-            raise FencliError(f"expected an H x W x bands cube, got shape {getattr(cube, 'shape', None)}")
-        h, w, nb = cube.shape
-        self.check_bands(nb)
-        if h < MIN_SIDE or w < MIN_SIDE:
-            raise FencliError(f"the scene is {h} x {w}; the FEN needs at least {MIN_SIDE} x {MIN_SIDE}")
+        check_cube(cube, self.check_bands)
 
     needs_scene_stats = False  # the tiles need only the scene's value range
 
