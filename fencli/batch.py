@@ -109,9 +109,9 @@ def detect_scene(path: Path, out: Path, *, method: str = "grx", enhancer: Any = 
     if path.suffix.lower() != ".npy":  # .npy is read by window directly; other formats via fencli.io
         scene = read_scene(path, key=key, validate=False)
         source, gt = scene.cube, scene.gt
-    validate_cube(open_cube(source), name=path.name)  # the checks and messages of a whole-scene run
+    _, checked = validate_cube(open_cube(source), name=path.name)  # the checks and messages of a whole-scene run
     res = run(source, method, enhancer=enhancer, bands=bands, gt=gt, tile=tile, options=options,
-              workdir=out.parent)
+              workdir=out.parent, band_range=(checked["band_min"], checked["band_max"]))
     write_array(out, res.scores.astype(np.float32), force=True)  # run_batch already skipped finished scenes
     return {"shape": list(res.shape), "bands": res.bands, "auc": res.auc,
             "seconds": round(time.perf_counter() - t0, 3)}

@@ -181,10 +181,16 @@ def _walk(executor: Any, fn: Callable[[Tile], Any], tiles: list[Tile], progress:
         yield part
 
 
-def scan(cube: Cube, bands: int, *, stats: bool, executor: Any = None, progress: Progress | None = None) -> Partial:
+def scan(cube: Cube, bands: int, *, stats: bool, vrange: tuple[float, float] | None = None, executor: Any = None,
+         progress: Progress | None = None) -> Partial:
     """Pass 1: range (and statistics when ``stats``) of ``cube[:, :, :bands]``; NaN/Inf or a constant
-    cube is an error."""
+    cube is an error. A ``vrange`` already known (a validation pass gathered it) spares the pass
+    when no statistics are needed."""
     h, w, _ = cube.shape
+    if vrange is not None and not stats:
+        if progress:
+            progress(h * w)
+        return Partial(*checked_range(*vrange))
     total = Partial()
     for part in _walk(executor or Local(), partial(_scan_task, cube=cube, bands=bands, stats=stats),
                       row_tiles(h, w, row_chunk(w, bands)), progress):
@@ -194,11 +200,12 @@ def scan(cube: Cube, bands: int, *, stats: bool, executor: Any = None, progress:
 
 
 def enhance_pass(cube: Cube, enhancer: Enhancer, out: Any, *, bands: int, tile: int, stats: bool,
-                 executor: Any = None, progress: Progress | None = None) -> Partial:
+                 vrange: tuple[float, float] | None = None, executor: Any = None,
+                 progress: Progress | None = None) -> Partial:
     """Passes 1 and 2: scan the input, then the per-tile FEN over ``cube[:, :, :bands]`` into ``out``;
     returns the output's range, sum of squares and (when ``stats``) statistics."""
     executor = executor or Local()
-    scene = scan(cube, bands, stats=enhancer.needs_scene_stats, executor=executor, progress=progress)
+    scene = scan(cube, bands, stats=enhancer.needs_scene_stats, vrange=vrange, executor=executor, progress=progress)
     vrange = (scene.lo, scene.hi)
     task = partial(_fen_task, cube=cube, bands=bands, fen=enhancer.tile_fen(scene.stats, vrange), vrange=vrange,
                    out=out, stats=stats)
@@ -236,14 +243,17 @@ def _whole_array(cube: Cube, bands: int) -> np.ndarray:
 
 def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, bands: int | None = None,
         gt: np.ndarray | None = None, options: dict[str, Any] | None = None, tile: int | None = None,
-        executor: Any = None, workdir: str | Path | None = None, progress: Progress | None = None) -> Result:
+        executor: Any = None, workdir: str | Path | None = None, progress: Progress | None = None,
+        band_range: tuple[Any, Any] | None = None) -> Result:
     """Detect anomalies in a scene, FEN-enhanced first when ``enhancer`` is given.
 
     ``source``: an ``H x W x bands`` array-like (ndarray, memmap, h5py dataset), a ``.npy`` path or
     a :class:`fencli.tiles.Cube`. ``bands`` keeps the first N bands; with a model it defaults to the
     model's band count and must equal it. ``options`` go to the detector (block size, windows, ...).
     ``tile``: None decides from the scene's size and the free memory, 0 is the whole scene in
-    memory, N tiles of N px. ``progress(n)`` is called as pixels finish each pass.
+    memory, N tiles of N px. ``progress(n)`` is called as pixels finish each pass. ``band_range``:
+    per-band (min, max) a validation pass already gathered (:func:`fencli.io.validate_cube`), which
+    spares a tiled run the pass that would only find the value range.
     """
     detector = make_detector(method, options)  # an unknown method or option fails before any work
     cube = open_cube(source)
@@ -252,6 +262,7 @@ def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, b
     b = kept_bands(nb, bands, enhancer)
     detector.configure(b)
     side = plan_tile(cube.shape, b, tile, executor)
+    vrange = None if band_range is None else (float(np.min(band_range[0][:b])), float(np.max(band_range[1][:b])))
     seconds = {"enhance": 0.0}
     if side == 0:
         data = _whole_array(cube, b)
@@ -270,12 +281,12 @@ def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, b
                 tmp = tempfile.TemporaryDirectory(prefix="fencli-", dir=workdir)
                 det_cube = create_raw(Path(tmp.name) / "enhanced.npy", (h, w, b), np.float32)
                 part = enhance_pass(cube, enhancer, det_cube, bands=b, tile=side, stats=detector.needs_stats,
-                                    executor=executor, progress=progress)
+                                    vrange=vrange, executor=executor, progress=progress)
                 seconds["enhance"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 det_bands = None
             else:
-                part = scan(cube, b, stats=detector.needs_stats, executor=executor, progress=progress)
+                part = scan(cube, b, stats=detector.needs_stats, vrange=vrange, executor=executor, progress=progress)
                 det_cube, det_bands = cube, b
             detector.fit(part.stats, (part.lo, part.hi))
             scores = detect_pass(det_cube, detector, bands=det_bands, tile=tile or DETECT_TILE,

@@ -263,8 +263,9 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
     Errors: fewer than 5 x 5 pixels, NaN/Inf values (unless ``nan="fill"``: each is replaced by its
     band's mean of finite values, which materializes the cube), a constant cube, constant bands
     (unless ``constant_bands="keep"``; they make the covariance singular). The report holds the
-    per-band checks' outcome and the global finite ``min``/``max``, so callers can skip a second
-    pass for :func:`fencli.preprocess.value_range`.
+    per-band checks' outcome, the global finite ``min``/``max`` and the per-band ``band_min``/
+    ``band_max``, so callers can skip a second pass for the value range (:func:`fencli.engine.run`'s
+    ``band_range``).
     """
     if nan not in ("error", "fill") or constant_bands not in ("error", "keep"):
         raise FencliError("nan must be 'error' or 'fill' and constant_bands 'error' or 'keep'")
@@ -311,6 +312,7 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
         report["constant_bands"] = constant.tolist()
         report["notes"].append(f"kept {constant.size} constant band(s): {_few(constant)}")
     report["min"], report["max"] = float(lo.min()), float(hi.max())
+    report["band_min"], report["band_max"] = lo.tolist(), hi.tolist()  # the engine's range of any leading bands
     return cube, report
 
 

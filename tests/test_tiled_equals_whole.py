@@ -93,3 +93,23 @@ def test_out_of_core_switch_follows_the_memory_sized_tile(scene, monkeypatch):
     assert sum(calls) == 2 * cube.shape[0] * cube.shape[1]  # scan and detect passes, every pixel once
     assert rel(tiled, whole) <= 1e-9
     assert engine.plan_tile(cube.shape, BANDS, None) == 16 and engine.plan_tile((9, 9, 3), 3, None) == 0
+
+
+def test_a_known_band_range_spares_the_range_only_scan(scene, tmp_path, monkeypatch):
+    """validate_cube's per-band range replaces the scan when no statistics are needed (fixed FEN,
+    LRX), with the same result; the adaptive FEN and GRX still scan (they need statistics)."""
+    from fencli import engine
+    from fencli.io import validate_cube
+
+    cube = scene[0]
+    _, checked = validate_cube(cube)
+    band_range = (checked["band_min"], checked["band_max"])
+    fen = load_session("fencli-50", "cpu")
+    expected = run(cube, "grx", enhancer=fen, tile=16).scores
+    scans = []
+    real_task = engine._scan_task
+    monkeypatch.setattr(engine, "_scan_task", lambda *a, **k: scans.append(1) or real_task(*a, **k))
+    got = run(cube, "grx", enhancer=fen, tile=16, band_range=band_range).scores
+    assert scans == [] and rel(got, expected) == 0
+    run(cube, "grx", tile=16, band_range=band_range)  # raw GRX needs the statistics: it scans
+    assert scans

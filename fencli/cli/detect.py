@@ -219,8 +219,10 @@ def run_scene(scene, method: str, enhancer, bands: int | None, tile: int | None,
     passes = 3 if enhancer is not None else 2  # scan, (enhance,) detect
     with (dask_executor(scheduler) if engine == "dask" else nullcontext()) as executor, \
             ProgressBar(f"{scene.name} in tiles", h * w * passes, enabled=bar) as progress:
+        checked = scene.meta["validation"]  # its per-band range spares the engine a pass over the file
         return run(scene.engine_source(), method, enhancer=enhancer, bands=bands, gt=scene.gt, options=options,
-                   tile=tile, executor=executor, progress=progress)
+                   tile=tile, executor=executor, progress=progress,
+                   band_range=(checked["band_min"], checked["band_max"]))
 
 
 def auto_model(model: str, scene_bands: int, bands: int | None, method: str) -> str:
