@@ -76,10 +76,12 @@ def png_figure(path: str | Path, *, dpi: int, force: bool = False, **subplots: A
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(**subplots)
-    yield fig, axes
-    with atomic_path(path, force=force) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    plt.close(fig)
+    try:
+        yield fig, axes
+        with atomic_path(path, force=force) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)  # also when drawing or writing failed
 
 
 def save_maps_png(path: str | Path, maps: Sequence[tuple[str, np.ndarray]],
