@@ -100,6 +100,13 @@ def kept_bands(available: int, bands: int | None, enhancer: Any) -> int:
     return band_count(available, keep)
 
 
+def known_range(band_range: tuple[Any, Any] | None, bands: int) -> tuple[float, float] | None:
+    """The value range of the first ``bands`` bands from per-band (min, max), when known."""
+    if band_range is None:
+        return None
+    return float(np.min(band_range[0][:bands])), float(np.max(band_range[1][:bands]))
+
+
 def plan_tile(shape: tuple[int, ...], bands: int, tile: int | None, executor: Any = None) -> int:
     """The FEN pass's tile side, or 0 for the whole scene in memory: ``tile`` when given, else
     tiles only when the scene is larger than a tile the available memory allows."""
@@ -262,7 +269,7 @@ def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, b
     b = kept_bands(nb, bands, enhancer)
     detector.configure(b)
     side = plan_tile(cube.shape, b, tile, executor)
-    vrange = None if band_range is None else (float(np.min(band_range[0][:b])), float(np.max(band_range[1][:b])))
+    vrange = known_range(band_range, b)
     seconds = {"enhance": 0.0}
     if side == 0:
         data = _whole_array(cube, b)
@@ -305,9 +312,11 @@ def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, b
 
 
 def enhance(source: Any, enhancer: Enhancer, *, bands: int | None = None, tile: int | None = None,
-            out: RawCube | None = None, executor: Any = None, progress: Progress | None = None) -> np.ndarray | None:
+            out: RawCube | None = None, executor: Any = None, progress: Progress | None = None,
+            band_range: tuple[Any, Any] | None = None) -> np.ndarray | None:
     """The FEN-enhanced ``H x W x B`` float32 cube: in memory (returned) when the scene is one tile,
-    else streamed tile by tile into ``out`` (a file-backed cube of that shape; returns None)."""
+    else streamed tile by tile into ``out`` (a file-backed cube of that shape; returns None).
+    ``band_range``: as for :func:`run`."""
     cube = open_cube(source)
     h, w, nb = cube.shape
     check_size(cube.shape)
@@ -316,7 +325,8 @@ def enhance(source: Any, enhancer: Enhancer, *, bands: int | None = None, tile: 
     if side == 0:
         return enhancer.enhance(_whole_array(cube, b))
     executor = executor or Local()
-    part = enhance_pass(cube, enhancer, out, bands=b, tile=side, stats=False, executor=executor, progress=progress)
+    part = enhance_pass(cube, enhancer, out, bands=b, tile=side, stats=False, vrange=known_range(band_range, b),
+                        executor=executor, progress=progress)
     if enhancer.info.variant == "supp":  # the global Frobenius norm the tiles left out
         list(executor.map(partial(_scale_task, out=out, factor=1.0 / math.sqrt(part.sumsq)),
                           row_tiles(h, w, row_chunk(w, b, itemsize=4))))

@@ -83,7 +83,9 @@ def enhance(
 
         with atomic_path(target, force=force) as tmp, create_raw(tmp, (h, w, nb), np.float32) as sink, \
                 ProgressBar(f"{cube.name} in tiles", h * w * 2, enabled=not json) as progress:
-            run_enhance(scene.engine_source(), session, bands=bands, tile=tile, out=sink, progress=progress)
+            checked = scene.meta["validation"]  # read_scene's per-band range spares a pass over the file
+            run_enhance(scene.engine_source(), session, bands=bands, tile=tile, out=sink, progress=progress,
+                        band_range=(checked["band_min"], checked["band_max"]))
         written = target
     else:
         enhanced = run_enhance(scene.cube, session, bands=bands, tile=0)
