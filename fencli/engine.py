@@ -160,11 +160,11 @@ def _scan_task(tile: Tile, cube: Cube, bands: int, stats: bool) -> Partial:
 
 
 def _fen_task(tile: Tile, cube: Cube, bands: int, fen: Any, vrange: tuple[float, float], out: Any,
-              stats: bool) -> Partial:
+              stats: bool, sumsq: bool) -> Partial:
     y = fen(fen_input(cube.window(*tile.ext, bands), vrange))  # the scene's range, not the tile's
     core = np.ascontiguousarray(np.asarray(y)[0].transpose(1, 2, 0)[tile.crop], dtype=np.float32)
     out.write(tile.core[0], tile.core[2], core)
-    return Partial().add(core, stats, sumsq=True)
+    return Partial().add(core, stats, sumsq)
 
 
 def _score_task(tile: Tile, cube: Cube, bands: int | None, detector: Detector) -> np.ndarray:
@@ -207,15 +207,15 @@ def scan(cube: Cube, bands: int, *, stats: bool, vrange: tuple[float, float] | N
 
 
 def enhance_pass(cube: Cube, enhancer: Enhancer, out: Any, *, bands: int, tile: int, stats: bool,
-                 vrange: tuple[float, float] | None = None, executor: Any = None,
+                 sumsq: bool = False, vrange: tuple[float, float] | None = None, executor: Any = None,
                  progress: Progress | None = None) -> Partial:
     """Passes 1 and 2: scan the input, then the per-tile FEN over ``cube[:, :, :bands]`` into ``out``;
-    returns the output's range, sum of squares and (when ``stats``) statistics."""
+    returns the output's range, and when asked its sum of squares and statistics."""
     executor = executor or Local()
     scene = scan(cube, bands, stats=enhancer.needs_scene_stats, vrange=vrange, executor=executor, progress=progress)
     vrange = (scene.lo, scene.hi)
     task = partial(_fen_task, cube=cube, bands=bands, fen=enhancer.tile_fen(scene.stats, vrange), vrange=vrange,
-                   out=out, stats=stats)
+                   out=out, stats=stats, sumsq=sumsq)
     h, w, _ = cube.shape
     total = Partial()
     for part in _walk(executor, task, grid(h, w, tile, FEN_HALO), progress):
@@ -325,9 +325,11 @@ def enhance(source: Any, enhancer: Enhancer, *, bands: int | None = None, tile: 
     if side == 0:
         return enhancer.enhance(_whole_array(cube, b))
     executor = executor or Local()
-    part = enhance_pass(cube, enhancer, out, bands=b, tile=side, stats=False, vrange=known_range(band_range, b),
+    supp = enhancer.info.variant == "supp"  # only its global norm needs the sum of squares
+    part = enhance_pass(cube, enhancer, out, bands=b, tile=side, stats=False, sumsq=supp,
+                        vrange=known_range(band_range, b),
                         executor=executor, progress=progress)
-    if enhancer.info.variant == "supp":  # the global Frobenius norm the tiles left out
+    if supp:  # the global Frobenius norm the tiles left out
         list(executor.map(partial(_scale_task, out=out, factor=1.0 / math.sqrt(part.sumsq)),
                           row_tiles(h, w, row_chunk(w, b, itemsize=4))))
     return None
