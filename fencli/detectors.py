@@ -53,10 +53,11 @@ def _sq_norms_after(factor: np.ndarray, centered: np.ndarray, *, triangular: boo
     from scipy.linalg import blas
 
     if triangular:  # in place, half a GEMM's FLOPs; trmm measured faster than trsm here
-        y = blas.dtrmm(1.0, factor, centered.T, lower=1, overwrite_b=1)
+        trmm = blas.strmm if centered.dtype == np.float32 else blas.dtrmm
+        y = trmm(1.0, factor, centered.T, lower=1, overwrite_b=1)
     else:
         y = (centered @ factor.T).T
-    return np.einsum("ij,ij->j", y, y)
+    return np.einsum("ij,ij->j", y, y, dtype=np.float64)
 
 
 class RXStats:
@@ -176,29 +177,19 @@ def grx(cube: np.ndarray, vrange: tuple[float, float] | None = None, *,
     ``float32_scores`` whitens in float32 after float64 statistics: about twice as fast for that
     step, relative score error ~3e-6, AUC moved by <= 1.2e-6 on the shared scenes.
     """
-    with one_blas_thread():  # the same bits whatever the machine's load or core count
-        return _grx(cube, vrange, float32_scores)
-
-
-def _grx(cube: np.ndarray, vrange: tuple[float, float] | None, float32_scores: bool) -> np.ndarray:
-    from scipy.linalg import blas
-
     h, w, b = cube.shape
     stats = RXStats(b, vrange)
     pixels = _as_pixels(cube)
-    mean, centered = _center(pixels)
-    stats._merge(pixels.shape[0], mean, _scatter(centered))
-    if float32_scores:
+    with one_blas_thread():  # the same bits whatever the machine's load or core count
+        mean, centered = _center(pixels)
+        stats._merge(pixels.shape[0], mean, _scatter(centered))
+        if not float32_scores:
+            centered *= stats._scale
+            return stats._score_centered(centered).reshape(h, w)
         factor, triangular = stats._whitening()
         centered = np.subtract(pixels, mean.astype(np.float32), dtype=np.float32)
         factor = (factor * stats._scale).astype(np.float32)
-        if triangular:
-            y = blas.strmm(1.0, factor, centered.T, lower=1, overwrite_b=1)
-        else:
-            y = (centered @ factor.T).T
-        return np.einsum("ij,ij->j", y, y, dtype=np.float64).reshape(h, w)
-    centered *= stats._scale
-    return stats._score_centered(centered).reshape(h, w)
+        return _sq_norms_after(factor, centered, triangular=triangular).reshape(h, w)
 
 
 def _minmax_map(scores: np.ndarray) -> np.ndarray:
@@ -341,15 +332,12 @@ _blas_limit: list = []  # [threadpoolctl limiter, nesting depth] while some thre
 
 
 @contextmanager
-def one_blas_thread(when: bool = True) -> Iterator[None]:
-    """BLAS/LAPACK on one thread inside (when ``when``): SLRX's per-block work is hundreds of calls
+def one_blas_thread() -> Iterator[None]:
+    """BLAS/LAPACK on one thread inside: SLRX's per-block work is hundreds of calls
     on 200 x 200 matrices, where OpenBLAS's thread hand-offs cost more than they gain (measured
     4-60x slower with 2 threads on a 2-core machine under load). Both NumPy's and SciPy's OpenBLAS
     are limited; without threadpoolctl nothing changes. The limit is process-wide, so concurrent
     callers (Dask tiles) share it: the first sets it, the last one out restores the original."""
-    if not when:
-        yield
-        return
     with _BLAS_LOCK:
         if not _blas_limit:
             try:
