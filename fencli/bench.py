@@ -50,17 +50,12 @@ class Row:
     result: Result
     reference_auc: float | None = None
 
-    @property
-    def auc_diff(self) -> float | None:
-        if self.auc is None or self.reference_auc is None:
-            return None
-        return self.auc - self.reference_auc
-
     def as_dict(self) -> dict[str, Any]:
         """The JSON contract of ``fencli bench --json`` (one element of the printed list)."""
+        diff = None if self.auc is None or self.reference_auc is None else self.auc - self.reference_auc
         return {"scene": self.scene, "method": self.method, "model": self.model, "bands": self.bands,
                 "auc": self.auc, "metrics": self.metrics, "seconds": self.seconds,
-                "reference_auc": self.reference_auc, "auc_diff": self.auc_diff}
+                "reference_auc": self.reference_auc, "auc_diff": diff}
 
 
 # ---------------------------------------------------------------- scenes and defaults
