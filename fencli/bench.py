@@ -334,13 +334,12 @@ def scene_figure(path: str | Path, rows: Sequence[Row], gt: np.ndarray | None, *
     from fencli.metrics import roc_curve
     from fencli.report import png_figure
 
-    methods = list(dict.fromkeys(r.method for r in rows))
-    per = {m: [r for r in rows if r.method == m] for m in methods}
+    per = {m: [r for r in rows if r.method == m] for m in dict.fromkeys(r.method for r in rows)}  # in order
     n_maps = max(len(v) for v in per.values())
     ncols = n_maps + (2 if gt is not None else 0)
-    with png_figure(path, dpi=100, force=force, nrows=len(methods), ncols=ncols,
-                    figsize=(2.9 * ncols, 2.9 * len(methods)), squeeze=False) as (fig, axes):
-        for i, (m, ax_row) in enumerate(zip(methods, axes)):
+    with png_figure(path, dpi=100, force=force, nrows=len(per), ncols=ncols,
+                    figsize=(2.9 * ncols, 2.9 * len(per)), squeeze=False) as (fig, axes):
+        for i, (m, ax_row) in enumerate(zip(per, axes)):
             for ax in ax_row[:n_maps]:
                 ax.set_axis_off()
             for ax, r in zip(ax_row, per[m]):
