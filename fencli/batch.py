@@ -148,13 +148,13 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str 
     process = process or partial(detect_scene, method=method, model=model, **scene_kw)
     tag = f"{Path(model).stem}-{method}" if model else method  # a map made with another model is not 'done'
     earlier = _earlier_rows(out_dir)
-    rows: dict[int, Row] = {}
+    rows: list[Row] = []
     todo = []
     for i, (p, name) in enumerate(zip(paths, scene_names(paths))):
         out = out_dir / f"{name}.{tag}.npy"
         prev = earlier.get(str(out), {})
-        rows[i] = Row(name, str(p), "skipped", method=method, model=model, out=str(out),
-                      **{k: prev.get(k) for k in ("shape", "bands", "auc", "seconds")})
+        rows.append(Row(name, str(p), "skipped", method=method, model=model, out=str(out),
+                        **{k: prev.get(k) for k in ("shape", "bands", "auc", "seconds")}))
         if force or not out.exists():
             todo.append((i, p, out))
     with ProgressBar("scenes", len(todo), progress, counted=True) as bar:
@@ -172,7 +172,7 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str 
                 rows[i] = _row(rows[i], *fut.result())
                 bar.show(rows[i].scene)
                 bar()
-    summary = Summary([rows[i] for i in sorted(rows)])
+    summary = Summary(rows)
     write_summary(summary, out_dir)
     return summary
 

@@ -24,7 +24,6 @@ from fencli.engine import Enhancer, Result, run
 from fencli.output import csv_text, refuse_existing, write_text
 from fencli.preprocess import model_bands
 
-TIMED = ("enhance", "detect", "total")
 SHARED_SCENES = ("abu-airport-1", "abu-airport-2", "hydice", "sandiego")
 
 
@@ -51,17 +50,12 @@ class Row:
     result: Result
     reference_auc: float | None = None
 
-    @property
-    def auc_diff(self) -> float | None:
-        if self.auc is None or self.reference_auc is None:
-            return None
-        return self.auc - self.reference_auc
-
     def as_dict(self) -> dict[str, Any]:
         """The JSON contract of ``fencli bench --json`` (one element of the printed list)."""
+        diff = None if self.auc is None or self.reference_auc is None else self.auc - self.reference_auc
         return {"scene": self.scene, "method": self.method, "model": self.model, "bands": self.bands,
                 "auc": self.auc, "metrics": self.metrics, "seconds": self.seconds,
-                "reference_auc": self.reference_auc, "auc_diff": self.auc_diff}
+                "reference_auc": self.reference_auc, "auc_diff": diff}
 
 
 # ---------------------------------------------------------------- scenes and defaults
@@ -95,26 +89,18 @@ def limit_blas_threads(threads: int) -> bool:
     return True
 
 
-def demo_bench_scene() -> BenchScene:
-    from fencli.synthetic import demo_scene
-
-    return BenchScene("demo", *demo_scene())
-
-
 def load_scenes(paths: Sequence[Path]) -> list[BenchScene]:
     """Read each scene with :func:`fencli.io.read_scene` (``demo``, when no such file exists, is the
     synthetic demo scene); with no paths, the shared scenes, else the demo scene."""
     from fencli.io import read_scene
+    from fencli.synthetic import demo_scene
 
     paths = list(paths) or default_scene_paths()
     if not paths:
-        return [demo_bench_scene()]
+        return [BenchScene("demo", *demo_scene())]
     scenes = []
     for p in paths:
-        if str(p) == "demo" and not Path(p).exists():
-            scenes.append(demo_bench_scene())
-            continue
-        s = read_scene(p)
+        s = BenchScene("demo", *demo_scene()) if str(p) == "demo" and not Path(p).exists() else read_scene(p)
         scenes.append(BenchScene(s.name, s.cube, s.gt))
     return scenes
 
@@ -155,18 +141,13 @@ def reference_auc(ref: dict[str, Any] | None, scene: str, method: str, model: st
     entry = (ref or {}).get(scene)
     if not isinstance(entry, dict):
         return None
-    det = method.upper()
     if model is not None:
-        key = f"FE+{det}"
-        ckpts = [model] if model in entry else []
+        cells = [entry[model].get(f"FE+{method.upper()}")] if model in entry else []
     else:
-        key = det
-        ckpts = [c for c in entry if isinstance(entry[c], dict) and _ckpt_bands(c) == bands]
-    for c in ckpts:
-        cell = entry[c].get(key)
-        if isinstance(cell, dict) and isinstance(cell.get("auc"), (int, float)):
-            return float(cell["auc"])
-    return None
+        cells = [cell.get(method.upper()) for ckpt, cell in entry.items()
+                 if isinstance(cell, dict) and _ckpt_bands(ckpt) == bands]
+    aucs = [c["auc"] for c in cells if isinstance(c, dict) and isinstance(c.get("auc"), (int, float))]
+    return float(aucs[0]) if aucs else None
 
 
 def _ckpt_bands(name: str) -> int | None:
@@ -178,57 +159,49 @@ def _ckpt_bands(name: str) -> int | None:
 # ---------------------------------------------------------------- measuring
 
 def measure(scene: BenchScene, method: str, enhancer: Any = None, *,
-            bands: int | None = None, repeat: int = 3, warmup: int = 1,
-            options: dict[str, Any] | None = None) -> Row:
+            bands: int | None = None, repeat: int = 3, warmup: int = 1) -> Row:
     """Run the engine ``warmup + repeat`` times; AUC of the last run, best/median seconds of the rest."""
     if repeat < 1 or warmup < 0:
         raise FencliError(f"--repeat must be >= 1 and --warmup >= 0 (got {repeat}, {warmup})")
-    samples: dict[str, list[float]] = {k: [] for k in TIMED}
-    res = None
-    for i in range(warmup + repeat):
-        res = run(scene.cube, method, enhancer=enhancer, bands=bands, gt=scene.gt, options=options)
-        if i >= warmup:
-            samples["enhance"].append(res.seconds["enhance"])
-            samples["detect"].append(res.seconds["detect"])
-            samples["total"].append(res.seconds["enhance"] + res.seconds["detect"])
-    assert res is not None
+    timed: list[tuple[float, float]] = []
+    for _ in range(warmup + repeat):
+        res = run(scene.cube, method, enhancer=enhancer, bands=bands, gt=scene.gt)
+        timed.append((res.seconds["enhance"], res.seconds["detect"]))
+    enhance, detect = zip(*timed[warmup:])
+    samples = {"enhance": enhance, "detect": detect, "total": [e + d for e, d in zip(enhance, detect)]}
     return Row(scene.name, method, res.model, res.bands, res.auc, res.metrics,
                {k: {"best": min(v), "median": statistics.median(v)} for k, v in samples.items()}, res)
 
 
-def bench_scene(scene: BenchScene, methods: Sequence[str], enhancers: Sequence[Enhancer], *,
+def bench_scene(scene: BenchScene, methods: Sequence[str], enhancers: Sequence[Enhancer], notes: list[str], *,
                 bands: int | None = None, repeat: int = 3, warmup: int = 1,
-                reference: dict[str, Any] | None = None, notes: list[str] | None = None,
-                auto: bool = False) -> list[Row]:
+                reference: dict[str, Any] | None = None, auto: bool = False) -> list[Row]:
     """Raw rows (once per band count in use) then FE rows for each enhancer the scene can feed.
 
     With models, the raw rows use each model's band count so raw and FE compare like for like; a
     model with more bands than the scene is skipped with a note in ``notes``. ``auto``: of the
-    enhancers, only the scene's default model (:func:`fencli.models.default_model`) runs.
+    enhancers, only the scene's default model (:func:`fencli.models.pick_model`) runs.
     """
     n = scene.cube.shape[2]
     if auto:
-        from fencli.models import default_model
+        from fencli.models import AUTO, pick_model
 
-        pick = default_model("bench", bands if bands is not None else n, exact=bands is not None)
+        pick, _ = pick_model("bench", AUTO, n, bands)
         enhancers = [e for e in enhancers if e.name == pick]
-        if not enhancers and notes is not None:
+        if not enhancers:
             notes.append(f"{scene.name}: {n} bands, no embedded FEN model for it: raw rows only")
     usable = []
     for e in enhancers:
         if e.bands is not None and e.bands > n:
-            if notes is not None:
-                notes.append(f"{scene.name}: {n} bands, fewer than the {e.bands} of {e.name}: no FE rows")
+            notes.append(f"{scene.name}: {n} bands, fewer than the {e.bands} of {e.name}: no FE rows")
         else:
             model_bands(bands, e)  # an explicit --bands must equal the model's
             usable.append(e)
     raw_bands = list(dict.fromkeys([e.bands or bands for e in usable] or [bands]))
     rows = []
     for method in methods:
-        for b in raw_bands:
-            rows.append(measure(scene, method, None, bands=b, repeat=repeat, warmup=warmup))
-        for e in usable:
-            rows.append(measure(scene, method, e, bands=bands, repeat=repeat, warmup=warmup))
+        rows += [measure(scene, method, None, bands=b, repeat=repeat, warmup=warmup) for b in raw_bands]
+        rows += [measure(scene, method, e, bands=bands, repeat=repeat, warmup=warmup) for e in usable]
     for r in rows:
         r.reference_auc = reference_auc(reference, r.scene, r.method, r.model, r.bands)
     return rows
@@ -239,10 +212,8 @@ def bench(scenes: Sequence[BenchScene], methods: Sequence[str], enhancers: Seque
           reference: dict[str, Any] | None = None, auto: bool = False) -> tuple[list[Row], list[str]]:
     """Every scene x method, raw and enhanced. Returns the rows and notes for the reader."""
     notes: list[str] = []
-    rows: list[Row] = []
-    for s in scenes:
-        rows += bench_scene(s, methods, enhancers, bands=bands, repeat=repeat, warmup=warmup,
-                            reference=reference, notes=notes, auto=auto)
+    rows = [r for s in scenes for r in bench_scene(s, methods, enhancers, notes, bands=bands, repeat=repeat,
+                                                   warmup=warmup, reference=reference, auto=auto)]
     return rows, notes
 
 
@@ -298,8 +269,8 @@ def bench_had100(root: str | Path, methods: Sequence[str], enhancers: Sequence[E
     notes: list[str] = []
     for name, c, g in had100_scenes(root, sensor):
         scene = read_had100_scene(name, c, g)
-        for r in bench_scene(scene, methods, enhancers, bands=bands, repeat=repeat, warmup=warmup,
-                             notes=notes, auto=auto):
+        for r in bench_scene(scene, methods, enhancers, notes, bands=bands, repeat=repeat, warmup=warmup,
+                             auto=auto):
             r.result.scores = np.empty(0)  # keep memory flat over hundreds of scenes
             rows.append(r)
     return rows, mean_rows(rows), notes
@@ -326,14 +297,13 @@ COLUMNS = ("scene", "method", "model", "bands", "auc", "reference_auc", "auc_dif
 
 
 def flat(row: Row | dict[str, Any]) -> dict[str, Any]:
-    """One table line: the columns of :data:`COLUMNS`, times in milliseconds."""
+    """One table line: the columns of :data:`COLUMNS`, times (``<part>_ms_<stat>``) in milliseconds."""
     d = row.as_dict() if isinstance(row, Row) else row
-    sec = d.get("seconds", {})
-    ms = lambda part, stat: 1000 * sec[part][stat] if part in sec and stat in sec[part] else None  # noqa: E731
-    return {"scene": d["scene"], "method": d["method"], "model": d["model"] or "none", "bands": d["bands"],
-            "auc": d.get("auc"), "reference_auc": d.get("reference_auc"), "auc_diff": d.get("auc_diff"),
-            "enhance_ms_best": ms("enhance", "best"), "detect_ms_best": ms("detect", "best"),
-            "total_ms_best": ms("total", "best"), "total_ms_median": ms("total", "median")}
+    line = {c: d.get(c) for c in COLUMNS[:7]} | {"model": d["model"] or "none"}
+    for col in COLUMNS[7:]:
+        part, _, stat = col.split("_")
+        line[col] = 1000 * d["seconds"][part][stat] if stat in d.get("seconds", {}).get(part, {}) else None
+    return line
 
 
 def _cell(v: Any, col: str) -> str:
@@ -364,13 +334,12 @@ def scene_figure(path: str | Path, rows: Sequence[Row], gt: np.ndarray | None, *
     from fencli.metrics import roc_curve
     from fencli.report import png_figure
 
-    methods = list(dict.fromkeys(r.method for r in rows))
-    per = {m: [r for r in rows if r.method == m] for m in methods}
+    per = {m: [r for r in rows if r.method == m] for m in dict.fromkeys(r.method for r in rows)}  # in order
     n_maps = max(len(v) for v in per.values())
     ncols = n_maps + (2 if gt is not None else 0)
-    with png_figure(path, dpi=100, force=force, nrows=len(methods), ncols=ncols,
-                    figsize=(2.9 * ncols, 2.9 * len(methods)), squeeze=False) as (fig, axes):
-        for i, (m, ax_row) in enumerate(zip(methods, axes)):
+    with png_figure(path, dpi=100, force=force, nrows=len(per), ncols=ncols,
+                    figsize=(2.9 * ncols, 2.9 * len(per)), squeeze=False) as (fig, axes):
+        for i, (m, ax_row) in enumerate(zip(per, axes)):
             for ax in ax_row[:n_maps]:
                 ax.set_axis_off()
             for ax, r in zip(ax_row, per[m]):
@@ -388,9 +357,7 @@ def scene_figure(path: str | Path, rows: Sequence[Row], gt: np.ndarray | None, *
             for r in per[m]:
                 pf, pd, _ = roc_curve(r.result.scores, gt)
                 ax.plot(np.maximum(pf, 1e-4), pd, label=f"{r.model or 'raw'} {r.auc:.4f}", lw=1.2)
-            ax.set_xscale("log")
-            ax.set_xlim(1e-4, 1)
-            ax.set_ylim(0, 1.01)
+            ax.set(xscale="log", xlim=(1e-4, 1), ylim=(0, 1.01))
             ax.set_xlabel("false-alarm rate", fontsize=7)
             ax.set_ylabel("detection rate", fontsize=7)
             ax.tick_params(labelsize=6)

@@ -40,13 +40,11 @@ def rankdata(values: np.ndarray) -> np.ndarray:
 def roc_auc(scores: np.ndarray, gt: np.ndarray) -> float:
     """Area under the ROC curve of ``scores`` for the nonzero pixels of ``gt`` (ties count 1/2)."""
     s, y = _flatten(scores, gt)
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
     if np.isnan(s).any():
         return float("nan")
-    ranks = rankdata(s)  # mid-ranks for ties
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    n_pos = int(y.sum())
+    u = rankdata(s)[y].sum() - n_pos * (n_pos + 1) / 2.0  # Mann-Whitney U from mid-ranks
+    return float(u / (n_pos * (y.size - n_pos)))
 
 
 def roc_curve(scores: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

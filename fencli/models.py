@@ -126,11 +126,7 @@ def name_for_source(folder: str | Path) -> str | None:
 
 def find_installed(name: str) -> Path | None:
     """The first ``<name>.onnx`` in :func:`search_dirs`, or None."""
-    for folder in search_dirs():
-        candidate = folder / f"{name}{SUFFIX}"
-        if candidate.is_file():
-            return candidate
-    return None
+    return next((path for folder in search_dirs() if (path := folder / f"{name}{SUFFIX}").is_file()), None)
 
 
 def resolve_model(name_or_path: str | os.PathLike | None) -> Path | None:
@@ -146,13 +142,13 @@ def resolve_model(name_or_path: str | os.PathLike | None) -> Path | None:
     if found := find_installed(text):
         return found
     where = ", ".join(str(d) for d in search_dirs())
-    if text in registry() and registry()[text].kind == "embedded":
+    entry = registry().get(text)
+    if entry is not None and entry.kind == "embedded":
         raise FencliError(f"model {text!r} is not installed (searched {where}): it ships in fencli's "
                           f"weights/ folder; reinstall fencli or set FENCLI_WEIGHTS")
-    if text in registry():
-        src = registry()[text].source
+    if entry is not None:
         raise FencliError(f"model {text!r} is not installed (searched {where}); make it with "
-                          f"`fencli export --checkpoint <FERD checkpoints>/{src} --name {text}`")
+                          f"`fencli export --checkpoint <FERD checkpoints>/{entry.source} --name {text}`")
     known = ", ".join(registry()) or "none registered"
     raise FencliError(f"unknown model {text!r} (known: {known}; or give a .onnx path)")
 
@@ -169,10 +165,9 @@ def list_models() -> list[ModelStatus]:
     out = [ModelStatus(name, entry, find_installed(name)) for name, entry in registry().items()]
     seen = {m.name for m in out}
     for folder in search_dirs():
-        if folder.is_dir():
-            for f in sorted(folder.glob(f"*{SUFFIX}")):
-                name = ADAPTIVE if f.stem == ADAPTIVE_CORE else f.stem
-                if name not in seen:
-                    seen.add(name)
-                    out.append(ModelStatus(name, None, f))
+        for f in sorted(folder.glob(f"*{SUFFIX}")):  # none from a missing folder
+            name = ADAPTIVE if f.stem == ADAPTIVE_CORE else f.stem
+            if name not in seen:
+                seen.add(name)
+                out.append(ModelStatus(name, None, f))
     return out

@@ -85,7 +85,6 @@ def save_quicklook(path: str | Path, cube: np.ndarray, scores: np.ndarray, label
                 if box is not None:
                     ax_rgb.text(box[1].stop - 0.5, box[0].start - 0.5, str(i), color="yellow", fontsize=6)
         for ax in (ax_rgb, ax_map):
-            ax.set_xlim(-0.5, w - 0.5)
-            ax.set_ylim(h - 0.5, -0.5)
+            ax.set(xlim=(-0.5, w - 0.5), ylim=(h - 0.5, -0.5))
             ax.set_axis_off()
     return Path(path)

@@ -16,17 +16,14 @@ def _table(rows: list[dict], title: str):
     """Compact terminal table (the Markdown/CSV/JSON outputs hold every column)."""
     from rich.table import Table
 
-    from fencli.bench import _cell
+    from fencli.bench import COLUMNS, _cell
 
-    cols = [("scene", "scene"), ("method", "method"), ("model", "model"), ("bands", "B"),
-            ("auc", "AUC"), ("reference_auc", "ref"), ("auc_diff", "diff"),
-            ("enhance_ms_best", "enh ms"), ("detect_ms_best", "det ms"),
-            ("total_ms_best", "best ms"), ("total_ms_median", "med ms")]
+    heads = ("scene", "method", "model", "B", "AUC", "ref", "diff", "enh ms", "det ms", "best ms", "med ms")
     # Narrow terminals: leave out the columns that say nothing for these rows.
     empty = {k for k in ("reference_auc", "auc_diff") if all(r[k] is None for r in rows)}
     if all(not r["enhance_ms_best"] for r in rows):
         empty.add("enhance_ms_best")
-    cols = [c for c in cols if c[0] not in empty]
+    cols = [(key, head) for key, head in zip(COLUMNS, heads) if key not in empty]
     table = Table(title=title, header_style="bold", pad_edge=False, padding=(0, 1))
     for key, head in cols:
         left = key in ("scene", "method", "model")
@@ -91,14 +88,10 @@ def bench(
         rows, means, notes = B.bench_had100(had100, method_list, enhancers, bands=bands,
                                             repeat=1 if repeat is None else repeat,
                                             warmup=0 if warmup is None else warmup, auto=auto)
-        if out_dir is not None:
-            B.write_outputs(out_dir, rows, {}, notes=notes, force=force,
-                            extra_md="## mean over scenes\n\n" + B.markdown_table(means))
-        if json:
-            print_json({"scenes": [r.as_dict() for r in rows], "mean": means, "notes": notes})
-            return
-        console.print(_table([B.flat(r) for r in rows], f"HAD100 {had100} ({len({r.scene for r in rows})} scenes)"))
-        console.print(_table([B.flat(m) for m in means], "HAD100 mean over scenes"))
+        gts, extra_md = {}, "## mean over scenes\n\n" + B.markdown_table(means)
+        doc: dict | list = {"scenes": [r.as_dict() for r in rows], "mean": means, "notes": notes}
+        tables = [(rows, f"HAD100 {had100} ({len({r.scene for r in rows})} scenes)"),
+                  (means, "HAD100 mean over scenes")]
     else:
         ref_path = None if reference and reference.lower() == "none" else (Path(reference) if reference else B.default_reference())
         ref = B.load_reference(ref_path) if ref_path else None
@@ -108,12 +101,16 @@ def bench(
         rows, notes = B.bench(loaded, method_list, enhancers, bands=bands,
                               repeat=3 if repeat is None else repeat, warmup=1 if warmup is None else warmup,
                               reference=ref, auto=auto)
-        if out_dir is not None:
-            B.write_outputs(out_dir, rows, {s.name: s.gt for s in loaded}, notes=notes, force=force)
-        if json:
-            print_json([r.as_dict() for r in rows])
-            return
-        console.print(_table([B.flat(r) for r in rows], "fencli bench" + (f" (reference: {ref_path})" if ref_path else "")))
+        gts, extra_md = {s.name: s.gt for s in loaded}, ""
+        doc = [r.as_dict() for r in rows]
+        tables = [(rows, "fencli bench" + (f" (reference: {ref_path})" if ref_path else ""))]
+    if out_dir is not None:
+        B.write_outputs(out_dir, rows, gts, notes=notes, force=force, extra_md=extra_md)
+    if json:
+        print_json(doc)
+        return
+    for table_rows, title in tables:
+        console.print(_table([B.flat(r) for r in table_rows], title))
     for n in notes:
         console.print(n)
     console.print(B.TIMING_NOTE)
