@@ -110,12 +110,9 @@ def read_cube(path: Path) -> tuple[np.memmap, dict]:
         data = hdr.parent / fields["data file"]
     else:
         data = path if path.suffix.lower() != ".hdr" else data_for(hdr)
-    width = _int_field(fields, "samples", hdr)
-    height = _int_field(fields, "lines", hdr)
-    bands = _int_field(fields, "bands", hdr)
-    code = _int_field(fields, "data type", hdr)
-    offset = _int_field(fields, "header offset", hdr, 0)
-    order = _int_field(fields, "byte order", hdr, 0)
+    width, height, bands, code = (_int_field(fields, k, hdr)
+                                  for k in ("samples", "lines", "bands", "data type"))
+    offset, order = (_int_field(fields, k, hdr, 0) for k in ("header offset", "byte order"))
     interleave = fields.get("interleave", "bsq").strip().lower()
     if code not in DTYPES:
         raise FencliError(f"ENVI header {hdr}: data type {code} is not supported "
@@ -165,11 +162,10 @@ def format_header(shape: tuple[int, int, int], dtype: np.dtype, *, interleave: s
              f"data type = {code}", f"interleave = {interleave}", f"byte order = {order}"]
     meta = meta or {}
     georef = meta.get("georef") or {}
-    for key in GEOREF_FIELDS:
-        if georef.get(key):
-            value = georef[key]
-            value = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-            lines.append(f"{key} = {{{value}}}")
+    for key in filter(georef.get, GEOREF_FIELDS):
+        value = georef[key]
+        value = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        lines.append(f"{key} = {{{value}}}")
     wavelengths = meta.get("wavelengths")
     if wavelengths is not None and len(wavelengths) == bands:
         lines.append("wavelength = {" + ", ".join(f"{float(v):g}" for v in wavelengths) + "}")
@@ -179,15 +175,11 @@ def format_header(shape: tuple[int, int, int], dtype: np.dtype, *, interleave: s
 
 
 def write_data(out: BinaryIO, cube: np.ndarray, dtype: np.dtype, interleave: str = "bsq") -> None:
-    """Stream ``cube`` (``H x W x B``, any array-like) in the given interleave, one slab at a time."""
-    if interleave == "bsq":
-        for k in range(cube.shape[2]):
-            out.write(np.ascontiguousarray(np.asarray(cube[:, :, k]), dtype=dtype).tobytes())
-    elif interleave == "bil":
-        for r in range(cube.shape[0]):
-            out.write(np.ascontiguousarray(np.asarray(cube[r]).T, dtype=dtype).tobytes())
-    elif interleave == "bip":
-        for r in range(cube.shape[0]):
-            out.write(np.ascontiguousarray(np.asarray(cube[r]), dtype=dtype).tobytes())
-    else:
+    """Stream ``cube`` (``H x W x B``, any array-like) in the given interleave, one slab at a time:
+    a band (``H x W``) for BSQ, a line (``B x W`` for BIL, ``W x B`` for BIP) otherwise."""
+    if interleave not in INTERLEAVES:
         raise FencliError(f"interleave {interleave!r} is not one of bsq, bil, bip")
+    bsq = interleave == "bsq"
+    for i in range(cube.shape[2] if bsq else cube.shape[0]):
+        slab = np.asarray(cube[:, :, i] if bsq else cube[i])
+        out.write(np.ascontiguousarray(slab.T if interleave == "bil" else slab, dtype=dtype).tobytes())
