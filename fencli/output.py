@@ -56,13 +56,12 @@ def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     try:
-        try:
-            yield tmp
-            mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
-            os.chmod(tmp, mode)  # mkstemp makes 0600; give the result the usual permissions
-            _publish(tmp, path, force)
-        except OSError as err:  # ENOSPC, EIO, EDQUOT...: one line, nothing left behind
-            raise FencliError(f"cannot write {path}: {err.strerror or err}") from None
+        yield tmp
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+        os.chmod(tmp, mode)  # mkstemp makes 0600; give the result the usual permissions
+        _publish(tmp, path, force)
+    except OSError as err:  # ENOSPC, EIO, EDQUOT...: one line, nothing left behind
+        raise FencliError(f"cannot write {path}: {err.strerror or err}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -155,8 +154,7 @@ def write_array(path: str | os.PathLike, array: Any, *, force: bool = False, key
         elif ext == ".mat" and arr.nbytes <= _MAT_V5_LIMIT:
             import scipy.io
 
-            with open(tmp, "wb") as out:
-                scipy.io.savemat(out, {key: arr})
+            scipy.io.savemat(tmp, {key: arr})
         elif ext == ".mat":
             _write_mat73(tmp, arr, key)
         else:
@@ -255,8 +253,7 @@ def write_raster(path: str | Path, array: np.ndarray, georef: GeoRef | None, *,
 
 
 def write_geotiff(path: str | Path, array: np.ndarray, georef: GeoRef | None, *, force: bool = False,
-                  descriptions: list[str] | None = None, nodata: float | None = None,
-                  tags: dict[str, str] | None = None) -> Path:
+                  descriptions: list[str] | None = None, nodata: float | None = None) -> Path:
     """Write an ``H x W`` or ``H x W x B`` array as a compressed GeoTIFF, atomically.
 
     Without ``georef`` the file has no transform or CRS (a plain pixel grid).
@@ -289,6 +286,4 @@ def write_geotiff(path: str | Path, array: np.ndarray, georef: GeoRef | None, *,
             dst.write(arr)
             for i, text in enumerate(descriptions or [], start=1):
                 dst.set_band_description(i, text)
-            if tags:
-                dst.update_tags(**tags)
     return Path(path)
