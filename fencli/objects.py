@@ -162,9 +162,8 @@ def resolve(scores: np.ndarray, rule: ThresholdRule, gt: np.ndarray | None = Non
 def make_mask(scores: np.ndarray, threshold: Threshold | float) -> np.ndarray:
     """uint8 mask, 1 where ``scores > threshold`` (NaN never)."""
     t = threshold.value if isinstance(threshold, Threshold) else float(threshold)
-    with np.errstate(invalid="ignore"):
-        return (np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf, posinf=-np.inf) > t
-                ).astype(np.uint8)
+    s = np.asarray(scores, dtype=np.float64)
+    return (np.isfinite(s) & (s > t)).astype(np.uint8)
 
 
 def _finite(scores: np.ndarray) -> np.ndarray:

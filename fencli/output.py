@@ -268,18 +268,15 @@ def write_geotiff(path: str | Path, array: np.ndarray, georef: GeoRef | None, *,
     floating = np.issubdtype(arr.dtype, np.floating)
     profile: dict[str, Any] = dict(driver="GTiff", height=h, width=w, count=count, dtype=arr.dtype.name,
                                    compress="deflate", predictor=3 if floating else 2,
-                                   interleave="band" if count > 1 else "pixel")
+                                   interleave="band" if count > 1 else "pixel", nodata=nodata,
+                                   transform=Affine(*georef.transform) if georef is not None else None)
     if h >= 256 and w >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
-    if nodata is not None:
-        profile["nodata"] = nodata
-    if georef is not None:
-        profile["transform"] = Affine(*georef.transform)
-        if georef.crs:
-            try:
-                profile["crs"] = CRS.from_user_input(georef.crs)
-            except Exception as err:
-                raise FencliError(f"the input's coordinate system is not understood by GDAL: {err}") from None
+    if georef is not None and georef.crs:
+        try:
+            profile["crs"] = CRS.from_user_input(georef.crs)
+        except Exception as err:
+            raise FencliError(f"the input's coordinate system is not understood by GDAL: {err}") from None
     with atomic_path(path, force=force) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(tmp, "w", **profile) as dst:
