@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import glob
 import io
-import json
 import os
 import time
 import warnings
@@ -192,9 +191,7 @@ def _write_h5(tmp: Path, arr: np.ndarray, key: str, meta: dict | None) -> None:
     with h5py.File(tmp, "w") as f:
         ds = f.create_dataset(key, data=arr)  # contiguous: read back as a memmap
         meta = meta or {}
-        for name, value in (meta.get("georef") or {}).items():
-            if isinstance(value, dict):
-                value = json.dumps(value)
+        for name, value in (meta.get("georef") or {}).items():  # str, number or list: no reader gives more
             if value is not None:
                 ds.attrs[name] = np.asarray(value) if isinstance(value, (list, tuple)) else value
         if meta.get("wavelengths") is not None:

@@ -23,7 +23,7 @@ DTYPES: dict[int, str] = {1: "u1", 2: "i2", 3: "i4", 4: "f4", 5: "f8", 12: "u2",
                           14: "i8", 15: "u8"}
 CODES: dict[str, int] = {v: k for k, v in DTYPES.items()}
 DATA_SUFFIXES = ("", ".img", ".dat", ".raw", ".bsq", ".bil", ".bip", ".bin", ".envi")
-INTERLEAVES = ("bsq", "bil", "bip")
+AXES = {"bsq": "bhw", "bil": "hbw", "bip": "hwb"}  # the file's axis order of each interleave
 GEOREF_FIELDS = ("map info", "coordinate system string", "projection info", "geo points")
 
 _FIELD = re.compile(r"^\s*([^=]+?)\s*=\s*(.*)$")
@@ -117,7 +117,7 @@ def read_cube(path: Path) -> tuple[np.memmap, dict]:
     if code not in DTYPES:
         raise FencliError(f"ENVI header {hdr}: data type {code} is not supported "
                           f"(supported: {', '.join(map(str, sorted(DTYPES)))})")
-    if interleave not in INTERLEAVES:
+    if interleave not in AXES:
         raise FencliError(f"ENVI header {hdr}: interleave {interleave!r} is not one of bsq, bil, bip")
     if order not in (0, 1):
         raise FencliError(f"ENVI header {hdr}: byte order {order} is neither 0 (little) nor 1 (big)")
@@ -133,11 +133,11 @@ def read_cube(path: Path) -> tuple[np.memmap, dict]:
     if have < need:
         raise FencliError(f"ENVI data {data} is truncated: {have} bytes, the header needs {need} "
                           f"({height} x {width} x {bands} {dtype.name} after {offset} header bytes)")
-    shape = {"bsq": (bands, height, width), "bil": (height, bands, width),
-             "bip": (height, width, bands)}[interleave]
-    to_hwb = {"bsq": (1, 2, 0), "bil": (0, 2, 1), "bip": (0, 1, 2)}[interleave]
+    axes = AXES[interleave]
+    shape = tuple({"h": height, "w": width, "b": bands}[a] for a in axes)
     try:
-        cube = np.memmap(data, dtype=dtype, mode="r", offset=offset, shape=shape).transpose(to_hwb)
+        cube = np.memmap(data, dtype=dtype, mode="r", offset=offset, shape=shape).transpose(
+            [axes.index(a) for a in "hwb"])
     except (OSError, ValueError) as err:
         raise unreadable(path, err) from None
     georef = {k: fields[k] for k in GEOREF_FIELDS if k in fields}
@@ -175,11 +175,10 @@ def format_header(shape: tuple[int, int, int], dtype: np.dtype, *, interleave: s
 
 
 def write_data(out: BinaryIO, cube: np.ndarray, dtype: np.dtype, interleave: str = "bsq") -> None:
-    """Stream ``cube`` (``H x W x B``, any array-like) in the given interleave, one slab at a time:
-    a band (``H x W``) for BSQ, a line (``B x W`` for BIL, ``W x B`` for BIP) otherwise."""
-    if interleave not in INTERLEAVES:
+    """Stream ``cube`` (``H x W x B``: an array, memmap or lazy cube) in the file order of ``interleave``,
+    one slab of its first axis at a time (a band for BSQ, a line for BIL and BIP)."""
+    if interleave not in AXES:
         raise FencliError(f"interleave {interleave!r} is not one of bsq, bil, bip")
-    bsq = interleave == "bsq"
-    for i in range(cube.shape[2] if bsq else cube.shape[0]):
-        slab = np.asarray(cube[:, :, i] if bsq else cube[i])
-        out.write(np.ascontiguousarray(slab.T if interleave == "bil" else slab, dtype=dtype).tobytes())
+    view = cube.transpose(["hwb".index(a) for a in AXES[interleave]])
+    for i in range(view.shape[0]):
+        out.write(np.ascontiguousarray(np.asarray(view[i]), dtype=dtype).tobytes())
