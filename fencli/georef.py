@@ -58,11 +58,9 @@ class GeoRef:
             return int(m.group(1))
         try:
             from rasterio.crs import CRS
-        except ImportError:
-            return None
-        try:
+
             return CRS.from_user_input(self.crs).to_epsg()
-        except Exception:  # an unusual WKT: no EPSG code, still a valid CRS
+        except Exception:  # no rasterio, or an unusual WKT: no EPSG code, still a valid CRS
             return None
 
 
@@ -85,8 +83,7 @@ def parse_map_info(map_info: str) -> tuple[Transform, str | None]:
                           "{projection, ref x, ref y, easting, northing, pixel x, pixel y, ...}") from None
     if not (px > 0 and py > 0):
         raise FencliError(f"ENVI map info has a non-positive pixel size ({px:g}, {py:g})")
-    keys = dict(kv.split("=", 1) for kv in f[7:] if "=" in kv)
-    keys = {k.strip().lower(): v.strip() for k, v in keys.items()}
+    keys = {k.strip().lower(): v.strip() for k, v in (kv.split("=", 1) for kv in f[7:] if "=" in kv)}
     rot = math.radians(float(keys.get("rotation", 0.0)))
     cos, sin = math.cos(rot), math.sin(rot)
     transform = (cos * px, sin * px, east - (ref_x - 1.0) * px,

@@ -144,10 +144,9 @@ def resolve(scores: np.ndarray, rule: ThresholdRule, gt: np.ndarray | None = Non
     """The threshold value of ``rule`` on this map and how many pixels it flags."""
     if rule.kind == "value":
         value = float(rule.number)
-    elif rule.kind == "far":
-        value = far_threshold(scores, float(rule.number))
-    elif rule.kind == "percentile":
-        value = far_threshold(scores, (100.0 - float(rule.number)) / 100.0)
+    elif rule.kind in ("far", "percentile"):  # the percentile p is the FAR 1 - p / 100
+        far = float(rule.number) if rule.kind == "far" else (100.0 - float(rule.number)) / 100.0
+        value = far_threshold(scores, far)
     elif rule.kind == "auto":
         value = robust_threshold(scores)
     elif rule.kind == "f1":
@@ -163,9 +162,8 @@ def resolve(scores: np.ndarray, rule: ThresholdRule, gt: np.ndarray | None = Non
 def make_mask(scores: np.ndarray, threshold: Threshold | float) -> np.ndarray:
     """uint8 mask, 1 where ``scores > threshold`` (NaN never)."""
     t = threshold.value if isinstance(threshold, Threshold) else float(threshold)
-    with np.errstate(invalid="ignore"):
-        return (np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf, posinf=-np.inf) > t
-                ).astype(np.uint8)
+    s = np.asarray(scores, dtype=np.float64)
+    return (np.isfinite(s) & (s > t)).astype(np.uint8)
 
 
 def _finite(scores: np.ndarray) -> np.ndarray:
@@ -186,11 +184,9 @@ def components(mask: np.ndarray, min_pixels: int = 1) -> tuple[np.ndarray, int]:
         raise FencliError(f"--min-pixels must be at least 1, got {min_pixels}")
     labels, n = ndimage.label(np.asarray(mask) != 0, structure=EIGHT)
     if min_pixels > 1 and n:
-        area = np.bincount(labels.reshape(-1), minlength=n + 1)
-        keep = area >= min_pixels
+        keep = np.bincount(labels.reshape(-1), minlength=n + 1) >= min_pixels
         keep[0] = False
-        remap = np.zeros(n + 1, dtype=np.int32)
-        remap[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+        remap = np.cumsum(keep) * keep  # the kept components renumbered 1..k in scan order
         labels, n = remap[labels], int(keep.sum())
     return labels.astype(np.int32), int(n)
 
@@ -219,9 +215,7 @@ def find_objects(scores: np.ndarray, mask: np.ndarray, *, min_pixels: int = 1, g
     mean = np.asarray(ndimage.mean(scores, labels, idx), dtype=float)
     # rank: peak descending, then larger area, then label order (scan order) for determinism
     order = np.lexsort((idx, -area, -peak))
-    remap = np.zeros(n + 1, dtype=np.int32)
-    remap[idx[order]] = idx
-    labels = remap[labels]
+    labels = np.r_[0, np.argsort(order) + 1].astype(np.int32)[labels]  # old label -> its rank
     peak, area, mean = peak[order], area[order], mean[order]  # now indexed by new id - 1
     centroids = ndimage.center_of_mass(np.ones_like(labels, dtype=np.float64), labels, idx)
     peaks_at = ndimage.maximum_position(safe, labels, idx)
@@ -234,14 +228,12 @@ def find_objects(scores: np.ndarray, mask: np.ndarray, *, min_pixels: int = 1, g
         hits = np.asarray(ndimage.maximum(g, labels, idx), dtype=bool)
     objects = []
     for i, ((r, c), box, (pr, pc)) in enumerate(zip(centroids, boxes, peaks_at)):
-        obj: dict[str, Any] = {"id": i + 1, "row": float(r), "col": float(c), "x": None, "y": None,
+        x, y = map(float, georef.xy(r, c)) if georef is not None else (None, None)
+        obj: dict[str, Any] = {"id": i + 1, "row": float(r), "col": float(c), "x": x, "y": y,
                                "area_px": int(area[i]), "peak_score": float(peak[i]), "mean_score": float(mean[i]),
                                "peak_row": int(pr), "peak_col": int(pc),
                                "row_min": box[0].start, "col_min": box[1].start,
                                "row_max": box[0].stop - 1, "col_max": box[1].stop - 1}
-        if georef is not None:
-            x, y = georef.xy(r, c)
-            obj["x"], obj["y"] = float(x), float(y)
         if hits is not None:
             obj["hit"] = bool(hits[i])
         objects.append(obj)
@@ -254,14 +246,11 @@ def _add_lonlat(objects: list[dict[str, Any]], georef) -> None:
     """WGS-84 ``lon``/``lat`` of each centroid when the CRS is known and rasterio can reproject."""
     if georef.crs is None:
         return
-    try:
-        from rasterio.errors import CRSError
+    try:  # without the gis extra, or for a CRS that PROJ cannot reproject: map coordinates only
         from rasterio.warp import transform
-    except ImportError:  # lon/lat need the gis extra; map coordinates only
-        return
-    try:
+
         lon, lat = transform(georef.crs, "EPSG:4326", [o["x"] for o in objects], [o["y"] for o in objects])
-    except CRSError:  # a CRS PROJ cannot reproject: map coordinates only
+    except (ImportError, ValueError):  # rasterio's CRSError is a ValueError
         return
     for o, a, b in zip(objects, lon, lat):
         o["lon"], o["lat"] = float(a), float(b)
@@ -317,27 +306,20 @@ def write_objects(path, objects: list[dict[str, Any]], *, georef=None, labels: n
     """
     from pathlib import Path
 
-    from fencli.output import write_text
+    from fencli.output import csv_text, write_text
 
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         if polygons:
             raise FencliError("--polygons needs a GeoJSON objects file (.geojson): CSV holds one row per object")
-        text = _csv(objects)
+        cols = [c for c in CSV_COLUMNS if c not in ("hit", "lon", "lat") or (objects and c in objects[0])]
+        text = csv_text(cols, ([o.get(c) for c in cols] for o in objects))
     elif suffix in (".geojson", ".json"):
         text = _geojson(objects, georef, labels if polygons else None, polygons)
     else:
         raise FencliError(f"--objects must end in .csv or .geojson, got {path.name}")
     return write_text(path, text, force)
-
-
-def _csv(objects: list[dict[str, Any]]) -> str:
-    from fencli.output import csv_text
-
-    optional = ("hit", "lon", "lat")
-    cols = [c for c in CSV_COLUMNS if c not in optional or (objects and c in objects[0])]
-    return csv_text(cols, ([o.get(c) for c in cols] for o in objects))
 
 
 def _geojson(objects: list[dict[str, Any]], georef, labels: np.ndarray | None, polygons: bool) -> str:
@@ -346,14 +328,9 @@ def _geojson(objects: list[dict[str, Any]], georef, labels: np.ndarray | None, p
     shapes = _polygons(labels, georef) if polygons else {}
     features = []
     for o in objects:
-        if polygons:
-            geom = shapes[o["id"]]
-        elif georef is not None:
-            geom = {"type": "Point", "coordinates": [o["x"], o["y"]]}
-        else:
-            geom = {"type": "Point", "coordinates": [o["col"] + 0.5, o["row"] + 0.5]}
-        features.append({"type": "Feature", "id": o["id"], "geometry": geom,
-                         "properties": dict(o)})
+        xy = [o["x"], o["y"]] if georef is not None else [o["col"] + 0.5, o["row"] + 0.5]
+        geom = shapes[o["id"]] if polygons else {"type": "Point", "coordinates": xy}
+        features.append({"type": "Feature", "id": o["id"], "geometry": geom, "properties": dict(o)})
     doc: dict[str, Any] = {"type": "FeatureCollection", "features": features}
     code = georef.epsg() if georef is not None else None
     if code is not None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import glob
 import io
-import json
 import os
 import time
 import warnings
@@ -56,13 +55,12 @@ def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     try:
-        try:
-            yield tmp
-            mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
-            os.chmod(tmp, mode)  # mkstemp makes 0600; give the result the usual permissions
-            _publish(tmp, path, force)
-        except OSError as err:  # ENOSPC, EIO, EDQUOT...: one line, nothing left behind
-            raise FencliError(f"cannot write {path}: {err.strerror or err}") from None
+        yield tmp
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+        os.chmod(tmp, mode)  # mkstemp makes 0600; give the result the usual permissions
+        _publish(tmp, path, force)
+    except OSError as err:  # ENOSPC, EIO, EDQUOT...: one line, nothing left behind
+        raise FencliError(f"cannot write {path}: {err.strerror or err}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -155,8 +153,7 @@ def write_array(path: str | os.PathLike, array: Any, *, force: bool = False, key
         elif ext == ".mat" and arr.nbytes <= _MAT_V5_LIMIT:
             import scipy.io
 
-            with open(tmp, "wb") as out:
-                scipy.io.savemat(out, {key: arr})
+            scipy.io.savemat(tmp, {key: arr})
         elif ext == ".mat":
             _write_mat73(tmp, arr, key)
         else:
@@ -194,9 +191,7 @@ def _write_h5(tmp: Path, arr: np.ndarray, key: str, meta: dict | None) -> None:
     with h5py.File(tmp, "w") as f:
         ds = f.create_dataset(key, data=arr)  # contiguous: read back as a memmap
         meta = meta or {}
-        for name, value in (meta.get("georef") or {}).items():
-            if isinstance(value, dict):
-                value = json.dumps(value)
+        for name, value in (meta.get("georef") or {}).items():  # str, number or list: no reader gives more
             if value is not None:
                 ds.attrs[name] = np.asarray(value) if isinstance(value, (list, tuple)) else value
         if meta.get("wavelengths") is not None:
@@ -255,8 +250,7 @@ def write_raster(path: str | Path, array: np.ndarray, georef: GeoRef | None, *,
 
 
 def write_geotiff(path: str | Path, array: np.ndarray, georef: GeoRef | None, *, force: bool = False,
-                  descriptions: list[str] | None = None, nodata: float | None = None,
-                  tags: dict[str, str] | None = None) -> Path:
+                  descriptions: list[str] | None = None, nodata: float | None = None) -> Path:
     """Write an ``H x W`` or ``H x W x B`` array as a compressed GeoTIFF, atomically.
 
     Without ``georef`` the file has no transform or CRS (a plain pixel grid).
@@ -271,24 +265,19 @@ def write_geotiff(path: str | Path, array: np.ndarray, georef: GeoRef | None, *,
     floating = np.issubdtype(arr.dtype, np.floating)
     profile: dict[str, Any] = dict(driver="GTiff", height=h, width=w, count=count, dtype=arr.dtype.name,
                                    compress="deflate", predictor=3 if floating else 2,
-                                   interleave="band" if count > 1 else "pixel")
+                                   interleave="band" if count > 1 else "pixel", nodata=nodata,
+                                   transform=Affine(*georef.transform) if georef is not None else None)
     if h >= 256 and w >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
-    if nodata is not None:
-        profile["nodata"] = nodata
-    if georef is not None:
-        profile["transform"] = Affine(*georef.transform)
-        if georef.crs:
-            try:
-                profile["crs"] = CRS.from_user_input(georef.crs)
-            except Exception as err:
-                raise FencliError(f"the input's coordinate system is not understood by GDAL: {err}") from None
+    if georef is not None and georef.crs:
+        try:
+            profile["crs"] = CRS.from_user_input(georef.crs)
+        except Exception as err:
+            raise FencliError(f"the input's coordinate system is not understood by GDAL: {err}") from None
     with atomic_path(path, force=force) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(arr)
             for i, text in enumerate(descriptions or [], start=1):
                 dst.set_band_description(i, text)
-            if tags:
-                dst.update_tags(**tags)
     return Path(path)

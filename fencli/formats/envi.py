@@ -23,7 +23,7 @@ DTYPES: dict[int, str] = {1: "u1", 2: "i2", 3: "i4", 4: "f4", 5: "f8", 12: "u2",
                           14: "i8", 15: "u8"}
 CODES: dict[str, int] = {v: k for k, v in DTYPES.items()}
 DATA_SUFFIXES = ("", ".img", ".dat", ".raw", ".bsq", ".bil", ".bip", ".bin", ".envi")
-INTERLEAVES = ("bsq", "bil", "bip")
+AXES = {"bsq": "bhw", "bil": "hbw", "bip": "hwb"}  # the file's axis order of each interleave
 GEOREF_FIELDS = ("map info", "coordinate system string", "projection info", "geo points")
 
 _FIELD = re.compile(r"^\s*([^=]+?)\s*=\s*(.*)$")
@@ -110,17 +110,14 @@ def read_cube(path: Path) -> tuple[np.memmap, dict]:
         data = hdr.parent / fields["data file"]
     else:
         data = path if path.suffix.lower() != ".hdr" else data_for(hdr)
-    width = _int_field(fields, "samples", hdr)
-    height = _int_field(fields, "lines", hdr)
-    bands = _int_field(fields, "bands", hdr)
-    code = _int_field(fields, "data type", hdr)
-    offset = _int_field(fields, "header offset", hdr, 0)
-    order = _int_field(fields, "byte order", hdr, 0)
+    width, height, bands, code = (_int_field(fields, k, hdr)
+                                  for k in ("samples", "lines", "bands", "data type"))
+    offset, order = (_int_field(fields, k, hdr, 0) for k in ("header offset", "byte order"))
     interleave = fields.get("interleave", "bsq").strip().lower()
     if code not in DTYPES:
         raise FencliError(f"ENVI header {hdr}: data type {code} is not supported "
                           f"(supported: {', '.join(map(str, sorted(DTYPES)))})")
-    if interleave not in INTERLEAVES:
+    if interleave not in AXES:
         raise FencliError(f"ENVI header {hdr}: interleave {interleave!r} is not one of bsq, bil, bip")
     if order not in (0, 1):
         raise FencliError(f"ENVI header {hdr}: byte order {order} is neither 0 (little) nor 1 (big)")
@@ -136,11 +133,11 @@ def read_cube(path: Path) -> tuple[np.memmap, dict]:
     if have < need:
         raise FencliError(f"ENVI data {data} is truncated: {have} bytes, the header needs {need} "
                           f"({height} x {width} x {bands} {dtype.name} after {offset} header bytes)")
-    shape = {"bsq": (bands, height, width), "bil": (height, bands, width),
-             "bip": (height, width, bands)}[interleave]
-    to_hwb = {"bsq": (1, 2, 0), "bil": (0, 2, 1), "bip": (0, 1, 2)}[interleave]
+    axes = AXES[interleave]
+    shape = tuple({"h": height, "w": width, "b": bands}[a] for a in axes)
     try:
-        cube = np.memmap(data, dtype=dtype, mode="r", offset=offset, shape=shape).transpose(to_hwb)
+        cube = np.memmap(data, dtype=dtype, mode="r", offset=offset, shape=shape).transpose(
+            [axes.index(a) for a in "hwb"])
     except (OSError, ValueError) as err:
         raise unreadable(path, err) from None
     georef = {k: fields[k] for k in GEOREF_FIELDS if k in fields}
@@ -165,11 +162,10 @@ def format_header(shape: tuple[int, int, int], dtype: np.dtype, *, interleave: s
              f"data type = {code}", f"interleave = {interleave}", f"byte order = {order}"]
     meta = meta or {}
     georef = meta.get("georef") or {}
-    for key in GEOREF_FIELDS:
-        if georef.get(key):
-            value = georef[key]
-            value = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-            lines.append(f"{key} = {{{value}}}")
+    for key in filter(georef.get, GEOREF_FIELDS):
+        value = georef[key]
+        value = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        lines.append(f"{key} = {{{value}}}")
     wavelengths = meta.get("wavelengths")
     if wavelengths is not None and len(wavelengths) == bands:
         lines.append("wavelength = {" + ", ".join(f"{float(v):g}" for v in wavelengths) + "}")
@@ -179,15 +175,10 @@ def format_header(shape: tuple[int, int, int], dtype: np.dtype, *, interleave: s
 
 
 def write_data(out: BinaryIO, cube: np.ndarray, dtype: np.dtype, interleave: str = "bsq") -> None:
-    """Stream ``cube`` (``H x W x B``, any array-like) in the given interleave, one slab at a time."""
-    if interleave == "bsq":
-        for k in range(cube.shape[2]):
-            out.write(np.ascontiguousarray(np.asarray(cube[:, :, k]), dtype=dtype).tobytes())
-    elif interleave == "bil":
-        for r in range(cube.shape[0]):
-            out.write(np.ascontiguousarray(np.asarray(cube[r]).T, dtype=dtype).tobytes())
-    elif interleave == "bip":
-        for r in range(cube.shape[0]):
-            out.write(np.ascontiguousarray(np.asarray(cube[r]), dtype=dtype).tobytes())
-    else:
+    """Stream ``cube`` (``H x W x B``: an array, memmap or lazy cube) in the file order of ``interleave``,
+    one slab of its first axis at a time (a band for BSQ, a line for BIL and BIP)."""
+    if interleave not in AXES:
         raise FencliError(f"interleave {interleave!r} is not one of bsq, bil, bip")
+    view = cube.transpose(["hwb".index(a) for a in AXES[interleave]])
+    for i in range(view.shape[0]):
+        out.write(np.ascontiguousarray(np.asarray(view[i]), dtype=dtype).tobytes())

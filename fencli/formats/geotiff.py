@@ -47,10 +47,8 @@ def read_geotiff(path: str | Path) -> tuple[np.ndarray, GeoRef | None, dict[str,
     georef = None
     if not transform.is_identity or crs is not None:
         georef = GeoRef(tuple(transform)[:6], crs.to_wkt() if crs else None)
-    meta: dict[str, Any] = {"georef": georef, "descriptions": descriptions}
-    wl = _wavelengths(descriptions, band_tags)
-    if wl is not None:
-        meta["wavelengths"] = wl
+    meta = {"georef": georef, "descriptions": descriptions,
+            "wavelengths": _wavelengths(descriptions, band_tags)}
     return np.moveaxis(data, 0, -1), georef, meta
 
 
@@ -59,7 +57,7 @@ def read_cube(path: Path) -> tuple[np.ndarray, dict]:
     cube, grid, extra = read_geotiff(path)
     georef = None if grid is None else {"transform": list(grid.transform), "crs": grid.crs}
     return cube, {"format": "geotiff", "key": None, "georef": georef,
-                  "wavelengths": extra.get("wavelengths"), "descriptions": extra.get("descriptions")}
+                  "wavelengths": extra["wavelengths"], "descriptions": extra["descriptions"]}
 
 
 _NUMBER = re.compile(r"([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*(?:nm|um|µm|nanometers|micrometers)?", re.I)
