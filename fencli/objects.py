@@ -246,11 +246,14 @@ def _add_lonlat(objects: list[dict[str, Any]], georef) -> None:
     """WGS-84 ``lon``/``lat`` of each centroid when the CRS is known and rasterio can reproject."""
     if georef.crs is None:
         return
-    try:  # without the gis extra, or for a CRS that PROJ cannot reproject: map coordinates only
+    try:
+        from rasterio.errors import CRSError
         from rasterio.warp import transform
-
+    except ImportError:  # without the gis extra: map coordinates only
+        return
+    try:
         lon, lat = transform(georef.crs, "EPSG:4326", [o["x"] for o in objects], [o["y"] for o in objects])
-    except (ImportError, ValueError):  # rasterio's CRSError is a ValueError
+    except CRSError:  # a CRS that PROJ cannot reproject: map coordinates only
         return
     for o, a, b in zip(objects, lon, lat):
         o["lon"], o["lat"] = float(a), float(b)
