@@ -17,7 +17,7 @@ from fencli.formats import envi, format_of, geotiff, image
 from fencli.formats.base import ArrayFile, Entry, unreadable
 from fencli.formats.hdf5 import LazyCube
 from fencli.preprocess import MIN_SIDE, checked_range
-from fencli.tiles import iter_rows, open_cube, row_chunk
+from fencli.tiles import iter_rows, open_cube
 
 GT_NAMES = ("map", "gt", "groundtruth", "ground_truth", "mask")  # priority order when several exist
 WAVELENGTH_NAMES = ("wavelength", "wavelengths")
@@ -279,8 +279,7 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
     floating = np.dtype(cube.dtype).kind == "f"
     lo, hi = np.full(b, np.inf), np.full(b, -np.inf)
     bad_values, bad_pixels = np.zeros(b, np.int64), 0
-    rows = row_chunk(w, b, np.dtype(cube.dtype).itemsize, chunk_bytes)
-    for _, chunk in iter_rows(open_cube(cube), chunk=rows):  # bounded memory on file-backed cubes too
+    for chunk in iter_rows(open_cube(cube), chunk_bytes):  # bounded memory on file-backed cubes too
         clo, chi = chunk.min(axis=(0, 1)), chunk.max(axis=(0, 1))
         if floating and not (np.isfinite(clo).all() and np.isfinite(chi).all()):
             finite = np.isfinite(chunk)  # NaN or Inf somewhere in this block: the slow path
@@ -300,7 +299,7 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
         if empty.size:
             raise FencliError(f"{name}: band(s) {_few(empty)} hold no finite value: "
                               "nothing to fill with")
-        cube = _fill_nonfinite(cube, chunk_bytes)
+        cube = _fill_nonfinite(cube, h * w - bad_values, chunk_bytes)
         report["filled"] = True
         report["notes"].append(f"filled {what} with their band means")
     checked_range(float(lo.min()), float(hi.max()), f"the cube of {name}")
@@ -322,15 +321,11 @@ def _few(indices: np.ndarray, n: int = 5) -> str:
     return shown + (f" and {indices.size - n} more" if indices.size > n else "")
 
 
-def _fill_nonfinite(cube: Any, chunk_bytes: int) -> np.ndarray:
-    """An in-memory copy with each NaN/Inf replaced by its band's mean of finite values."""
+def _fill_nonfinite(cube: Any, n_finite: np.ndarray, chunk_bytes: int) -> np.ndarray:
+    """An in-memory copy with each NaN/Inf replaced by its band's mean of its ``n_finite`` finite values."""
     out = np.array(cube)  # never write into the user's file through a memmap
-    total, count = np.zeros(out.shape[2]), np.zeros(out.shape[2], np.int64)
-    rows = row_chunk(out.shape[1], out.shape[2], out.dtype.itemsize, chunk_bytes)
-    for _, chunk in iter_rows(open_cube(out), chunk=rows):
-        finite = np.isfinite(chunk)
-        total += np.where(finite, chunk, 0).sum(axis=(0, 1), dtype=np.float64)
-        count += np.count_nonzero(finite, axis=(0, 1))
-    mask = ~np.isfinite(out)
-    out[mask] = np.broadcast_to((total / count).astype(out.dtype), out.shape)[mask]
+    total = np.zeros(out.shape[2])
+    for chunk in iter_rows(open_cube(out), chunk_bytes):
+        total += np.where(np.isfinite(chunk), chunk, 0).sum(axis=(0, 1), dtype=np.float64)
+    np.copyto(out, (total / n_finite).astype(out.dtype), where=~np.isfinite(out))
     return out

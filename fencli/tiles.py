@@ -101,9 +101,6 @@ class Cube:
             self._mm.madvise(mmap.MADV_DONTNEED)  # drop the slab's pages from our resident set
         return out
 
-    def rows(self, r0: int, r1: int, bands: int | None = None) -> np.ndarray:
-        return self.window(r0, r1, 0, self.shape[1], bands)
-
     def close(self) -> None:
         pass
 
@@ -224,8 +221,8 @@ def row_tiles(h: int, w: int, rows: int) -> list[Tile]:
     return grid(h, w, (rows, w), 0)
 
 
-def iter_rows(cube: Cube, bands: int | None = None, chunk: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, rows block) over the whole cube, about ``chunk`` rows at a time."""
+def iter_rows(cube: Cube, budget: int = 64 << 20) -> Iterator[np.ndarray]:
+    """Whole-row blocks over the cube, each under ``budget`` bytes in the cube's own dtype."""
     h, w, b = cube.shape
-    for t in row_tiles(h, w, chunk or row_chunk(w, bands or b)):
-        yield t.core[0], cube.window(*t.ext, bands)
+    for t in row_tiles(h, w, row_chunk(w, b, cube.dtype.itemsize, budget)):
+        yield cube.window(*t.ext)
