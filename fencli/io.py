@@ -33,10 +33,6 @@ class Scene:
     path: Path
     meta: dict = field(default_factory=dict)
 
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.cube.shape)
-
     def engine_source(self) -> Any:
         """What :mod:`fencli.engine` reads: a ``.npy`` scene as read is read by window from its file
         (and travels to Dask workers as its path); a cube validation cleaned, stored in another axis

@@ -101,17 +101,8 @@ class Cube:
             self._mm.madvise(mmap.MADV_DONTNEED)  # drop the slab's pages from our resident set
         return out
 
-    def close(self) -> None:
-        pass
-
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_mm": None}  # an mmap does not pickle; the copy reads the array
-
-    def __enter__(self) -> "Cube":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _root_mmap(arr: Any) -> mmap.mmap | None:
@@ -136,7 +127,6 @@ class RawCube(Cube):
         self.dtype = np.dtype(dtype)
         self.offset = offset
         self.writable = writable
-        self._mm = None
         self._f = open(self.path, "r+b" if writable else "rb", buffering=0)
 
     def __getstate__(self) -> dict:
@@ -174,6 +164,12 @@ class RawCube(Cube):
 
     def close(self) -> None:
         self._f.close()
+
+    def __enter__(self) -> RawCube:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def open_cube(source: Any) -> Cube:
