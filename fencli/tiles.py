@@ -58,12 +58,9 @@ def grid(h: int, w: int, tile: int | tuple[int, int], halo: int, align: int = 1)
     th, tw = (tile, tile) if isinstance(tile, int) else tile
     if min(th, tw) < 1:
         raise FencliError(f"--tile must be at least 1, got {tile}")
-    out = []
-    for r0, r1 in split(h, th, align):
-        for c0, c1 in split(w, tw, align):
-            ext = (max(0, r0 - halo), min(h, r1 + halo), max(0, c0 - halo), min(w, c1 + halo))
-            out.append(Tile((r0, r1, c0, c1), ext))
-    return out
+    return [Tile((r0, r1, c0, c1),
+                 (max(0, r0 - halo), min(h, r1 + halo), max(0, c0 - halo), min(w, c1 + halo)))
+            for r0, r1 in split(h, th, align) for c0, c1 in split(w, tw, align)]
 
 
 def default_tile(bands: int, budget: int | None = None) -> int:

@@ -36,9 +36,9 @@ class LazyCube:
     ``transpose`` and ``np.asarray`` (which reads everything). Other indexing materializes first.
     """
 
-    def __init__(self, source: Any, perm: tuple[int, ...] | None = None) -> None:
+    def __init__(self, source: Any, perm: tuple[int, ...]) -> None:
         self.source = source
-        self.perm = tuple(range(len(source.shape))) if perm is None else tuple(perm)
+        self.perm = tuple(perm)
         self.shape = tuple(source.shape[p] for p in self.perm)
         self.dtype = np.dtype(source.dtype)
 
