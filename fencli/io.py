@@ -298,7 +298,7 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
         cube = _fill_nonfinite(cube, h * w - bad_values, chunk_bytes)
         report["filled"] = True
         report["notes"].append(f"filled {what} with their band means")
-    checked_range(float(lo.min()), float(hi.max()), f"the cube of {name}")
+    report["min"], report["max"] = checked_range(float(lo.min()), float(hi.max()), f"the cube of {name}")
     constant = np.flatnonzero(lo == hi)
     if constant.size:
         if constant_bands == "error":
@@ -307,7 +307,6 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
                               "select other bands")
         report["constant_bands"] = constant.tolist()
         report["notes"].append(f"kept {constant.size} constant band(s): {_few(constant)}")
-    report["min"], report["max"] = float(lo.min()), float(hi.max())
     report["band_min"], report["band_max"] = lo.tolist(), hi.tolist()  # the engine's range of any leading bands
     return cube, report
 

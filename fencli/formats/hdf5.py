@@ -43,12 +43,7 @@ class LazyCube:
         self.dtype = np.dtype(source.dtype)
 
     ndim = property(lambda self: len(self.shape))
-    size = property(lambda self: int(np.prod(self.shape)))
-    nbytes = property(lambda self: self.size * self.dtype.itemsize)
     T = property(lambda self: self.transpose())
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def __repr__(self) -> str:
         return f"LazyCube(shape={self.shape}, dtype={self.dtype}, source={self.source!r})"
