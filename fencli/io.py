@@ -17,7 +17,7 @@ from fencli.formats import envi, format_of, geotiff, image
 from fencli.formats.base import ArrayFile, Entry, unreadable
 from fencli.formats.hdf5 import LazyCube
 from fencli.preprocess import MIN_SIDE, checked_range
-from fencli.tiles import iter_rows, open_cube, row_chunk
+from fencli.tiles import iter_rows, open_cube
 
 GT_NAMES = ("map", "gt", "groundtruth", "ground_truth", "mask")  # priority order when several exist
 WAVELENGTH_NAMES = ("wavelength", "wavelengths")
@@ -32,10 +32,6 @@ class Scene:
     name: str
     path: Path
     meta: dict = field(default_factory=dict)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.cube.shape)
 
     def engine_source(self) -> Any:
         """What :mod:`fencli.engine` reads: a ``.npy`` scene as read is read by window from its file
@@ -68,23 +64,27 @@ def _basename(name: str) -> str:
     return name.rsplit("/", 1)[-1].lower()
 
 
-def _resolve(entries: dict[str, Entry], key: str, path: Path) -> str:
+def _listing(af: ArrayFile) -> str:
+    """The file's first 20 arrays with shape and dtype, for the message that asks the user to pick."""
+    return ", ".join(f"{n} ({e.describe()})" for n, e in list(af.entries.items())[:20])
+
+
+def _resolve(af: ArrayFile, key: str, path: Path) -> str:
     """The entry ``key`` names: exact, without a leading '/', or a unique case-blind base name."""
-    if key in entries:
+    if key in af.entries:
         return key
-    if key.lstrip("/") in entries:
+    if key.lstrip("/") in af.entries:
         return key.lstrip("/")
-    same = [n for n in entries if _basename(n) == key.lower().lstrip("/")]
+    same = [n for n in af.entries if _basename(n) == key.lower().lstrip("/")]
     if len(same) == 1:
         return same[0]
-    listed = ", ".join(f"{n} ({e.describe()})" for n, e in list(entries.items())[:20])
-    raise FencliError(f"{path.name} has no array {key!r}; available: {listed or 'none'}")
+    raise FencliError(f"{path.name} has no array {key!r}; available: {_listing(af) or 'none'}")
 
 
 def _pick_cube(af: ArrayFile, key: str | None, path: Path) -> str:
     """The named array, else the largest 3-D numeric one (a tie is an error, not a guess)."""
     if key is not None:
-        name = _resolve(af.entries, key, path)
+        name = _resolve(af, key, path)
         entry = af.entries[name]
         if len(entry.shape) != 3 or not entry.numeric:
             raise FencliError(f"{name!r} in {path.name} is {entry.describe()}, not a 3-D numeric cube")
@@ -92,8 +92,7 @@ def _pick_cube(af: ArrayFile, key: str | None, path: Path) -> str:
     cands = sorted((n for n, e in af.entries.items() if len(e.shape) == 3 and e.numeric),
                    key=lambda n: -af.entries[n].size)
     if not cands:
-        found = ", ".join(f"{n} ({e.describe()})" for n, e in list(af.entries.items())[:20])
-        raise FencliError(f"{path.name} holds no 3-D numeric array (found: {found or 'nothing'})")
+        raise FencliError(f"{path.name} holds no 3-D numeric array (found: {_listing(af) or 'nothing'})")
     if len(cands) > 1 and af.entries[cands[0]].size == af.entries[cands[1]].size:
         raise FencliError(f"{path.name} holds two largest 3-D arrays of equal size, {cands[0]!r} and "
                           f"{cands[1]!r}: name the cube with --key")
@@ -104,10 +103,19 @@ def _mask_like(entry: Entry) -> bool:
     return len(entry.shape) == 2 or (len(entry.shape) == 3 and 1 in entry.shape)
 
 
-def _find_gt(af: ArrayFile) -> str | None:
-    """The conventional ground-truth name present (first of :data:`GT_NAMES`), if any."""
-    by_name = {_basename(n): n for n, e in af.entries.items() if _mask_like(e)}
-    return next((by_name[g] for g in GT_NAMES if g in by_name), None)
+def _gt_name(af: ArrayFile, key: str | None, path: Path, sole: bool = False) -> str | None:
+    """The ground-truth array: the one ``key`` names, else the first of :data:`GT_NAMES` present,
+    else with ``sole`` (a separate ground-truth file) the only mask-like array."""
+    if key is not None:
+        return _resolve(af, key, path)
+    masks = [n for n, e in af.entries.items() if _mask_like(e)]
+    by_name = {_basename(n): n for n in masks}
+    found = next((by_name[g] for g in GT_NAMES if g in by_name), None)
+    return masks[0] if found is None and sole and len(masks) == 1 else found
+
+
+def _load_mask(af: ArrayFile, name: str, path: Path) -> np.ndarray:
+    return _as_mask(_reading(path, af.entries[name].load), f"{name!r} in {path.name}")
 
 
 def _as_mask(arr: Any, source: str) -> np.ndarray:
@@ -207,18 +215,14 @@ def _read_arrays(af: ArrayFile, path: Path, key: str | None, gt: Any,
         raise FencliError(f"{path.name} holds a single array: --key does not apply")
     name = _pick_cube(af, key, path)
     cube = _reading(path, af.entries[name].load).transpose(_layout_perm(layout))
-    gt_arr, gt_source = None, None
-    if gt is None:
-        gname = _resolve(af.entries, gt_key, path) if gt_key is not None else _find_gt(af)
-        if gname is not None:
-            gt_arr = _as_mask(_reading(path, af.entries[gname].load), f"{gname!r} in {path.name}")
-            if layout.lower().index("w") < layout.lower().index("h"):
-                gt_arr = gt_arr.T  # stored with the same axis order as the cube
-            gt_source = gname
+    gname = _gt_name(af, gt_key, path) if gt is None else None
+    gt_arr = None if gname is None else _load_mask(af, gname, path)
+    if gt_arr is not None and layout.lower().index("w") < layout.lower().index("h"):
+        gt_arr = gt_arr.T  # stored with the same axis order as the cube
     attrs = af.attrs(name)
     meta = {"format": af.format, "key": name, "georef": attrs or None,
             "wavelengths": _wavelengths(af, attrs, cube.shape[2])}
-    return cube, gt_arr, gt_source, meta
+    return cube, gt_arr, gname, meta
 
 
 def read_mask(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
@@ -240,18 +244,11 @@ def read_mask(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
         return _as_mask(cube[:, :, 0], path.name)
     af = _reading(path, partial(fmt.open_arrays, path))
     try:
-        if key is not None:
-            name = _resolve(af.entries, key, path)
-        else:
-            name = _find_gt(af)
-            masks = [n for n, e in af.entries.items() if _mask_like(e)]
-            if name is None and len(masks) == 1:
-                name = masks[0]
-            if name is None:
-                listed = ", ".join(f"{n} ({e.describe()})" for n, e in list(af.entries.items())[:20])
-                raise FencliError(f"cannot tell which array of {path.name} is the ground truth "
-                                  f"(found: {listed or 'nothing'}); name it with --gt-key")
-        return _as_mask(_reading(path, af.entries[name].load), f"{name!r} in {path.name}")
+        name = _gt_name(af, key, path, sole=True)
+        if name is None:
+            raise FencliError(f"cannot tell which array of {path.name} is the ground truth "
+                              f"(found: {_listing(af) or 'nothing'}); name it with --gt-key")
+        return _load_mask(af, name, path)
     finally:
         af.close()
 
@@ -278,8 +275,7 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
     floating = np.dtype(cube.dtype).kind == "f"
     lo, hi = np.full(b, np.inf), np.full(b, -np.inf)
     bad_values, bad_pixels = np.zeros(b, np.int64), 0
-    rows = row_chunk(w, b, np.dtype(cube.dtype).itemsize, chunk_bytes)
-    for _, chunk in iter_rows(open_cube(cube), chunk=rows):  # bounded memory on file-backed cubes too
+    for chunk in iter_rows(open_cube(cube), chunk_bytes):  # bounded memory on file-backed cubes too
         clo, chi = chunk.min(axis=(0, 1)), chunk.max(axis=(0, 1))
         if floating and not (np.isfinite(clo).all() and np.isfinite(chi).all()):
             finite = np.isfinite(chunk)  # NaN or Inf somewhere in this block: the slow path
@@ -299,10 +295,10 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
         if empty.size:
             raise FencliError(f"{name}: band(s) {_few(empty)} hold no finite value: "
                               "nothing to fill with")
-        cube = _fill_nonfinite(cube, chunk_bytes)
+        cube = _fill_nonfinite(cube, h * w - bad_values, chunk_bytes)
         report["filled"] = True
         report["notes"].append(f"filled {what} with their band means")
-    checked_range(float(lo.min()), float(hi.max()), f"the cube of {name}")
+    report["min"], report["max"] = checked_range(float(lo.min()), float(hi.max()), f"the cube of {name}")
     constant = np.flatnonzero(lo == hi)
     if constant.size:
         if constant_bands == "error":
@@ -311,7 +307,6 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
                               "select other bands")
         report["constant_bands"] = constant.tolist()
         report["notes"].append(f"kept {constant.size} constant band(s): {_few(constant)}")
-    report["min"], report["max"] = float(lo.min()), float(hi.max())
     report["band_min"], report["band_max"] = lo.tolist(), hi.tolist()  # the engine's range of any leading bands
     return cube, report
 
@@ -321,15 +316,11 @@ def _few(indices: np.ndarray, n: int = 5) -> str:
     return shown + (f" and {indices.size - n} more" if indices.size > n else "")
 
 
-def _fill_nonfinite(cube: Any, chunk_bytes: int) -> np.ndarray:
-    """An in-memory copy with each NaN/Inf replaced by its band's mean of finite values."""
+def _fill_nonfinite(cube: Any, n_finite: np.ndarray, chunk_bytes: int) -> np.ndarray:
+    """An in-memory copy with each NaN/Inf replaced by its band's mean of its ``n_finite`` finite values."""
     out = np.array(cube)  # never write into the user's file through a memmap
-    total, count = np.zeros(out.shape[2]), np.zeros(out.shape[2], np.int64)
-    rows = row_chunk(out.shape[1], out.shape[2], out.dtype.itemsize, chunk_bytes)
-    for _, chunk in iter_rows(open_cube(out), chunk=rows):
-        finite = np.isfinite(chunk)
-        total += np.where(finite, chunk, 0).sum(axis=(0, 1), dtype=np.float64)
-        count += np.count_nonzero(finite, axis=(0, 1))
-    mask = ~np.isfinite(out)
-    out[mask] = np.broadcast_to((total / count).astype(out.dtype), out.shape)[mask]
+    total = np.zeros(out.shape[2])
+    for chunk in iter_rows(open_cube(out), chunk_bytes):
+        total += np.where(np.isfinite(chunk), chunk, 0).sum(axis=(0, 1), dtype=np.float64)
+    np.copyto(out, (total / n_finite).astype(out.dtype), where=~np.isfinite(out))
     return out

@@ -48,22 +48,20 @@ def checked_range(lo: float, hi: float, what: str = "the cube") -> tuple[float, 
     return lo, hi
 
 
-def minmax01(cube: np.ndarray, vrange: tuple[float, float] | None = None,
-             dtype: type = np.float64) -> np.ndarray:
-    """Affine map of the whole array to [0, 1] with one global range (the detectors' first step)."""
+def minmax01(cube: np.ndarray, vrange: tuple[float, float] | None = None) -> np.ndarray:
+    """Affine map of the whole array to float64 [0, 1] with one global range (the detectors' first step)."""
     lo, hi = vrange if vrange is not None else value_range(cube)
-    out = np.asarray(cube, dtype=dtype) - dtype(lo)
-    out *= dtype(1.0 / (hi - lo))
+    out = np.asarray(cube, dtype=np.float64) - np.float64(lo)
+    out *= np.float64(1.0 / (hi - lo))
     return out
 
 
-def fen_scale(cube: np.ndarray, vrange: tuple[float, float] | None = None,
-              dtype: type = np.float64) -> np.ndarray:
+def fen_scale(cube: np.ndarray, vrange: tuple[float, float] | None = None) -> np.ndarray:
     """The FEN's value scaling, same layout: one global min-max to [-1, 1], times 0.1."""
-    x = minmax01(cube, vrange, dtype)
-    x *= dtype(2.0)
-    x -= dtype(1.0)
-    x *= dtype(FEN_SCALE)
+    x = minmax01(cube, vrange)
+    x *= 2.0
+    x -= 1.0
+    x *= FEN_SCALE
     return x
 
 

@@ -58,12 +58,9 @@ def grid(h: int, w: int, tile: int | tuple[int, int], halo: int, align: int = 1)
     th, tw = (tile, tile) if isinstance(tile, int) else tile
     if min(th, tw) < 1:
         raise FencliError(f"--tile must be at least 1, got {tile}")
-    out = []
-    for r0, r1 in split(h, th, align):
-        for c0, c1 in split(w, tw, align):
-            ext = (max(0, r0 - halo), min(h, r1 + halo), max(0, c0 - halo), min(w, c1 + halo))
-            out.append(Tile((r0, r1, c0, c1), ext))
-    return out
+    return [Tile((r0, r1, c0, c1),
+                 (max(0, r0 - halo), min(h, r1 + halo), max(0, c0 - halo), min(w, c1 + halo)))
+            for r0, r1 in split(h, th, align) for c0, c1 in split(w, tw, align)]
 
 
 def default_tile(bands: int, budget: int | None = None) -> int:
@@ -101,20 +98,8 @@ class Cube:
             self._mm.madvise(mmap.MADV_DONTNEED)  # drop the slab's pages from our resident set
         return out
 
-    def rows(self, r0: int, r1: int, bands: int | None = None) -> np.ndarray:
-        return self.window(r0, r1, 0, self.shape[1], bands)
-
-    def close(self) -> None:
-        pass
-
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_mm": None}  # an mmap does not pickle; the copy reads the array
-
-    def __enter__(self) -> "Cube":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _root_mmap(arr: Any) -> mmap.mmap | None:
@@ -139,7 +124,6 @@ class RawCube(Cube):
         self.dtype = np.dtype(dtype)
         self.offset = offset
         self.writable = writable
-        self._mm = None
         self._f = open(self.path, "r+b" if writable else "rb", buffering=0)
 
     def __getstate__(self) -> dict:
@@ -177,6 +161,12 @@ class RawCube(Cube):
 
     def close(self) -> None:
         self._f.close()
+
+    def __enter__(self) -> RawCube:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def open_cube(source: Any) -> Cube:
@@ -224,8 +214,8 @@ def row_tiles(h: int, w: int, rows: int) -> list[Tile]:
     return grid(h, w, (rows, w), 0)
 
 
-def iter_rows(cube: Cube, bands: int | None = None, chunk: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, rows block) over the whole cube, about ``chunk`` rows at a time."""
+def iter_rows(cube: Cube, budget: int = 64 << 20) -> Iterator[np.ndarray]:
+    """Whole-row blocks over the cube, each under ``budget`` bytes in the cube's own dtype."""
     h, w, b = cube.shape
-    for t in row_tiles(h, w, chunk or row_chunk(w, bands or b)):
-        yield t.core[0], cube.window(*t.ext, bands)
+    for t in row_tiles(h, w, row_chunk(w, b, cube.dtype.itemsize, budget)):
+        yield cube.window(*t.ext)

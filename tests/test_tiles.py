@@ -40,7 +40,7 @@ def test_rawcube_windows_equal_numpy_slices(tmp_path):
     cube = open_cube(tmp_path / "a.npy")
     assert isinstance(cube, RawCube) and cube.shape == a.shape
     np.testing.assert_array_equal(cube.window(3, 9, 2, 11, 4), a[3:9, 2:11, :4])
-    np.testing.assert_array_equal(cube.rows(0, 23), a)
+    np.testing.assert_array_equal(cube.window(0, 23, 0, 17), a)
     cube.close()
 
 
@@ -52,7 +52,7 @@ def test_fortran_npy_and_memmap_go_through_the_generic_reader(tmp_path):
     assert type(cube) is Cube
     np.testing.assert_array_equal(cube.window(1, 7, 2, 5, 3), a[1:7, 2:5, :3])
     mm = np.load(tmp_path / "f.npy", mmap_mode="r")
-    np.testing.assert_array_equal(Cube(mm[:, :, :2]).rows(2, 6), a[2:6, :, :2])
+    np.testing.assert_array_equal(Cube(mm[:, :, :2]).window(2, 6, 0, 9), a[2:6, :, :2])
 
 
 def test_create_raw_writes_blocks_into_a_loadable_npy(tmp_path):
@@ -72,7 +72,7 @@ def test_truncated_npy_is_a_clear_error(tmp_path):
     (tmp_path / "t.npy").write_bytes(data[: len(data) // 2])
     cube = open_cube(tmp_path / "t.npy")
     with pytest.raises(FencliError, match="truncated"):
-        cube.rows(0, 10)
+        cube.window(0, 10, 0, 10)
 
 
 def test_scan_matches_numpy_with_small_chunks_and_rejects_constant_and_nan(monkeypatch):
@@ -107,7 +107,7 @@ def test_memmap_windows_do_not_accumulate_file_pages_in_the_resident_set(tmp_pat
     del a
     before = _rss_file()
     cube = Cube(np.load(tmp_path / "big.npy", mmap_mode="r"))
-    total = sum(float(cube.rows(r, r + 20).sum()) for r in range(0, 400, 20))
+    total = sum(float(cube.window(r, r + 20, 0, 250).sum()) for r in range(0, 400, 20))
     assert total == 400 * 250 * 200
     assert _rss_file() - before < 20 << 20  # without madvise all 80 MB would stay resident
     raw = open_cube(tmp_path / "big.npy")
@@ -129,4 +129,4 @@ def test_hdf5_and_mat73_cubes_are_read_by_window(tmp_path):
     with open(tmp_path / "m.mat", "r+b") as f:
         f.write(b"MATLAB 7.3 MAT-file".ljust(116) + bytes(8) + b"\x00\x02IM")
     cube = Cube(read_scene(tmp_path / "m.mat", validate=False).cube)
-    np.testing.assert_array_equal(cube.rows(3, 8), a[3:8])
+    np.testing.assert_array_equal(cube.window(3, 8, 0, 13), a[3:8])

@@ -36,19 +36,14 @@ class LazyCube:
     ``transpose`` and ``np.asarray`` (which reads everything). Other indexing materializes first.
     """
 
-    def __init__(self, source: Any, perm: tuple[int, ...] | None = None) -> None:
+    def __init__(self, source: Any, perm: tuple[int, ...]) -> None:
         self.source = source
-        self.perm = tuple(range(len(source.shape))) if perm is None else tuple(perm)
+        self.perm = tuple(perm)
         self.shape = tuple(source.shape[p] for p in self.perm)
         self.dtype = np.dtype(source.dtype)
 
     ndim = property(lambda self: len(self.shape))
-    size = property(lambda self: int(np.prod(self.shape)))
-    nbytes = property(lambda self: self.size * self.dtype.itemsize)
     T = property(lambda self: self.transpose())
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def __repr__(self) -> str:
         return f"LazyCube(shape={self.shape}, dtype={self.dtype}, source={self.source!r})"

@@ -21,10 +21,8 @@ def open_arrays(path: Path) -> ArrayFile:
         return hdf5.open_arrays(path, matlab_classes=DTYPES)
     import scipy.io
 
-    entries = {}
-    for name, shape, cls in scipy.io.whosmat(path):
-        if cls in DTYPES:
-            entries[name] = Entry(tuple(shape), DTYPES[cls], partial(_load, path, name))
+    entries = {name: Entry(tuple(shape), DTYPES[cls], partial(_load, path, name))
+               for name, shape, cls in scipy.io.whosmat(path) if cls in DTYPES}
     return ArrayFile(entries, "mat-v5")
 
 
