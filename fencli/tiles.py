@@ -63,6 +63,18 @@ def grid(h: int, w: int, tile: int | tuple[int, int], halo: int, align: int = 1)
             for r0, r1 in split(h, th, align) for c0, c1 in split(w, tw, align)]
 
 
+def available_memory() -> int:
+    """Bytes the system can give without swapping: Linux's MemAvailable, read directly (importing
+    psutil costs 0.05 s of every command), else psutil's figure (the same one on Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        import psutil
+
+        return psutil.virtual_memory().available
+
+
 def default_tile(bands: int, budget: int | None = None) -> int:
     """Tile side whose FEN activations fit a memory budget (default: 1/8 of available RAM, <= 1 GiB).
 
@@ -70,9 +82,7 @@ def default_tile(bands: int, budget: int | None = None) -> int:
     about ``(6 * 256 + 3 * bands) * 4`` bytes at peak.
     """
     if budget is None:
-        import psutil
-
-        budget = min(psutil.virtual_memory().available // 8, 1 << 30)
+        budget = min(available_memory() // 8, 1 << 30)
     per_px = (6 * 256 + 3 * bands) * 4
     side = int(math.sqrt(budget / per_px)) - 2 * FEN_HALO
     return max(64, min(1024, side))

@@ -3,7 +3,8 @@
 ============================  =======================================================  =========
 extension                     how                                                       lazy
 ============================  =======================================================  =========
-``.mat`` v4 / v5 / v7         :mod:`scipy.io`; only the chosen variables are loaded     no
+``.mat`` v5 / v7              read here (v4, big-endian: :mod:`scipy.io`); only the     no
+                              chosen variables are loaded
 ``.mat`` v7.3 (HDF5)          :mod:`h5py`; MATLAB writes column-major, so every array   yes
                               is read with its axes reversed
 ``.npy``                      :func:`numpy.load` with ``mmap_mode="r"``                 yes
