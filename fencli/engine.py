@@ -32,8 +32,9 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from functools import partial
+from functools import partial, reduce
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -85,10 +86,13 @@ class Result:
     shape: tuple[int, ...] = ()
 
 
-def check_size(shape: tuple[int, ...]) -> None:
-    h, w = shape[:2]
+def _open(source: Any, bands: int | None, enhancer: Any) -> tuple[Cube, int]:
+    """The scene as a :class:`~fencli.tiles.Cube`, refused when too small, and the bands it keeps."""
+    cube = open_cube(source)
+    h, w, nb = cube.shape
     if h < MIN_SIDE or w < MIN_SIDE:
         raise FencliError(f"the scene is {h} x {w} pixels: at least {MIN_SIDE} x {MIN_SIDE} are needed")
+    return cube, kept_bands(nb, bands, enhancer)
 
 
 def kept_bands(available: int, bands: int | None, enhancer: Any) -> int:
@@ -110,16 +114,15 @@ def known_range(band_range: tuple[Any, Any] | None, bands: int) -> tuple[float, 
 def plan_tile(shape: tuple[int, ...], bands: int, tile: int | None, executor: Any = None) -> int:
     """The FEN pass's tile side, or 0 for the whole scene in memory: ``tile`` when given, else
     tiles only when the scene is larger than a tile the available memory allows."""
+    distributed = executor is not None and not isinstance(executor, Local)
     if tile is not None and tile < 0:
         raise FencliError(f"--tile must be >= 0, got {tile}")
-    if tile == 0 and executor is not None and not isinstance(executor, Local):
+    if tile == 0 and distributed:
         raise FencliError("--engine dask works on tiles: --tile 0 does not apply")
     if tile is not None:
         return tile
     side = default_tile(bands)
-    if executor is not None and not isinstance(executor, Local):
-        return side
-    return 0 if max(shape[0], shape[1]) <= side else side
+    return 0 if max(shape[0], shape[1]) <= side and not distributed else side
 
 
 # --- the passes: module-level functions of picklable arguments, so any executor can run them ----
@@ -176,15 +179,11 @@ def _scale_task(tile: Tile, out: RawCube, factor: float) -> None:
     out.write(tile.core[0], tile.core[2], (block * np.float32(factor)).astype(out.dtype))
 
 
-def _pixels(tile: Tile) -> int:
-    r0, r1, c0, c1 = tile.core
-    return (r1 - r0) * (c1 - c0)
-
-
 def _walk(executor: Any, fn: Callable[[Tile], Any], tiles: list[Tile], progress: Progress | None) -> Iterator[Any]:
     for t, part in zip(tiles, executor.map(fn, tiles)):
         if progress:
-            progress(_pixels(t))
+            r0, r1, c0, c1 = t.core
+            progress((r1 - r0) * (c1 - c0))
         yield part
 
 
@@ -198,10 +197,9 @@ def scan(cube: Cube, bands: int, *, stats: bool, vrange: tuple[float, float] | N
         if progress:
             progress(h * w)
         return Partial(*checked_range(*vrange))
-    total = Partial()
-    for part in _walk(executor or Local(), partial(_scan_task, cube=cube, bands=bands, stats=stats),
-                      row_tiles(h, w, row_chunk(w, bands)), progress):
-        total.merge(part)
+    task = partial(_scan_task, cube=cube, bands=bands, stats=stats)
+    parts = _walk(executor or Local(), task, row_tiles(h, w, row_chunk(w, bands)), progress)
+    total = reduce(Partial.merge, parts, Partial())
     checked_range(total.lo, total.hi)
     return total
 
@@ -217,9 +215,7 @@ def enhance_pass(cube: Cube, enhancer: Enhancer, out: Any, *, bands: int, tile: 
     task = partial(_fen_task, cube=cube, bands=bands, fen=enhancer.tile_fen(scene.stats, vrange), vrange=vrange,
                    out=out, stats=stats, sumsq=sumsq)
     h, w, _ = cube.shape
-    total = Partial()
-    for part in _walk(executor, task, grid(h, w, tile, FEN_HALO), progress):
-        total.merge(part)
+    total = reduce(Partial.merge, _walk(executor, task, grid(h, w, tile, FEN_HALO), progress), Partial())
     checked_range(total.lo, total.hi, "the FEN output")
     return total
 
@@ -263,10 +259,8 @@ def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, b
     spares a tiled run the pass that would only find the value range.
     """
     detector = make_detector(method, options)  # an unknown method or option fails before any work
-    cube = open_cube(source)
+    cube, b = _open(source, bands, enhancer)
     h, w, nb = cube.shape
-    check_size(cube.shape)
-    b = kept_bands(nb, bands, enhancer)
     detector.configure(b)
     side = plan_tile(cube.shape, b, tile, executor)
     vrange = known_range(band_range, b)
@@ -281,12 +275,11 @@ def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, b
         scores = detector.whole(data)
     else:
         executor = executor or Local()
-        tmp = None
-        try:
+        with ExitStack() as cleanup:  # the enhanced cube is closed, then its folder removed
             t0 = time.perf_counter()
             if enhancer is not None:
-                tmp = tempfile.TemporaryDirectory(prefix="fencli-", dir=workdir)
-                det_cube = create_raw(Path(tmp.name) / "enhanced.npy", (h, w, b), np.float32)
+                tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="fencli-", dir=workdir)))
+                det_cube = cleanup.enter_context(create_raw(tmp / "enhanced.npy", (h, w, b), np.float32))
                 part = enhance_pass(cube, enhancer, det_cube, bands=b, tile=side, stats=detector.needs_stats,
                                     vrange=vrange, executor=executor, progress=progress)
                 seconds["enhance"] = time.perf_counter() - t0
@@ -298,10 +291,6 @@ def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, b
             detector.fit(part.stats, (part.lo, part.hi))
             scores = detect_pass(det_cube, detector, bands=det_bands, tile=tile or DETECT_TILE,
                                  executor=executor, progress=progress)
-        finally:
-            if tmp is not None:
-                det_cube.close()
-                tmp.cleanup()
     seconds["detect"] = time.perf_counter() - t0
     auc, metrics = None, {}
     if gt is not None:
@@ -317,18 +306,15 @@ def enhance(source: Any, enhancer: Enhancer, *, bands: int | None = None, tile: 
     """The FEN-enhanced ``H x W x B`` float32 cube: in memory (returned) when the scene is one tile,
     else streamed tile by tile into ``out`` (a file-backed cube of that shape; returns None).
     ``band_range``: as for :func:`run`."""
-    cube = open_cube(source)
-    h, w, nb = cube.shape
-    check_size(cube.shape)
-    b = kept_bands(nb, bands, enhancer)
+    cube, b = _open(source, bands, enhancer)
+    h, w, _ = cube.shape
     side = plan_tile(cube.shape, b, tile, executor) if out is not None else 0
     if side == 0:
         return enhancer.enhance(_whole_array(cube, b))
     executor = executor or Local()
     supp = enhancer.info.variant == "supp"  # only its global norm needs the sum of squares
     part = enhance_pass(cube, enhancer, out, bands=b, tile=side, stats=False, sumsq=supp,
-                        vrange=known_range(band_range, b),
-                        executor=executor, progress=progress)
+                        vrange=known_range(band_range, b), executor=executor, progress=progress)
     if supp:  # the global Frobenius norm the tiles left out
         list(executor.map(partial(_scale_task, out=out, factor=1.0 / math.sqrt(part.sumsq)),
                           row_tiles(h, w, row_chunk(w, b, itemsize=4))))
