@@ -1,8 +1,8 @@
 """The one engine: a scene walks a tile grid through scan -> enhance -> fit -> score -> finish.
 
 Every command, the benchmarks and the tests call :func:`run` (detection) or :func:`enhance`. A scene
-is processed in passes over tiles; each pass maps one function over its tiles through an executor
-(:class:`Local`, or :class:`fencli.executors.DaskExecutor`: the same plan, tasks on a cluster):
+is processed in passes over tiles; each pass maps one function over its tiles, in this process or
+through an executor (:class:`fencli.cluster.DaskExecutor`: the same plan, tasks on a cluster):
 
 1. **scan** (row chunks): NaN/Inf check, the global value range, and where needed the float64
    :class:`~fencli.detectors.RXStats` (the adaptive FEN's ConvH, raw GRX/SLRX backgrounds);
@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial, reduce
@@ -63,13 +63,6 @@ class Enhancer(Protocol):
     def enhance(self, cube: np.ndarray) -> np.ndarray: ...
 
     def tile_fen(self, stats: RXStats | None, vrange: tuple[float, float]) -> Callable[[np.ndarray], np.ndarray]: ...
-
-
-class Local:
-    """Runs a pass's tasks one after another in this process (the tiles stream through memory)."""
-
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
-        return map(fn, items)
 
 
 @dataclass
@@ -113,16 +106,15 @@ def known_range(band_range: tuple[Any, Any] | None, bands: int) -> tuple[float, 
 
 def plan_tile(shape: tuple[int, ...], bands: int, tile: int | None, executor: Any = None) -> int:
     """The FEN pass's tile side, or 0 for the whole scene in memory: ``tile`` when given, else
-    tiles only when the scene is larger than a tile the available memory allows."""
-    distributed = executor is not None and not isinstance(executor, Local)
+    tiles only when the scene is larger than a tile the available memory allows (an executor: always)."""
     if tile is not None and tile < 0:
         raise FencliError(f"--tile must be >= 0, got {tile}")
-    if tile == 0 and distributed:
+    if tile == 0 and executor is not None:
         raise FencliError("--engine dask works on tiles: --tile 0 does not apply")
     if tile is not None:
         return tile
     side = default_tile(bands)
-    return 0 if max(shape[0], shape[1]) <= side and not distributed else side
+    return 0 if max(shape[0], shape[1]) <= side and executor is None else side
 
 
 # --- the passes: module-level functions of picklable arguments, so any executor can run them ----
@@ -180,7 +172,8 @@ def _scale_task(tile: Tile, out: RawCube, factor: float) -> None:
 
 
 def _walk(executor: Any, fn: Callable[[Tile], Any], tiles: list[Tile], progress: Progress | None) -> Iterator[Any]:
-    for t, part in zip(tiles, executor.map(fn, tiles)):
+    """``fn`` over ``tiles``, in this process when ``executor`` is None; results in tile order."""
+    for t, part in zip(tiles, map(fn, tiles) if executor is None else executor.map(fn, tiles)):
         if progress:
             r0, r1, c0, c1 = t.core
             progress((r1 - r0) * (c1 - c0))
@@ -198,7 +191,7 @@ def scan(cube: Cube, bands: int, *, stats: bool, vrange: tuple[float, float] | N
             progress(h * w)
         return Partial(*checked_range(*vrange))
     task = partial(_scan_task, cube=cube, bands=bands, stats=stats)
-    parts = _walk(executor or Local(), task, row_tiles(h, w, row_chunk(w, bands)), progress)
+    parts = _walk(executor, task, row_tiles(h, w, row_chunk(w, bands)), progress)
     total = reduce(Partial.merge, parts, Partial())
     checked_range(total.lo, total.hi)
     return total
@@ -209,7 +202,6 @@ def enhance_pass(cube: Cube, enhancer: Enhancer, out: Any, *, bands: int, tile: 
                  progress: Progress | None = None) -> Partial:
     """Passes 1 and 2: scan the input, then the per-tile FEN over ``cube[:, :, :bands]`` into ``out``;
     returns the output's range, and when asked its sum of squares and statistics."""
-    executor = executor or Local()
     scene = scan(cube, bands, stats=enhancer.needs_scene_stats, vrange=vrange, executor=executor, progress=progress)
     vrange = (scene.lo, scene.hi)
     task = partial(_fen_task, cube=cube, bands=bands, fen=enhancer.tile_fen(scene.stats, vrange), vrange=vrange,
@@ -230,7 +222,7 @@ def detect_pass(cube: Cube, detector: Detector, *, bands: int | None, tile: int,
         tiles = grid(h, w, max(tile, detector.min_tile), detector.halo, align=detector.align)
     maps = np.empty((detector.maps, h, w))
     task = partial(_score_task, cube=cube, bands=bands, detector=detector)
-    for t, part in zip(tiles, _walk(executor or Local(), task, tiles, progress)):
+    for t, part in zip(tiles, _walk(executor, task, tiles, progress)):
         maps[:, t.core[0]:t.core[1], t.core[2]:t.core[3]] = part
     return detector.finish(maps)
 
@@ -274,7 +266,6 @@ def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, b
         t0 = time.perf_counter()
         scores = detector.whole(data)
     else:
-        executor = executor or Local()
         with ExitStack() as cleanup:  # the enhanced cube is closed, then its folder removed
             t0 = time.perf_counter()
             if enhancer is not None:
@@ -311,11 +302,10 @@ def enhance(source: Any, enhancer: Enhancer, *, bands: int | None = None, tile: 
     side = plan_tile(cube.shape, b, tile, executor) if out is not None else 0
     if side == 0:
         return enhancer.enhance(_whole_array(cube, b))
-    executor = executor or Local()
     supp = enhancer.info.variant == "supp"  # only its global norm needs the sum of squares
     part = enhance_pass(cube, enhancer, out, bands=b, tile=side, stats=False, sumsq=supp,
                         vrange=known_range(band_range, b), executor=executor, progress=progress)
     if supp:  # the global Frobenius norm the tiles left out
-        list(executor.map(partial(_scale_task, out=out, factor=1.0 / math.sqrt(part.sumsq)),
-                          row_tiles(h, w, row_chunk(w, b, itemsize=4))))
+        list(_walk(executor, partial(_scale_task, out=out, factor=1.0 / math.sqrt(part.sumsq)),
+                   row_tiles(h, w, row_chunk(w, b, itemsize=4)), None))
     return None
