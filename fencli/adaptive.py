@@ -34,13 +34,13 @@ import numpy as np
 from fencli.convh import CONVH_WIDTH, as_convh, leading_eigenvectors
 from fencli.detectors import RXStats, one_blas_thread
 from fencli.errors import FencliError
-from fencli.models import ADAPTIVE, ADAPTIVE_CORE as CORE_NAME, ADAPTIVE_MIN_BANDS, find_installed
+from fencli.models import (ADAPTIVE, ADAPTIVE_CORE as CORE_NAME, ADAPTIVE_MIN_BANDS as MIN_BANDS,
+                           find_installed)
 from fencli.preprocess import FEN_SCALE, checked_range, fen_input, value_range
 from fencli.runtime import CORE_FORMAT, OnnxModel, per_process
 
 HEAD_WIDTH = 256  # the reference's head width for B > 128, used for every B (the core cannot depend on B)
 OUTPUT_SEED = 14  # NumPy seed of the output layer (the core's torch seed is in its metadata)
-MIN_BANDS = ADAPTIVE_MIN_BANDS
 CORE_INPUTS = ("x", "convh", "w_out", "b_out")  # the core graph's inputs, in this order
 CORE_OUTPUT = "y"
 
@@ -144,23 +144,20 @@ def scene_convh(stats: RXStats, vrange: tuple[float, float] | None) -> np.ndarra
 class SceneFen:
     """The adaptive FEN fixed to one scene's ConvH: a per-tile FEN (``1 x B x h x w`` in, same out).
 
-    Picklable (it holds arrays and the device asked, not the session), so Dask workers can run it.
+    Picklable (arrays, and the FEN pickles as :func:`get_adaptive`), so Dask workers can run it.
     """
 
-    def __init__(self, convh: np.ndarray, device: str, threads: int | None) -> None:
+    def __init__(self, convh: np.ndarray, fen: AdaptiveFEN) -> None:
         self.convh = np.ascontiguousarray(convh[:, :, None, None], dtype=np.float32)
         weight, self.bias = output_layer(convh.shape[1])
         self.weight = np.ascontiguousarray(weight[:, :, None, None])
-        self.device, self.threads = device, threads
-
-    @property
-    def bands(self) -> int:
-        return self.convh.shape[1]
+        self.fen = fen
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if x.ndim != 4 or x.shape[1] != self.bands:
-            raise FencliError(f"this scene's adaptive FEN takes N x {self.bands} x H x W, got {x.shape}")
-        return get_adaptive(self.device, self.threads).run(x, self.convh, self.weight, self.bias)
+        bands = self.convh.shape[1]
+        if x.ndim != 4 or x.shape[1] != bands:
+            raise FencliError(f"this scene's adaptive FEN takes N x {bands} x H x W, got {x.shape}")
+        return self.fen.run(x, self.convh, self.weight, self.bias)
 
 
 class AdaptiveFEN(OnnxModel):
@@ -190,7 +187,7 @@ class AdaptiveFEN(OnnxModel):
         """The per-tile FEN of the scene whose raw values (all its kept bands) have statistics ``stats``
         and global range ``vrange`` (one streaming pass gathers both; None: ``stats`` are of the FEN
         input itself)."""
-        return SceneFen(scene_convh(stats, vrange), self.device_asked, self.threads)
+        return SceneFen(scene_convh(stats, vrange), self)
 
     def enhance(self, cube: np.ndarray) -> np.ndarray:
         """``H x W x B`` cube -> enhanced ``H x W x B`` float32, every band of the cube."""

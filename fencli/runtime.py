@@ -12,7 +12,7 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import cache, cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,7 @@ RUN_OPTIONS = ort.RunOptions()
 RUN_OPTIONS.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
 _LOADED: dict[tuple, Any] = {}
-_LOADED_LOCK = threading.RLock()  # re-entrant: a tile FEN loads its model's session inside
+_LOADED_LOCK = threading.Lock()
 
 
 def per_process(key: tuple, load: Callable[[], Any]) -> Any:
@@ -204,11 +204,21 @@ class FENSession(OnnxModel):
         if available < self.bands:
             raise FencliError(f"the scene has {available} bands but model {self.path.name} needs {self.bands}")
 
-    def tile_fen(self, stats: Any = None, vrange: Any = None) -> TileFen:
-        """The per-tile FEN (picklable, for any executor): the raw forward pass, and for a ``supp``
-        model the graph without its final division by the norm of whatever it is given (each tile
-        its own): the engine applies the scene's norm where it is needed."""
-        return TileFen(str(self.path), self.device_asked, self.threads, self.info.variant == "supp")
+    def tile_fen(self, stats: Any = None, vrange: Any = None) -> Callable[[np.ndarray], np.ndarray]:
+        """The per-tile FEN (a bound method: it pickles as this session's handle, for any executor):
+        the raw forward pass, and for a ``supp`` model the graph without its final division by the
+        norm of whatever it is given (each tile its own): the engine applies the scene's norm where
+        it is needed."""
+        return self.run_pre_norm if self.info.variant == "supp" else self.run
+
+    @cached_property
+    def _pre_norm_session(self) -> ort.InferenceSession:
+        graph = _pre_norm(self.path, self.info.output_name)
+        return ort.InferenceSession(graph, session_options(self.threads), providers=self.providers)
+
+    def run_pre_norm(self, x: np.ndarray) -> np.ndarray:
+        """A ``supp`` model's forward pass up to the numerator of its final division by the norm."""
+        return self._pre_norm_session.run(None, {self.info.input_name: x}, RUN_OPTIONS)[0]
 
     def enhance(self, cube: np.ndarray) -> np.ndarray:
         """``H x W x bands`` cube -> enhanced ``H x W x B`` float32 (B = the model's band count)."""
@@ -218,29 +228,6 @@ class FENSession(OnnxModel):
             raise FencliError("the scene holds NaN or infinite values in the model's bands")
         y = self.run(fen_input(sub))
         return np.ascontiguousarray(y[0].transpose(1, 2, 0))
-
-
-class TileFen:
-    """A model's per-tile forward pass as a picklable callable: the session (and for ``supp`` the cut
-    graph) is made on first use in each process, so Dask workers anywhere load the model themselves."""
-
-    def __init__(self, path: str, device: str = "auto", threads: int | None = None, cut_norm: bool = False) -> None:
-        self.path, self.device, self.threads, self.cut_norm = path, device, threads, cut_norm
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return per_process(("tile", self.path, self.device, self.threads, self.cut_norm), self._load)(x)
-
-    def _load(self) -> Callable[[np.ndarray], np.ndarray]:
-        session = get_session(self.path, self.device, self.threads)
-        if not self.cut_norm:
-            return session.run
-        cut = ort.InferenceSession(_pre_norm(session.path, session.info.output_name),
-                                   session_options(self.threads), providers=session.providers)
-        return partial(_run_cut, cut, session.info.input_name)
-
-
-def _run_cut(session: ort.InferenceSession, name: str, x: np.ndarray) -> np.ndarray:
-    return session.run(None, {name: x}, RUN_OPTIONS)[0]
 
 
 def _pre_norm(path: str | Path, output: str) -> bytes:
