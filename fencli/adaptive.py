@@ -25,8 +25,8 @@ the scene's by default (``--bands N`` keeps the first N); at least :data:`MIN_BA
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +34,13 @@ import numpy as np
 from fencli.convh import CONVH_WIDTH, as_convh, leading_eigenvectors
 from fencli.detectors import RXStats, one_blas_thread
 from fencli.errors import FencliError
-from fencli.models import ADAPTIVE, ADAPTIVE_CORE as CORE_NAME, ADAPTIVE_MIN_BANDS, find_installed
-from fencli.preprocess import FEN_SCALE, check_cube, checked_range, fen_input, value_range
+from fencli.models import (ADAPTIVE, ADAPTIVE_CORE as CORE_NAME, ADAPTIVE_MIN_BANDS as MIN_BANDS,
+                           find_installed)
+from fencli.preprocess import FEN_SCALE, checked_range, fen_input, value_range
+from fencli.runtime import CORE_FORMAT, OnnxModel, per_process
 
 HEAD_WIDTH = 256  # the reference's head width for B > 128, used for every B (the core cannot depend on B)
 OUTPUT_SEED = 14  # NumPy seed of the output layer (the core's torch seed is in its metadata)
-MIN_BANDS = ADAPTIVE_MIN_BANDS
 CORE_INPUTS = ("x", "convh", "w_out", "b_out")  # the core graph's inputs, in this order
 CORE_OUTPUT = "y"
 
@@ -58,8 +59,6 @@ class CoreInfo:
 
 def read_core_metadata(meta: dict[str, str], path: Path) -> CoreInfo:
     """Validate the core's ``metadata_props`` (written by ``export.adaptive``)."""
-    from fencli.runtime import CORE_FORMAT
-
     if meta.get("format") != CORE_FORMAT:
         raise FencliError(f"{path} is not an adaptive FEN core (format {meta.get('format')!r}): "
                           "rebuild it with `python -m export.adaptive`")
@@ -84,38 +83,6 @@ def core_path() -> Path:
         raise FencliError(f"the adaptive FEN's core {CORE_NAME}.onnx is not installed: "
                           "rebuild it with `python -m export.adaptive`")
     return path
-
-
-class _Core:
-    """One ONNX Runtime session on the core, shared by every scene of a process."""
-
-    def __init__(self, path: Path, device: str, threads: int | None) -> None:
-        from fencli.runtime import open_session
-
-        self.session = open_session(path, device, threads)
-        self.info = read_core_metadata(self.session.get_modelmeta().custom_metadata_map, path)
-        self.providers = self.session.get_providers()
-        self._lock = threading.Lock()
-
-    def run(self, x: np.ndarray, convh: np.ndarray, w_out: np.ndarray, b_out: np.ndarray) -> np.ndarray:
-        """``N x B x H x W`` FEN input and the B-dependent weights -> ``N x B x H x W`` enhanced."""
-        from fencli.runtime import RUN_OPTIONS
-
-        with self._lock:
-            return self.session.run([CORE_OUTPUT], dict(zip(CORE_INPUTS, (x, convh, w_out, b_out))),
-                                    RUN_OPTIONS)[0]
-
-
-_CORES: dict[tuple, _Core] = {}
-_CORES_LOCK = threading.Lock()
-
-
-def _core(path: str, device: str, threads: int | None) -> _Core:
-    key = (path, device, threads)
-    with _CORES_LOCK:
-        if key not in _CORES:
-            _CORES[key] = _Core(Path(path), device, threads)
-        return _CORES[key]
 
 
 def output_layer(bands: int, width: int = HEAD_WIDTH) -> tuple[np.ndarray, np.ndarray]:
@@ -177,47 +144,38 @@ def scene_convh(stats: RXStats, vrange: tuple[float, float] | None) -> np.ndarra
 class SceneFen:
     """The adaptive FEN fixed to one scene's ConvH: a per-tile FEN (``1 x B x h x w`` in, same out).
 
-    Picklable (it holds arrays and the core's location, not the session), so Dask workers can run it.
+    Picklable (arrays, and the FEN pickles as :func:`get_adaptive`), so Dask workers can run it.
     """
 
-    def __init__(self, convh: np.ndarray, path: str, device: str, threads: int | None) -> None:
+    def __init__(self, convh: np.ndarray, fen: AdaptiveFEN) -> None:
         self.convh = np.ascontiguousarray(convh[:, :, None, None], dtype=np.float32)
         weight, self.bias = output_layer(convh.shape[1])
         self.weight = np.ascontiguousarray(weight[:, :, None, None])
-        self.path, self.device, self.threads = path, device, threads
-
-    @property
-    def bands(self) -> int:
-        return self.convh.shape[1]
+        self.fen = fen
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if x.ndim != 4 or x.shape[1] != self.bands:
-            raise FencliError(f"this scene's adaptive FEN takes N x {self.bands} x H x W, got {x.shape}")
-        return _core(self.path, self.device, self.threads).run(x, self.convh, self.weight, self.bias)
+        bands = self.convh.shape[1]
+        if x.ndim != 4 or x.shape[1] != bands:
+            raise FencliError(f"this scene's adaptive FEN takes N x {bands} x H x W, got {x.shape}")
+        return self.fen.run(x, self.convh, self.weight, self.bias)
 
 
-class AdaptiveFEN:
-    """The adaptive FEN with :class:`fencli.runtime.FENSession`'s interface; ``bands`` is None (any)."""
+class AdaptiveFEN(OnnxModel):
+    """The adaptive FEN with :class:`fencli.runtime.FENSession`'s interface; ``bands`` is None (any).
+    Its session runs the core; get one through :func:`get_adaptive`."""
 
     name = ADAPTIVE
     bands = None
 
     def __init__(self, device: str = "auto", threads: int | None = None) -> None:
-        self.path = core_path()
-        core = _core(str(self.path), device, threads)
-        self.info = core.info
-        self.providers = core.providers
-        self.provider = self.providers[0]  # the one that runs the graph
-        self.device = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
-        self.threads = threads
-        self._device_asked = device
+        super().__init__(core_path(), device, threads, read_core_metadata)
 
     def __reduce__(self) -> tuple:
-        return get_adaptive, (self._device_asked, self.threads)  # Dask workers load the core themselves
+        return get_adaptive, (self.device_asked, self.threads)  # Dask workers load the core themselves
 
-    def check(self, cube: np.ndarray) -> None:
-        """Refuse a cube the adaptive FEN cannot enhance (wrong rank, too few bands, too small)."""
-        check_cube(cube, self.check_bands)
+    def run(self, x: np.ndarray, convh: np.ndarray, w_out: np.ndarray, b_out: np.ndarray) -> np.ndarray:
+        """``N x B x H x W`` FEN input and the B-dependent weights -> ``N x B x H x W`` enhanced."""
+        return self.run_graph([CORE_OUTPUT], dict(zip(CORE_INPUTS, (x, convh, w_out, b_out))))
 
     needs_scene_stats = True  # ConvH comes from the scene's statistics
 
@@ -226,13 +184,10 @@ class AdaptiveFEN:
             raise FencliError(f"the scene has {available} band(s); the adaptive FEN needs at least {MIN_BANDS}")
 
     def tile_fen(self, stats: RXStats, vrange: tuple[float, float] | None) -> SceneFen:
-        return self.for_scene(stats, vrange)
-
-    def for_scene(self, stats: RXStats, vrange: tuple[float, float] | None) -> SceneFen:
         """The per-tile FEN of the scene whose raw values (all its kept bands) have statistics ``stats``
         and global range ``vrange`` (one streaming pass gathers both; None: ``stats`` are of the FEN
         input itself)."""
-        return SceneFen(scene_convh(stats, vrange), str(self.path), self._device_asked, self.threads)
+        return SceneFen(scene_convh(stats, vrange), self)
 
     def enhance(self, cube: np.ndarray) -> np.ndarray:
         """``H x W x B`` cube -> enhanced ``H x W x B`` float32, every band of the cube."""
@@ -244,11 +199,11 @@ class AdaptiveFEN:
             raise FencliError("every pixel has the same spectrum: nothing to enhance")  # ones round
         with one_blas_thread():  # idle OpenBLAS threads would spin against ONNX Runtime's next run
             # raw-value statistics and the range, as the engine's tiled scan gathers them
-            scene = self.for_scene(RXStats(cube.shape[2]).fit(pixels_view(cube)), vrange)
+            scene = self.tile_fen(RXStats(cube.shape[2]).fit(pixels_view(cube)), vrange)
         y = scene(fen_input(cube, vrange))
         return np.ascontiguousarray(y[0].transpose(1, 2, 0))
 
 
 def get_adaptive(device: str = "auto", threads: int | None = None) -> AdaptiveFEN:
-    """The adaptive FEN for ``device`` and ``threads`` (its core session is shared per process)."""
-    return AdaptiveFEN(device, threads)
+    """The process-wide adaptive FEN for ``device`` and ``threads`` (one core session each)."""
+    return per_process(("adaptive", device, threads), partial(AdaptiveFEN, device, threads))

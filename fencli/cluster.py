@@ -56,9 +56,3 @@ def dask_client(scheduler: str | None = None, workers: int = 1, threads: int | N
                       dashboard_address=":0") as cluster, Client(cluster) as client:
         yield client
 
-
-@contextmanager
-def dask_executor(scheduler: str | None = None) -> Iterator[DaskExecutor]:
-    """A :class:`DaskExecutor` on a client of ``scheduler`` (or of a new LocalCluster)."""
-    with dask_client(scheduler) as client:
-        yield DaskExecutor(client)

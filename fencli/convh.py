@@ -38,15 +38,6 @@ def leading_eigenvectors(matrix: np.ndarray, k: int) -> np.ndarray:
     return rows
 
 
-def principal_directions(stats: RXStats, k: int) -> np.ndarray:
-    """The ``k`` leading unit eigenvectors of the statistics' covariance as rows ``(k, B)``, float64."""
-    if stats.n < 2:
-        raise FencliError("principal directions need at least 2 pixels")
-    if not 1 <= k <= stats.bands:
-        raise FencliError(f"cannot take {k} principal directions of {stats.bands} bands")
-    return leading_eigenvectors(stats.covariance, k)
-
-
 def as_convh(rows: np.ndarray, norm: float, width: int = CONVH_WIDTH) -> np.ndarray:
     """ConvH weights ``(width, B)`` float32 from ``k <= width`` orthonormal rows, scaled to Frobenius
     ``norm``; with fewer rows than ``width`` the missing ones are zero (the layer still takes 64 channels)."""
@@ -57,5 +48,8 @@ def as_convh(rows: np.ndarray, norm: float, width: int = CONVH_WIDTH) -> np.ndar
 
 
 def principal_convh(stats: RXStats, norm: float, width: int = CONVH_WIDTH) -> np.ndarray:
-    """ConvH weights ``(width, B)`` float32: the leading principal directions, scaled to Frobenius ``norm``."""
-    return as_convh(principal_directions(stats, min(width, stats.bands)), norm, width)
+    """ConvH weights ``(width, B)`` float32: the leading unit eigenvectors of the statistics'
+    covariance, scaled to Frobenius ``norm``."""
+    if stats.n < 2:
+        raise FencliError("principal directions need at least 2 pixels")
+    return as_convh(leading_eigenvectors(stats.covariance, min(width, stats.bands)), norm, width)

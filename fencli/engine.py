@@ -1,8 +1,8 @@
 """The one engine: a scene walks a tile grid through scan -> enhance -> fit -> score -> finish.
 
 Every command, the benchmarks and the tests call :func:`run` (detection) or :func:`enhance`. A scene
-is processed in passes over tiles; each pass maps one function over its tiles through an executor
-(:class:`Local`, or :class:`fencli.executors.DaskExecutor`: the same plan, tasks on a cluster):
+is processed in passes over tiles; each pass maps one function over its tiles, in this process or
+through an executor (:class:`fencli.cluster.DaskExecutor`: the same plan, tasks on a cluster):
 
 1. **scan** (row chunks): NaN/Inf check, the global value range, and where needed the float64
    :class:`~fencli.detectors.RXStats` (the adaptive FEN's ConvH, raw GRX/SLRX backgrounds);
@@ -31,9 +31,10 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from functools import partial
+from functools import partial, reduce
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,13 +65,6 @@ class Enhancer(Protocol):
     def tile_fen(self, stats: RXStats | None, vrange: tuple[float, float]) -> Callable[[np.ndarray], np.ndarray]: ...
 
 
-class Local:
-    """Runs a pass's tasks one after another in this process (the tiles stream through memory)."""
-
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
-        return map(fn, items)
-
-
 @dataclass
 class Result:
     """Scores of one scene by one method, with the evaluation when ground truth is known."""
@@ -85,10 +79,13 @@ class Result:
     shape: tuple[int, ...] = ()
 
 
-def check_size(shape: tuple[int, ...]) -> None:
-    h, w = shape[:2]
+def _open(source: Any, bands: int | None, enhancer: Any) -> tuple[Cube, int]:
+    """The scene as a :class:`~fencli.tiles.Cube`, refused when too small, and the bands it keeps."""
+    cube = open_cube(source)
+    h, w, nb = cube.shape
     if h < MIN_SIDE or w < MIN_SIDE:
         raise FencliError(f"the scene is {h} x {w} pixels: at least {MIN_SIDE} x {MIN_SIDE} are needed")
+    return cube, kept_bands(nb, bands, enhancer)
 
 
 def kept_bands(available: int, bands: int | None, enhancer: Any) -> int:
@@ -109,17 +106,15 @@ def known_range(band_range: tuple[Any, Any] | None, bands: int) -> tuple[float, 
 
 def plan_tile(shape: tuple[int, ...], bands: int, tile: int | None, executor: Any = None) -> int:
     """The FEN pass's tile side, or 0 for the whole scene in memory: ``tile`` when given, else
-    tiles only when the scene is larger than a tile the available memory allows."""
+    tiles only when the scene is larger than a tile the available memory allows (an executor: always)."""
     if tile is not None and tile < 0:
         raise FencliError(f"--tile must be >= 0, got {tile}")
-    if tile == 0 and executor is not None and not isinstance(executor, Local):
+    if tile == 0 and executor is not None:
         raise FencliError("--engine dask works on tiles: --tile 0 does not apply")
     if tile is not None:
         return tile
     side = default_tile(bands)
-    if executor is not None and not isinstance(executor, Local):
-        return side
-    return 0 if max(shape[0], shape[1]) <= side else side
+    return 0 if max(shape[0], shape[1]) <= side and executor is None else side
 
 
 # --- the passes: module-level functions of picklable arguments, so any executor can run them ----
@@ -176,15 +171,12 @@ def _scale_task(tile: Tile, out: RawCube, factor: float) -> None:
     out.write(tile.core[0], tile.core[2], (block * np.float32(factor)).astype(out.dtype))
 
 
-def _pixels(tile: Tile) -> int:
-    r0, r1, c0, c1 = tile.core
-    return (r1 - r0) * (c1 - c0)
-
-
 def _walk(executor: Any, fn: Callable[[Tile], Any], tiles: list[Tile], progress: Progress | None) -> Iterator[Any]:
-    for t, part in zip(tiles, executor.map(fn, tiles)):
+    """``fn`` over ``tiles``, in this process when ``executor`` is None; results in tile order."""
+    for t, part in zip(tiles, map(fn, tiles) if executor is None else executor.map(fn, tiles)):
         if progress:
-            progress(_pixels(t))
+            r0, r1, c0, c1 = t.core
+            progress((r1 - r0) * (c1 - c0))
         yield part
 
 
@@ -198,10 +190,9 @@ def scan(cube: Cube, bands: int, *, stats: bool, vrange: tuple[float, float] | N
         if progress:
             progress(h * w)
         return Partial(*checked_range(*vrange))
-    total = Partial()
-    for part in _walk(executor or Local(), partial(_scan_task, cube=cube, bands=bands, stats=stats),
-                      row_tiles(h, w, row_chunk(w, bands)), progress):
-        total.merge(part)
+    task = partial(_scan_task, cube=cube, bands=bands, stats=stats)
+    parts = _walk(executor, task, row_tiles(h, w, row_chunk(w, bands)), progress)
+    total = reduce(Partial.merge, parts, Partial())
     checked_range(total.lo, total.hi)
     return total
 
@@ -211,15 +202,12 @@ def enhance_pass(cube: Cube, enhancer: Enhancer, out: Any, *, bands: int, tile: 
                  progress: Progress | None = None) -> Partial:
     """Passes 1 and 2: scan the input, then the per-tile FEN over ``cube[:, :, :bands]`` into ``out``;
     returns the output's range, and when asked its sum of squares and statistics."""
-    executor = executor or Local()
     scene = scan(cube, bands, stats=enhancer.needs_scene_stats, vrange=vrange, executor=executor, progress=progress)
     vrange = (scene.lo, scene.hi)
     task = partial(_fen_task, cube=cube, bands=bands, fen=enhancer.tile_fen(scene.stats, vrange), vrange=vrange,
                    out=out, stats=stats, sumsq=sumsq)
     h, w, _ = cube.shape
-    total = Partial()
-    for part in _walk(executor, task, grid(h, w, tile, FEN_HALO), progress):
-        total.merge(part)
+    total = reduce(Partial.merge, _walk(executor, task, grid(h, w, tile, FEN_HALO), progress), Partial())
     checked_range(total.lo, total.hi, "the FEN output")
     return total
 
@@ -234,7 +222,7 @@ def detect_pass(cube: Cube, detector: Detector, *, bands: int | None, tile: int,
         tiles = grid(h, w, max(tile, detector.min_tile), detector.halo, align=detector.align)
     maps = np.empty((detector.maps, h, w))
     task = partial(_score_task, cube=cube, bands=bands, detector=detector)
-    for t, part in zip(tiles, _walk(executor or Local(), task, tiles, progress)):
+    for t, part in zip(tiles, _walk(executor, task, tiles, progress)):
         maps[:, t.core[0]:t.core[1], t.core[2]:t.core[3]] = part
     return detector.finish(maps)
 
@@ -263,10 +251,8 @@ def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, b
     spares a tiled run the pass that would only find the value range.
     """
     detector = make_detector(method, options)  # an unknown method or option fails before any work
-    cube = open_cube(source)
+    cube, b = _open(source, bands, enhancer)
     h, w, nb = cube.shape
-    check_size(cube.shape)
-    b = kept_bands(nb, bands, enhancer)
     detector.configure(b)
     side = plan_tile(cube.shape, b, tile, executor)
     vrange = known_range(band_range, b)
@@ -280,13 +266,11 @@ def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, b
         t0 = time.perf_counter()
         scores = detector.whole(data)
     else:
-        executor = executor or Local()
-        tmp = None
-        try:
+        with ExitStack() as cleanup:  # the enhanced cube is closed, then its folder removed
             t0 = time.perf_counter()
             if enhancer is not None:
-                tmp = tempfile.TemporaryDirectory(prefix="fencli-", dir=workdir)
-                det_cube = create_raw(Path(tmp.name) / "enhanced.npy", (h, w, b), np.float32)
+                tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="fencli-", dir=workdir)))
+                det_cube = cleanup.enter_context(create_raw(tmp / "enhanced.npy", (h, w, b), np.float32))
                 part = enhance_pass(cube, enhancer, det_cube, bands=b, tile=side, stats=detector.needs_stats,
                                     vrange=vrange, executor=executor, progress=progress)
                 seconds["enhance"] = time.perf_counter() - t0
@@ -298,10 +282,6 @@ def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, b
             detector.fit(part.stats, (part.lo, part.hi))
             scores = detect_pass(det_cube, detector, bands=det_bands, tile=tile or DETECT_TILE,
                                  executor=executor, progress=progress)
-        finally:
-            if tmp is not None:
-                det_cube.close()
-                tmp.cleanup()
     seconds["detect"] = time.perf_counter() - t0
     auc, metrics = None, {}
     if gt is not None:
@@ -317,19 +297,15 @@ def enhance(source: Any, enhancer: Enhancer, *, bands: int | None = None, tile: 
     """The FEN-enhanced ``H x W x B`` float32 cube: in memory (returned) when the scene is one tile,
     else streamed tile by tile into ``out`` (a file-backed cube of that shape; returns None).
     ``band_range``: as for :func:`run`."""
-    cube = open_cube(source)
-    h, w, nb = cube.shape
-    check_size(cube.shape)
-    b = kept_bands(nb, bands, enhancer)
+    cube, b = _open(source, bands, enhancer)
+    h, w, _ = cube.shape
     side = plan_tile(cube.shape, b, tile, executor) if out is not None else 0
     if side == 0:
         return enhancer.enhance(_whole_array(cube, b))
-    executor = executor or Local()
     supp = enhancer.info.variant == "supp"  # only its global norm needs the sum of squares
     part = enhance_pass(cube, enhancer, out, bands=b, tile=side, stats=False, sumsq=supp,
-                        vrange=known_range(band_range, b),
-                        executor=executor, progress=progress)
+                        vrange=known_range(band_range, b), executor=executor, progress=progress)
     if supp:  # the global Frobenius norm the tiles left out
-        list(executor.map(partial(_scale_task, out=out, factor=1.0 / math.sqrt(part.sumsq)),
-                          row_tiles(h, w, row_chunk(w, b, itemsize=4))))
+        list(_walk(executor, partial(_scale_task, out=out, factor=1.0 / math.sqrt(part.sumsq)),
+                   row_tiles(h, w, row_chunk(w, b, itemsize=4)), None))
     return None

@@ -10,8 +10,9 @@ from __future__ import annotations
 import ctypes
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import cache, cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -141,20 +142,50 @@ RUN_OPTIONS = ort.RunOptions()
 # top of it: the peak of `fencli detect --model ferd-200-supp` (100 x 100 x 200) falls by ~30 MiB.
 RUN_OPTIONS.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
+_LOADED: dict[tuple, Any] = {}
+_LOADED_LOCK = threading.Lock()
 
-class FENSession:
-    """An ONNX Runtime session on one exported FEN; get one through :func:`get_session`."""
 
-    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None) -> None:
+def per_process(key: tuple, load: Callable[[], Any]) -> Any:
+    """The one object for ``key`` in this process, loaded on first use: each model loads once."""
+    with _LOADED_LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = load()
+        return _LOADED[key]
+
+
+class OnnxModel:
+    """An ONNX Runtime session on a model file whose ``metadata_props`` ``read_meta`` validates: the
+    base of both enhancers (:class:`FENSession`, :class:`fencli.adaptive.AdaptiveFEN`)."""
+
+    def __init__(self, path: str | Path, device: str, threads: int | None,
+                 read_meta: Callable[[dict[str, str], Path], Any]) -> None:
         self.path = Path(path)
+        self.threads, self.device_asked = threads, device
         self.session = open_session(self.path, device, threads)
-        self.info = read_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+        self.info = read_meta(self.session.get_modelmeta().custom_metadata_map, self.path)
         self.providers = self.session.get_providers()
         self.device = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
         self.provider = self.providers[0]  # the one that runs the graph (ONNX Runtime falls back in order)
-        self.name = self.path.stem
-        self.threads, self.device_asked = threads, device
         self._lock = threading.Lock()
+
+    def run_graph(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The first of ``outputs`` for ``feeds``."""
+        with self._lock:  # one run at a time: each already uses every intra-op thread
+            return self.session.run(outputs, feeds, RUN_OPTIONS)[0]
+
+    def check(self, cube: np.ndarray) -> None:
+        """Refuse a cube this model cannot enhance (wrong rank, too few bands (the subclass's
+        ``check_bands``), too small)."""
+        check_cube(cube, self.check_bands)
+
+
+class FENSession(OnnxModel):
+    """An ONNX Runtime session on one exported FEN; get one through :func:`get_session`."""
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None) -> None:
+        super().__init__(path, device, threads, read_metadata)
+        self.name = self.path.stem
 
     def __reduce__(self) -> tuple:
         return get_session, (str(self.path), self.device_asked, self.threads)  # Dask workers load it themselves
@@ -165,12 +196,7 @@ class FENSession:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Raw forward pass: ``N x B x H x W`` float32 (already preprocessed) -> same shape."""
-        with self._lock:  # one run at a time: each already uses every intra-op thread
-            return self.session.run([self.info.output_name], {self.info.input_name: x}, RUN_OPTIONS)[0]
-
-    def check(self, cube: np.ndarray) -> None:
-        """Refuse a cube this model cannot enhance (wrong rank, too few bands, too small)."""
-        check_cube(cube, self.check_bands)
+        return self.run_graph([self.info.output_name], {self.info.input_name: x})
 
     needs_scene_stats = False  # the tiles need only the scene's value range
 
@@ -178,11 +204,21 @@ class FENSession:
         if available < self.bands:
             raise FencliError(f"the scene has {available} bands but model {self.path.name} needs {self.bands}")
 
-    def tile_fen(self, stats: Any = None, vrange: Any = None) -> TileFen:
-        """The per-tile FEN (picklable, for any executor): the raw forward pass, and for a ``supp``
-        model the graph without its final division by the norm of whatever it is given (each tile
-        its own): the engine applies the scene's norm where it is needed."""
-        return TileFen(str(self.path), self.device_asked, self.threads, self.info.variant == "supp")
+    def tile_fen(self, stats: Any = None, vrange: Any = None) -> Callable[[np.ndarray], np.ndarray]:
+        """The per-tile FEN (a bound method: it pickles as this session's handle, for any executor):
+        the raw forward pass, and for a ``supp`` model the graph without its final division by the
+        norm of whatever it is given (each tile its own): the engine applies the scene's norm where
+        it is needed."""
+        return self.run_pre_norm if self.info.variant == "supp" else self.run
+
+    @cached_property
+    def _pre_norm_session(self) -> ort.InferenceSession:
+        graph = _pre_norm(self.path, self.info.output_name)
+        return ort.InferenceSession(graph, session_options(self.threads), providers=self.providers)
+
+    def run_pre_norm(self, x: np.ndarray) -> np.ndarray:
+        """A ``supp`` model's forward pass up to the numerator of its final division by the norm."""
+        return self._pre_norm_session.run(None, {self.info.input_name: x}, RUN_OPTIONS)[0]
 
     def enhance(self, cube: np.ndarray) -> np.ndarray:
         """``H x W x bands`` cube -> enhanced ``H x W x B`` float32 (B = the model's band count)."""
@@ -192,34 +228,6 @@ class FENSession:
             raise FencliError("the scene holds NaN or infinite values in the model's bands")
         y = self.run(fen_input(sub))
         return np.ascontiguousarray(y[0].transpose(1, 2, 0))
-
-
-class TileFen:
-    """A model's per-tile forward pass as a picklable callable: the session (and for ``supp`` the cut
-    graph) is made on first use in each process, so Dask workers anywhere load the model themselves."""
-
-    _cache: dict[tuple, Any] = {}
-
-    def __init__(self, path: str, device: str = "auto", threads: int | None = None, cut_norm: bool = False) -> None:
-        self.path, self.device, self.threads, self.cut_norm = path, device, threads, cut_norm
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        key = (self.path, self.device, self.threads, self.cut_norm)
-        fn = self._cache.get(key)
-        if fn is None:
-            session = get_session(self.path, self.device, self.threads)
-            fn = session.run
-            if self.cut_norm:
-                cut = ort.InferenceSession(_pre_norm(session.path, session.info.output_name),
-                                           session_options(self.threads), providers=session.providers)
-                name = session.info.input_name
-                fn = partial(_run_cut, cut, name)
-            self._cache[key] = fn
-        return fn(x)
-
-
-def _run_cut(session: ort.InferenceSession, name: str, x: np.ndarray) -> np.ndarray:
-    return session.run(None, {name: x}, RUN_OPTIONS)[0]
 
 
 def _pre_norm(path: str | Path, output: str) -> bytes:
@@ -239,10 +247,6 @@ def _pre_norm(path: str | Path, output: str) -> bytes:
     return model.SerializeToString()
 
 
-_SESSIONS: dict[tuple, FENSession] = {}
-_SESSIONS_LOCK = threading.Lock()
-
-
 def get_session(path: str | Path, device: str = "auto", threads: int | None = None) -> FENSession:
     """The process-wide session for (model file, device, threads); a rewritten file gets a new one."""
     path = Path(path).expanduser().resolve()
@@ -250,8 +254,5 @@ def get_session(path: str | Path, device: str = "auto", threads: int | None = No
         st = path.stat()
     except OSError:
         raise FencliError(f"model file {path} does not exist") from None
-    key = (str(path), st.st_mtime_ns, st.st_size, device, threads)
-    with _SESSIONS_LOCK:
-        if key not in _SESSIONS:
-            _SESSIONS[key] = FENSession(path, device, threads)
-        return _SESSIONS[key]
+    key = ("fen", str(path), st.st_mtime_ns, st.st_size, device, threads)
+    return per_process(key, partial(FENSession, path, device, threads))

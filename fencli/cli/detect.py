@@ -12,7 +12,7 @@ import typer
 from fencli.cli import app
 from fencli.cli.options import (Bands, ConstantBands, Device, Force, GtFile, GtKey, Json, Key, Layout, Model,
                                 Nan, Threads, Tile)
-from fencli.cluster import dask_client, dask_executor  # Dask itself is imported only when a client starts
+from fencli.cluster import DaskExecutor, dask_client  # Dask itself is imported only when a client starts
 from fencli.enhancers import load_enhancer
 from fencli.errors import FencliError
 
@@ -217,11 +217,11 @@ def run_scene(scene, method: str, enhancer, bands: int | None, tile: int | None,
 
     h, w = scene.cube.shape[:2]
     passes = 3 if enhancer is not None else 2  # scan, (enhance,) detect
-    with (dask_executor(scheduler) if engine == "dask" else nullcontext()) as executor, \
+    with (dask_client(scheduler) if engine == "dask" else nullcontext()) as client, \
             ProgressBar(f"{scene.name} in tiles", h * w * passes, enabled=bar) as progress:
         checked = scene.meta["validation"]  # its per-band range spares the engine a pass over the file
         return run(scene.engine_source(), method, enhancer=enhancer, bands=bands, gt=scene.gt, options=options,
-                   tile=tile, executor=executor, progress=progress,
+                   tile=tile, executor=None if client is None else DaskExecutor(client), progress=progress,
                    band_range=(checked["band_min"], checked["band_max"]))
 
 

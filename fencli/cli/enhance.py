@@ -77,11 +77,9 @@ def enhance(
                           "pass --out NAME.npy")
     start = time.perf_counter()
     if streamed:
-        import numpy as np
-
         from fencli.tiles import create_raw
 
-        with atomic_path(target, force=force) as tmp, create_raw(tmp, (h, w, nb), np.float32) as sink, \
+        with atomic_path(target, force=force) as tmp, create_raw(tmp, (h, w, nb)) as sink, \
                 ProgressBar(f"{cube.name} in tiles", h * w * 2, enabled=not json) as progress:
             checked = scene.meta["validation"]  # read_scene's per-band range spares a pass over the file
             run_enhance(scene.engine_source(), session, bands=bands, tile=tile, out=sink, progress=progress,

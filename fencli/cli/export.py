@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -44,13 +43,14 @@ def export(
         raise FencliError(f"--out must end in .onnx, got {out.name}")
     path = export_checkpoint(folder, out, variant=variant, force=force,
                              torchscript=torchscript is not None, dynamo=dynamo)
+    from fencli.report import print_json
     from fencli.runtime import get_session
 
     info = get_session(path, device="cpu").info
     summary = {"name": name, "out": str(path), "bands": info.bands, "variant": info.variant,
                "head_width": info.head_width, "source_sha256": info.source_sha256}
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
     else:
         print(f"wrote {path}: {info.bands} bands, {info.variant}, head {info.head_width}, "
               f"checkpoint sha256 {info.source_sha256[:12]}")
