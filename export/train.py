@@ -41,6 +41,7 @@ from fencli.metrics import roc_auc
 from fencli.preprocess import band_count, fen_input, fen_scale, select_bands
 
 INITS = ("pca", "random")
+RECIPES = ("ferd", "adaptive")  # reverse distillation; or no gradient steps (build_adaptive)
 STANDARD_BANDS = (200, 100, 50)  # the band counts fencli ships models for (and the published ones)
 # ConvH's Frobenius norm under PCA init: the expected norm of PyTorch's default init of that layer
 # (kaiming-uniform a=sqrt(5): variance 1/(3 fan_in), so E||W||^2 = 64 B / (3 B) = 64/3 whatever B).
@@ -75,6 +76,7 @@ class TrainConfig:
     teacher_depth: int = 1
     init: str = "pca"
     data_sha256: str = ""
+    recipe: str = "ferd"
 
 
 @dataclass
@@ -154,16 +156,56 @@ def build_model(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[FERD, str
     return model, f"random (seed {cfg.seed})"
 
 
-def init_convh_pca(model: FERD, scenes: list[TrainScene]) -> None:
-    """Set ConvH to the leading principal directions of the scenes' anomaly-free pixels, each scene
-    scaled as the FEN sees it (one global min-max), at the norm :data:`PCA_INIT_NORM`."""
-    stats = RXStats(model.bands)
+def background_stats(scenes: list[TrainScene], bands: int) -> RXStats:
+    """Statistics of the scenes' anomaly-free pixels, each scene scaled as the FEN sees it (one
+    global min-max), pooled: the data both ConvH starts take their directions from."""
+    stats = RXStats(bands)
     for sc in scenes:
         x = fen_scale(sc.cube)
         stats.update(x[~sc.gt] if sc.gt is not None else x)
-    weight = principal_convh(stats, PCA_INIT_NORM)
+    return stats
+
+
+def init_convh_pca(model: FERD, scenes: list[TrainScene]) -> None:
+    """Set ConvH to the leading principal directions of the scenes' backgrounds, at the norm
+    :data:`PCA_INIT_NORM`."""
+    weight = principal_convh(background_stats(scenes, model.bands), PCA_INIT_NORM)
     with torch.no_grad():
         model.convh.weight.copy_(torch.from_numpy(weight)[:, :, None, None])
+
+
+def build_adaptive(cfg: TrainConfig, scenes: list[TrainScene], log: Callable[[str], None]) -> TrainResult:
+    """The ``adaptive`` recipe: the adaptive FEN's construction fixed to the training backgrounds,
+    no gradient steps. ConvH: the leading eigenvectors of their pooled FEN-input moment, scaled to
+    unit mean-square output (:func:`fencli.adaptive.scene_convh`); layer1 and the head: the seeded
+    adaptive core; the output layer: its seeded NumPy draw. Issue 11's ablation found what training
+    delivers is ConvH, and a ConvH from the data's principal directions level with a trained one."""
+    import fencli
+    from export.adaptive import SEED, frozen
+    from export.onnx_export import INPUT, OUTPUT, write_atomic
+    from fencli.adaptive import HEAD_WIDTH, OUTPUT_SEED, core_path, scene_convh
+    from fencli.runtime import FORMAT, expected_preprocessing
+
+    t0 = time.time()
+    out = Path(cfg.out)
+    convh = scene_convh(background_stats(scenes, cfg.bands), None)
+    core = core_path()
+    recipe = {"recipe": cfg.recipe, "bands": cfg.bands, "convh": "pooled background moment, unit mean square",
+              "core": core.name, "core_sha256": files_sha256([core]), "core_seed": SEED,
+              "output_seed": OUTPUT_SEED, "teacher_weights": None, "teacher_layer1": None}
+    meta = {"format": FORMAT, "bands": str(cfg.bands), "variant": "plain", "head_width": str(HEAD_WIDTH),
+            "preprocessing": json.dumps(expected_preprocessing(cfg.bands), sort_keys=True),
+            "source": "fencli train", "source_sha256": cfg.data_sha256, "fencli_version": fencli.__version__,
+            "input_name": INPUT, "output_name": OUTPUT, "recipe": json.dumps(recipe, sort_keys=True),
+            "steps": "0", "seed": str(SEED), "training_data": json.dumps([Path(f).name for f in cfg.data]),
+            "training_data_sha256": cfg.data_sha256}
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    write_atomic(out / "fen.onnx", frozen(convh, meta))
+    seconds = time.time() - t0
+    log(f"done: 0 steps in {seconds:.1f} s; ONNX {out / 'fen.onnx'} (recipe adaptive, {len(scenes)} scenes)")
+    return TrainResult(checkpoint="", onnx=str(out / "fen.onnx"), best_epoch=0, val_auc=None, val_aucs={},
+                       grx_aucs={}, epochs=0, steps=0, seconds=round(seconds, 2), final_loss={},
+                       teacher="none (recipe adaptive: no gradient steps)", out=str(out))
 
 
 def default_bands(available: list[int]) -> int:
@@ -308,6 +350,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         raise FencliError(f"--teacher-depth must be one of {', '.join(map(str, TEACHER_DEPTHS))}")
     if cfg.init not in INITS:
         raise FencliError(f"--init must be one of {', '.join(INITS)}, not {cfg.init!r}")
+    if cfg.recipe not in RECIPES:
+        raise FencliError(f"--recipe must be one of {', '.join(RECIPES)}, not {cfg.recipe!r}")
     for name in ("batch_size", "epochs"):
         if getattr(cfg, name) < 1:
             raise FencliError(f"--{name.replace('_', '-')} must be at least 1")
@@ -329,6 +373,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         raise FencliError("--resume: the training data differ from the run's (other files or contents)")
     out = Path(cfg.out)
     log = RunLog(out / "train.log", echo)
+    if cfg.recipe == "adaptive":
+        return build_adaptive(cfg, scenes, log)
     per_epoch = cfg.steps_per_epoch or max(1, math.ceil(sampler.windows_per_epoch() / cfg.batch_size))
     cfg.steps_per_epoch = per_epoch
     total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)

@@ -87,11 +87,12 @@ def default_model(command: str, bands: int, exact: bool = False) -> str | None:
     """The model ``command`` (enhance, detect, demo, bench) uses without ``--model``, for a scene of
     ``bands`` bands; None means raw. The one place the default is chosen, for every command.
 
-    ``detect``: the adaptive FEN (any band count from 2; it measured better than the trained models on
-    the shared scenes, README "The adaptive FEN"). The others: the embedded trained model with the most
-    bands the scene has (``exact``: exactly ``bands``, for an explicit ``--bands``), if installed.
+    ``detect`` and ``demo`` (which shows what ``detect`` does): the adaptive FEN (any band count from
+    2; it measured better than the fixed models on the shared scenes, README "The adaptive FEN"). The
+    others: the embedded fixed model with the most bands the scene has (``exact``: exactly ``bands``,
+    for an explicit ``--bands``), if installed.
     """
-    if command == "detect" and bands >= ADAPTIVE_MIN_BANDS and find_installed(ADAPTIVE_CORE):
+    if command in ("detect", "demo") and bands >= ADAPTIVE_MIN_BANDS and find_installed(ADAPTIVE_CORE):
         return ADAPTIVE
     fits = [e for e in installed_embedded() if (e.bands == bands if exact else e.bands <= bands)]
     return max(fits, key=lambda e: e.bands).name if fits else None

@@ -31,10 +31,10 @@ def test_demo_finds_the_planted_targets_and_writes_the_figure(tmp_path):
 
 
 def test_demo_default_shows_the_embedded_fen_beating_raw_grx(tmp_path):
-    """Without --model the demo runs raw and FE rows side by side with fencli's own 200-band FEN."""
+    """Without --model the demo runs raw and FE rows side by side with detect's default, the adaptive FEN."""
     proc = run_fencli("demo", "--methods", "grx", "--png", tmp_path / "d.png", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
-    assert [(r["method"], r["model"]) for r in rows] == [("grx", None), ("grx", "fencli-200")]
+    assert [(r["method"], r["model"]) for r in rows] == [("grx", None), ("grx", "adaptive")]
     raw, fe = (r["auc"] for r in rows)
     assert fe > raw + 0.1, (raw, fe)  # the point of the demo: the neighbourhood finds what the pixel hides

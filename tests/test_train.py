@@ -19,6 +19,7 @@ from export.data import CropSampler, TrainScene, clean_origins, collect_files, l
 from export.ferd import FERD, ferd_loss
 from export.fen import FEN
 from export.train import TrainConfig, build_model, train
+from fencli.detectors import RXStats
 from fencli.errors import FencliError
 from conftest import planted_scene
 
@@ -389,3 +390,29 @@ def test_cli_bad_input_is_one_line(scenes: dict[str, Path], tmp_path: Path) -> N
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines() == ["fencli: error: --crop: the crop side must be a positive "
                                                "multiple of 8, got 20"]
+
+
+def test_recipe_adaptive_is_the_adaptive_fen_fixed_to_the_training_backgrounds(scenes: dict[str, Path],
+                                                                            tmp_path: Path) -> None:
+    """No gradient steps: a fixed FEN whose forward pass is the adaptive FEN's with ConvH from the
+    pooled anomaly-free pixels; ONNX Runtime runs it as any model, and the anomalies never count."""
+    from fencli.adaptive import SceneFen, get_adaptive, scene_convh
+    from fencli.preprocess import fen_input, fen_scale
+    from fencli.runtime import FENSession
+
+    res = train(_cfg(scenes, tmp_path / "run", val=[], recipe="adaptive"))
+    assert res.steps == 0 and res.checkpoint == "" and Path(res.onnx).is_file()
+    session = FENSession(res.onnx, device="cpu")
+    meta = session.session.get_modelmeta().custom_metadata_map
+    assert (session.bands, session.info.source, meta["steps"]) == (BANDS, "fencli train", "0")
+    bg = load_scene(scenes["bg"], BANDS)
+    background = fen_scale(bg.cube)[~bg.gt]
+    poisoned = fen_scale(bg.cube).reshape(-1, BANDS)  # the anomalies included: another ConvH
+    cube = load_scene(scenes["val"], BANDS).cube
+    fixed = session.run(fen_input(cube))
+    want = SceneFen(scene_convh(RXStats(BANDS).fit(background), None), get_adaptive("cpu"))(fen_input(cube))
+    np.testing.assert_allclose(fixed, want, rtol=0, atol=1e-6 * np.abs(want).max())
+    other = SceneFen(scene_convh(RXStats(BANDS).fit(poisoned), None), get_adaptive("cpu"))(fen_input(cube))
+    assert np.abs(other - want).max() > 1e-3 * np.abs(want).max()
+    with pytest.raises(FencliError, match="--recipe must be one of ferd, adaptive"):
+        train(_cfg(scenes, tmp_path / "bad", recipe="distill"))

@@ -299,7 +299,7 @@ def detect_many(cubes: list[Path], out_dir: Path, *, method: str, bands: int | N
 
 @app.command()
 def demo(
-    model: Annotated[str, typer.Option("--model", "-m", help="FEN model for the FE rows: a name, a path, 'auto' (fencli's embedded 200-band model) or 'none'.")] = "auto",
+    model: Annotated[str, typer.Option("--model", "-m", help="FEN model for the FE rows: a name, a path, 'auto' (detect's default, the adaptive FEN) or 'none'.")] = "auto",
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated detectors (lrx is opt-in: tens of seconds on 2 cores).")] = "grx,slrx",
     png: Annotated[Path, typer.Option("--png", help="Where to write the figure of the maps.")] = Path("fencli-demo.png"),
     json: Json = False,

@@ -48,6 +48,9 @@ def train(
                                       "recipe, ~1/6 of the FLOPs) or 3 (the reference network)."),
     init: str = typer.Option("pca", help="ConvH start: pca (principal directions of the training "
                              "backgrounds) or random (the reference's Xavier init)."),
+    recipe: str = typer.Option("ferd", help="ferd (reverse distillation, the default) or adaptive: no "
+                               "gradient steps, the adaptive FEN fixed to the training backgrounds "
+                               "(seconds; how fencli's shipped models are made)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     force: bool = typer.Option(False, "--force", help="Start over in a non-empty --out."),
@@ -75,7 +78,7 @@ def train(
         data=[str(p) for p in data], bands=bands, out=str(out), val=[str(p) for p in val], sensor=sensor,
         crop=crop, batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
         max_steps=max_steps, lr=lr, seed=seed, norm=norm, bce_on_logits=bce_on_logits, device=device,
-        teacher_depth=teacher_depth, init=init,
+        teacher_depth=teacher_depth, init=init, recipe=recipe,
         teacher_weights=str(teacher_weights) if teacher_weights else None,
         teacher_layer1=str(teacher_layer1) if teacher_layer1 else None)
 
@@ -102,4 +105,5 @@ def train(
         sys.stdout.write("\n")
     else:
         auc = f", best epoch {result.best_epoch} FE+GRX mean AUC {result.val_auc:.4f}" if result.val_auc else ""
-        console.print(f"FEN checkpoint {result.checkpoint}, ONNX {result.onnx}{auc}", markup=False)
+        made = f"FEN checkpoint {result.checkpoint}, ONNX" if result.checkpoint else "FEN ONNX"
+        console.print(f"{made} {result.onnx}{auc}", markup=False)
