@@ -35,7 +35,7 @@ import torch
 from export.data import CropSampler, TrainScene, collect_files, default_crop, load_scene
 from export.ferd import FERD, TEACHER_DEPTHS, check_crop, ferd_loss
 from fencli.convh import CONVH_WIDTH, principal_convh
-from fencli.detectors import RXStats, grx
+from fencli.detectors import RXStats, grx, one_blas_thread
 from fencli.errors import FencliError
 from fencli.metrics import roc_auc
 from fencli.preprocess import band_count, fen_input, fen_scale, select_bands
@@ -188,7 +188,8 @@ def build_adaptive(cfg: TrainConfig, scenes: list[TrainScene], log: Callable[[st
 
     t0 = time.time()
     out = Path(cfg.out)
-    convh = scene_convh(background_stats(scenes, cfg.bands), None)
+    with one_blas_thread():  # the same bits on any machine and load: the shipped weights are rebuilt exactly
+        convh = scene_convh(background_stats(scenes, cfg.bands), None)
     core = core_path()
     recipe = {"recipe": cfg.recipe, "bands": cfg.bands, "convh": "pooled background moment, unit mean square",
               "core": core.name, "core_sha256": files_sha256([core]), "core_seed": SEED,

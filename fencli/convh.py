@@ -15,9 +15,8 @@ such entry), so the same statistics give the same matrix on every run.
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import eigh
 
-from fencli.detectors import RXStats
+from fencli.detectors import RXStats, one_blas_thread
 from fencli.errors import FencliError
 
 CONVH_WIDTH = 64  # FERD's ConvH output channels, the input width of the ResNet layer1
@@ -28,9 +27,10 @@ def leading_eigenvectors(matrix: np.ndarray, k: int) -> np.ndarray:
     so that each row's entry of largest magnitude is positive (the convention above)."""
     sym = np.asarray(matrix, dtype=np.float64)
     sym = (sym + sym.T) / 2  # exact symmetry: eigh reads one triangle only
-    # SciPy's LAPACK (divide and conquer), as the detectors use: NumPy's bundled OpenBLAS measured
-    # 25x slower for a 200 x 200 eigh on a loaded 2-core machine (575 vs 22 ms), equal when idle.
-    values, vectors = eigh(sym, driver="evd", check_finite=False)
+    # LAPACK's divide and conquer (syevd) through NumPy: no SciPy import (0.2 s) in the adaptive FEN's
+    # path. On one thread: OpenBLAS threads measured 25x slower on a loaded 2-core machine (575 vs 22 ms).
+    with one_blas_thread():
+        values, vectors = np.linalg.eigh(sym)
     order = np.argsort(values, kind="stable")[::-1][:k]
     rows = vectors[:, order].T.copy()
     pivot = np.argmax(np.abs(rows), axis=1)

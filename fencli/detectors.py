@@ -22,7 +22,7 @@ from fencli.errors import FencliError
 from fencli.preprocess import minmax01
 
 PINV_RCOND = 1e-15  # numpy.linalg.pinv's default cutoff, relative to the largest eigenvalue
-_SAFE_RCOND = 1e-12  # a 1-norm rcond estimate above this guarantees no eigenvalue under the cutoff
+_SAFE_RCOND = 1e-12  # an rcond above this keeps every eigenvalue above the cutoff, with a margin
 
 
 def _as_pixels(data: np.ndarray, bands: int | None = None) -> np.ndarray:
@@ -41,23 +41,39 @@ def _center(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _scatter(centered: np.ndarray) -> np.ndarray:
-    """Full symmetric ``Xc^T Xc`` via one BLAS syrk (half a GEMM's FLOPs)."""
-    from scipy.linalg import blas  # here, not at module top: ~0.2 s of every CLI start
+    """Full symmetric ``Xc^T Xc``: NumPy runs BLAS syrk for ``a.T @ a`` (half a GEMM's FLOPs) and
+    fills both triangles."""
+    return centered.T @ centered
 
-    upper = blas.dsyrk(1.0, centered.T, trans=0)  # centered.T is Fortran-ordered: no copy
-    return np.triu(upper) + np.triu(upper, 1).T
+
+_SCORE_CHUNK = 2048  # pixels whitened at once: a 3 MB buffer at 200 bands stays in cache (measured fastest)
+_TRIANGLE_BLOCKS = 4  # row blocks of a triangular factor: 1.25x trmm's FLOPs instead of a GEMM's 2x
 
 
 def _sq_norms_after(factor: np.ndarray, centered: np.ndarray, *, triangular: bool) -> np.ndarray:
-    """``||T y||^2`` per row ``y`` of ``centered`` (overwritten when T is lower triangular)."""
-    from scipy.linalg import blas
+    """``||T y||^2`` per row ``y`` of ``centered`` (``n x B``), in float64.
 
-    if triangular:  # in place, half a GEMM's FLOPs; trmm measured faster than trsm here
-        trmm = blas.strmm if centered.dtype == np.float32 else blas.dtrmm
-        y = trmm(1.0, factor, centered.T, lower=1, overwrite_b=1)
-    else:
-        y = (centered @ factor.T).T
-    return np.einsum("ij,ij->j", y, y, dtype=np.float64)
+    A lower-triangular ``T`` is applied in row blocks that skip its zero upper part, on ``y^T`` (a
+    view): measured as fast as SciPy's in-place trmm, and the GRX path needs no SciPy, whose
+    ``scipy.linalg`` import costs 0.2 s of every command.
+    """
+    n, b = centered.shape
+    rows = factor.shape[0]
+    edges = [round(rows * j / _TRIANGLE_BLOCKS) for j in range(_TRIANGLE_BLOCKS + 1)] if triangular else [0, rows]
+    buf = np.empty((rows, min(n, _SCORE_CHUNK)), dtype=np.result_type(factor, centered))
+    out = np.empty(n)
+    for i in range(0, n, _SCORE_CHUNK):
+        xt = centered[i: i + _SCORE_CHUNK].T
+        y = buf[:, : xt.shape[1]]
+        for lo, hi in zip(edges[:-1], edges[1:]):  # row r of a lower-triangular T reads x[:r + 1]
+            np.matmul(factor[lo:hi, : hi if triangular else b], xt[: hi if triangular else b], out=y[lo:hi])
+        out[i: i + xt.shape[1]] = np.einsum("ij,ij->j", y, y, dtype=np.float64)
+    return out
+
+
+def _inverse_cholesky(matrix: np.ndarray) -> np.ndarray:
+    """``L^-1`` with ``L L^T = matrix`` (lower triangular); LinAlgError when not positive definite."""
+    return np.tril(np.linalg.inv(np.linalg.cholesky(matrix)))
 
 
 class RXStats:
@@ -134,17 +150,20 @@ class RXStats:
 
     def _whitening(self) -> tuple[np.ndarray, bool]:
         """(L^-1, True) with S = L L^T when pinv(S) = inv(S) provably, else (Lambda^-1/2 V^T, False)."""
-        from scipy.linalg import lapack
-
         if self._factor is None:
             cov = self.covariance
             if not np.any(cov):
                 raise FencliError("every pixel has the same spectrum: nothing to detect")
-            chol, info = lapack.dpotrf(cov, lower=1, clean=1)
-            if info == 0:
-                rcond, _ = lapack.dpocon(chol, np.abs(cov).sum(axis=0).max(), uplo="L")
-                if rcond > _SAFE_RCOND:
-                    self._factor = (lapack.dtrtri(chol, lower=1)[0], True)
+            try:
+                inv_l = _inverse_cholesky(cov)
+            except np.linalg.LinAlgError:
+                inv_l = None
+            if inv_l is not None and np.isfinite(inv_l).all():
+                # exact 1-norm rcond >= lambda_min / lambda_max (symmetric S): above the cutoff, no
+                # eigenvalue is cut and pinv(S) = inv(S)
+                norm_inv = np.abs(inv_l.T @ inv_l).sum(axis=0).max()
+                if 1.0 / (np.abs(cov).sum(axis=0).max() * norm_inv) > _SAFE_RCOND:
+                    self._factor = (inv_l, True)
                     return self._factor
             evals, evecs = np.linalg.eigh(cov)
             keep = evals > PINV_RCOND * evals.max()  # negative eigenvalues are rounding noise
@@ -319,12 +338,9 @@ def slrx_block_size(bands: int, block_size: int | None = None, block_num: int = 
 
 def slrx_full_whitener(covariance: np.ndarray, ridge: float = SLRX_RIDGE) -> np.ndarray:
     """``L^-1`` with ``L L^T = S + ridge I`` for the full-image map: ``||L^-1 (x - mu)||^2``."""
-    from scipy.linalg import lapack
-
     if not ridge > 0:
         raise FencliError(f"SLRX ridge must be positive, got {ridge}")
-    shifted = covariance + ridge * np.eye(covariance.shape[0])
-    return lapack.dtrtri(np.linalg.cholesky(shifted), lower=1)[0]
+    return _inverse_cholesky(covariance + ridge * np.eye(covariance.shape[0]))
 
 
 _BLAS_LOCK = threading.Lock()
@@ -335,13 +351,13 @@ _blas_limit: list = []  # [threadpoolctl limiter, nesting depth] while some thre
 def one_blas_thread() -> Iterator[None]:
     """BLAS/LAPACK on one thread inside: SLRX's per-block work is hundreds of calls
     on 200 x 200 matrices, where OpenBLAS's thread hand-offs cost more than they gain (measured
-    4-60x slower with 2 threads on a 2-core machine under load). Both NumPy's and SciPy's OpenBLAS
-    are limited; without threadpoolctl nothing changes. The limit is process-wide, so concurrent
-    callers (Dask tiles) share it: the first sets it, the last one out restores the original."""
+    4-60x slower with 2 threads on a 2-core machine under load). Every BLAS loaded on entry is
+    limited (SLRX imports SciPy's first); without threadpoolctl nothing changes. The limit is
+    process-wide, so concurrent callers (Dask tiles) share it: the first sets it, the last one out
+    restores the original."""
     with _BLAS_LOCK:
         if not _blas_limit:
             try:
-                from scipy.linalg import blas  # noqa: F401  (loaded first, so that its pool is limited too)
                 from threadpoolctl import threadpool_limits
             except ImportError:
                 limiter = None
@@ -375,9 +391,7 @@ def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge:
     r0, r1, c0, c1 = core if core is not None else (0, rh, 0, rw)
     maps = np.empty((3, r1 - r0, rw))
     maps[1] = 0.0  # blocks without a surround (a single-block image) keep 0
-    core_pixels = np.array(region[r0:r1, c0:c1], order="C").reshape(-1, b)  # a copy: trmm overwrites it
-    full = _sq_norms_after(full_whitener, core_pixels, triangular=True)
-    del core_pixels  # the copy of the whole core must not outlive the full map
+    full = _sq_norms_after(full_whitener, np.reshape(region[r0:r1, c0:c1], (-1, b)), triangular=True)
     np.sqrt(full.reshape(r1 - r0, c1 - c0), out=maps[2, :, c0:c1])
 
     _block_maps(region, bs, ridge, (r0, r1), maps[:2])
@@ -436,6 +450,8 @@ def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, r
     to it (one block, no surround). Sets of fewer than 2 pixels get a zero covariance.
     :class:`SLRX` runs the same :func:`slrx_raw_maps` tile by tile.
     """
+    import scipy.linalg  # noqa: F401  (before the BLAS limit, so that its pool is limited too)
+
     h, w, b = cube.shape
     bs = slrx_block_size(b, block_size, block_num)
     centered = minmax01(cube, vrange).reshape(-1, b)
@@ -617,6 +633,8 @@ class SLRX(Detector):
         self.halo = self.align = self.min_tile = self.bs
 
     def fit(self, stats: RXStats | None, vrange: tuple[float, float]) -> None:
+        import scipy.linalg  # noqa: F401  (before the BLAS limit, so that its pool is limited too)
+
         self.vrange, self.stats = vrange, stats.set_range(vrange)
         self.ridge = self.kw.get("ridge", SLRX_RIDGE)
         with one_blas_thread():
