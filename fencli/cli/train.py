@@ -1,4 +1,5 @@
-"""``fencli train``: FERD reverse-distillation training of a FEN for your sensor and band count.
+"""``fencli train``: a FEN for your sensor and band count, by FERD's reverse distillation (``--recipe
+ferd``) or, with no gradient step, the adaptive FEN fixed to your backgrounds (``--recipe adaptive``).
 
 Needs the ``train`` extra (torch): imported only when the command runs, so ``fencli`` itself never
 imports torch.
@@ -57,12 +58,13 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train a FEN by reverse distillation on background crops; write its checkpoint and ONNX.
+    """Train a FEN by reverse distillation on background crops (or build one: --recipe adaptive); write ONNX.
 
     Examples:\n
       fencli train scene.mat --max-steps 200                  # fencli's recipe, defaults from the data\n
       fencli train backgrounds/ --bands 100 --out runs/b100 --resume\n
-      fencli train had100/ --teacher-depth 3 --init random --crop 64   # the reference network
+      fencli train had100/ --teacher-depth 3 --init random --crop 64   # the reference network\n
+      fencli train a.mat b.mat --recipe adaptive           # no gradient step: how fencli-B are made
     """
     try:
         import torch  # noqa: F401  (the one dependency the runtime install lacks)
