@@ -6,7 +6,8 @@ Per band count B (50, 100, 200), over the shared scenes with at least B bands (f
 mean FE+GRX AUC of: the published checkpoint; every weight random (PyTorch's default init, one row
 per seed, then their mean); published ConvH + layer1 with a random head; published ConvH only;
 published layer1 only; fencli's PCA-initialised ConvH before any training (the step-0 network of
-``fencli train``); the shipped ``fencli-B``; raw GRX. The published weights are only measured here,
+``fencli train``), and the same at the published ConvH's Frobenius norm (the configuration issue 11
+measured on 15 scenes); the shipped ``fencli-B``; raw GRX. The published weights are only measured here,
 never copied into anything fencli ships. Needs ``../shared`` and torch.
 """
 
@@ -46,11 +47,15 @@ def mixed(published: FEN, keep: tuple[str, ...], seed: int) -> FEN:
     return fen.eval()
 
 
-def pca_step0(scenes: list[TrainScene], bands: int, seed: int = 10) -> FEN:
-    """The network ``fencli train`` starts from: its seeded random layer1/head, ConvH from PCA."""
+def pca_step0(scenes: list[TrainScene], bands: int, seed: int = 10, norm: float | None = None) -> FEN:
+    """The network ``fencli train`` starts from: its seeded random layer1/head, ConvH from PCA (at
+    Frobenius ``norm`` when given, else ``fencli train``'s)."""
     torch.manual_seed(seed)
     model = FERD(bands, depth=1)
     init_convh_pca(model, scenes)
+    if norm is not None:
+        with torch.no_grad():
+            model.convh.weight *= norm / model.convh.weight.norm()
     return model.fen()
 
 
@@ -83,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         score("published layer1 only", mixed(published, ("layer1",), 0))
         bg = [TrainScene(n, cubes[n], gts[n]) for n in names]
         score("fencli PCA ConvH, random layer1 and head (step 0 of fencli train)", pca_step0(bg, bands))
+        norm = float(published.convh.weight.norm())  # measured here only: issue 11's configuration
+        score("PCA ConvH at the published ConvH's norm, random layer1 and head", pca_step0(bg, bands, norm=norm))
         if path := find_installed(f"fencli-{bands}"):
             session = FENSession(path, device="cpu")
             rows[f"fencli-{bands} (shipped)"] = {n: run(cubes[n], "grx", enhancer=session, gt=gts[n]).auc
