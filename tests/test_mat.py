@@ -3,6 +3,7 @@ still reading what the fast path does not cover (v4, big-endian, damaged files).
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 
@@ -74,3 +75,14 @@ def test_reading_a_mat_scene_imports_no_scipy(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=60)
     assert proc.stdout.strip() == "(6, 7, 5) 6 []", proc.stderr
+
+
+def test_a_damaged_array_header_is_scipy_s_one_line(tmp_path):
+    from fencli.errors import FencliError
+    from fencli.io import read_scene
+
+    head = b"MATLAB 5.0 MAT-file".ljust(116, b" ") + bytes(8) + b"\x00\x01IM"
+    flags_only = struct.pack("<II", 6, 8) + struct.pack("<II", 6, 0)  # no dims, no name
+    (tmp_path / "bad.mat").write_bytes(head + struct.pack("<II", 14, len(flags_only)) + flags_only)
+    with pytest.raises(FencliError, match=r"cannot read .*bad\.mat: (?!.*StopIteration)"):
+        read_scene(tmp_path / "bad.mat")

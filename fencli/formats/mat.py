@@ -9,6 +9,7 @@ each real array stored column-major under its name. Arrays keep their stored typ
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ def open_arrays(path: Path) -> ArrayFile:
         return hdf5.open_arrays(path, matlab_classes=DTYPES)
     try:
         found = _scan(path)
-    except (struct.error, StopIteration, KeyError, UnicodeDecodeError, zlib.error):
+    except (struct.error, ValueError, KeyError, zlib.error):  # UnicodeDecodeError is a ValueError
         found = None
     if found is not None:
         return ArrayFile({name: Entry(shape, dtype, partial(_read, path, offset, name))
@@ -70,7 +71,10 @@ def _elements(buf: memoryview) -> Iterator[tuple[int, memoryview]]:
 def _matrix(payload: memoryview, load: bool) -> tuple[str, tuple[int, ...], np.dtype, np.ndarray | None] | None:
     """(name, shape, dtype, array if ``load``) of a real numeric or logical array element, else None."""
     parts = _elements(payload)
-    flags, dims, name = (bytes(next(parts)[1]) for _ in range(3))
+    head = [bytes(data) for _, data in itertools.islice(parts, 3)]
+    if len(head) < 3:
+        raise ValueError("truncated array header")
+    flags, dims, name = head
     word = struct.unpack("<I", flags[:4])[0]
     if word & 0xFF not in _CLASS or word & 0x800:  # cells, structs, text, sparse; complex
         return None
@@ -115,6 +119,6 @@ def _read(path: Path, offset: int, name: str) -> np.ndarray:
             body = memoryview(bytearray(zlib.decompress(body)))[8:]
         if complete:
             return _matrix(memoryview(body), load=True)[3]
-    except (ValueError, KeyError, StopIteration, struct.error, zlib.error):
+    except (ValueError, KeyError, StopIteration, struct.error, zlib.error):  # scipy.io says what is wrong
         pass
     return _load(path, name)
