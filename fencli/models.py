@@ -2,8 +2,8 @@
 
 ``weights/registry.json`` names two kinds of model:
 
-- ``embedded``: fencli's own FEN models (``fencli-50``, ``fencli-100``, ``fencli-200``), trained by
-  ``fencli train`` with no published weight and shipped in ``weights/`` (file sha256 recorded);
+- ``embedded``: fencli's own FEN models (``fencli-50``, ``fencli-100``, ``fencli-200``), built by
+  ``fencli train --recipe adaptive`` with no published weight and shipped in ``weights/`` (file sha256 recorded);
 - ``published``: the FERD checkpoints (``ferd-50`` ... ``ferd-200-supp``) with their band count,
   variant and the sha256 of the published files; not shipped, ``fencli export`` makes them.
 
@@ -79,7 +79,7 @@ def registry() -> dict[str, RegistryEntry]:
 
 
 def installed_embedded() -> list[RegistryEntry]:
-    """fencli's own trained models (``embedded`` in the registry) that are installed."""
+    """fencli's own fixed FEN models (``embedded`` in the registry) that are installed."""
     return [e for e in registry().values() if e.kind == "embedded" and find_installed(e.name)]
 
 

@@ -115,7 +115,7 @@ def detect(
     """Score every pixel of CUBE for anomaly, FEN-enhanced by default (--model none: raw).
 
     Without --model the adaptive FEN (every band, no training) enhances the scene first; a one-band
-    scene runs raw, said in one line. --model fencli-200 (or -100, -50) uses fencli's trained FEN.
+    scene runs raw, said in one line. --model fencli-200 (or -100, -50) uses fencli's fixed FEN of that band count.
     Scenes larger than a tile run out of core (tiled FEN, streamed detectors) with the same result.
 
     Examples:
