@@ -5,7 +5,7 @@ in turn, from the other scenes only, scored on the one left out.
     python benchmarks/fen_recipes.py [--shared ../shared]
 
 Writes ``benchmarks/results/fen_recipes.json``. The models are built in process exactly as the recipe
-builds them (:func:`export.train.background_stats`, :func:`fencli.adaptive.scene_convh`), about a
+builds them (:func:`export.fixed.background_stats`, :func:`fencli.adaptive.scene_convh`), about a
 minute on 2 cores (SLRX dominates).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from export.data import load_scene
-from export.train import background_stats
+from export.fixed import background_stats
 from fencli.adaptive import SceneFen, get_adaptive, scene_convh
 from fencli.detectors import grx, slrx
 from fencli.metrics import roc_auc

@@ -103,42 +103,6 @@ def build(out: Path, force: bool = False, seed: int = SEED) -> Path:
     return write_atomic(out, data)
 
 
-def frozen(convh: np.ndarray, meta: dict[str, str]) -> bytes:
-    """The installed core with ``convh`` (``64 x B``) and the seeded ``B``-band output layer frozen
-    into initializers: a fixed FEN of ``B`` bands (``fencli train --recipe adaptive``) that ONNX
-    Runtime runs as any other, with ``meta`` as its metadata; checked against the adaptive FEN's
-    own forward pass on the same weights."""
-    import onnx
-    import onnxruntime as ort
-    from onnx import numpy_helper
-
-    from fencli.adaptive import SceneFen, core_path, get_adaptive
-
-    bands = convh.shape[1]
-    proto = onnx.load(str(core_path()))
-    weight, bias = output_layer(bands)
-    fixed = {"convh": convh[:, :, None, None], "w_out": weight[:, :, None, None], "b_out": bias}
-    graph = proto.graph
-    graph.initializer.extend(numpy_helper.from_array(np.ascontiguousarray(v, dtype=np.float32), k)
-                             for k, v in fixed.items())
-    kept = [i for i in graph.input if i.name not in fixed]
-    del graph.input[:]
-    graph.input.extend(kept)
-    for value in (graph.input[0], graph.output[0]):
-        value.type.tensor_type.shape.dim[1].dim_value = bands
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)
-    proto.doc_string = f"fencli FEN, {bands} bands: the adaptive core with ConvH fixed to its training data"
-    onnx.checker.check_model(proto, full_check=True)
-    data = proto.SerializeToString()
-    x = example_inputs(bands, (1, 23, 19), SEED)[0]
-    got = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    if (diff := max_rel_diff(got, SceneFen(convh, get_adaptive("cpu"))(x))) > 1e-6:
-        raise FencliError(f"the frozen FEN differs from the adaptive FEN by {diff:.2e}")
-    return data
-
-
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if a != "--force"]
     target = Path(args[0]) if args else REPO_WEIGHTS / f"{CORE_NAME}.onnx"

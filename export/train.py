@@ -24,88 +24,31 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-
-import hashlib
 
 import numpy as np
 import torch
 
-from export.data import CropSampler, TrainScene, collect_files, default_crop, load_scene
+from export.data import CropSampler, TrainScene, default_crop, load_scene
 from export.ferd import FERD, TEACHER_DEPTHS, check_crop, ferd_loss
+from export.fixed import background_stats
+from export.run import (CHECKPOINT, RunLog, TrainConfig, TrainResult, check_recipe, check_writable, create_out,
+                        files_sha256, load_training_data)
 from fencli.convh import CONVH_WIDTH, principal_convh
-from fencli.detectors import RXStats, grx, one_blas_thread
+from fencli.detectors import grx
 from fencli.errors import FencliError
 from fencli.metrics import roc_auc
-from fencli.preprocess import band_count, fen_input, fen_scale, select_bands
+from fencli.preprocess import fen_input
 
 INITS = ("pca", "random")
-RECIPES = ("ferd", "adaptive")  # reverse distillation; or no gradient steps (build_adaptive)
-STANDARD_BANDS = (200, 100, 50)  # the band counts fencli ships models for (and the published ones)
 # ConvH's Frobenius norm under PCA init: the expected norm of PyTorch's default init of that layer
 # (kaiming-uniform a=sqrt(5): variance 1/(3 fan_in), so E||W||^2 = 64 B / (3 B) = 64/3 whatever B).
 # The directions come from the data, the scale from the framework's own convention; measured on the
 # four shared scenes it is level with an orthonormal (norm 8) or Xavier scale (within 0.002 AUC).
 PCA_INIT_NORM = math.sqrt(CONVH_WIDTH / 3)
 
-CHECKPOINT = "checkpoint.pt"
 NOT_SAVED = ("layer2.", "layer3.")  # frozen teacher stages rebuilt on resume
-
-
-@dataclass
-class TrainConfig:
-    data: list[str]
-    bands: int | None  # None: the largest of STANDARD_BANDS every scene has
-    out: str
-    val: list[str] = field(default_factory=list)
-    sensor: str = "aviris_ng"
-    crop: int | None = None  # None: the largest multiple of 8 (<= 64) that fits every scene
-    batch_size: int = 16
-    epochs: int = 60
-    steps_per_epoch: int | None = None    # default: one pass over the scenes' area in crops
-    max_steps: int | None = None
-    lr: float = 0.005
-    betas: tuple[float, float] = (0.5, 0.999)
-    seed: int = 10
-    teacher_weights: str | None = None
-    teacher_layer1: str | None = None
-    norm: str = "crop"
-    bce_on_logits: bool = False
-    device: str = "cpu"
-    teacher_depth: int = 1
-    init: str = "pca"
-    data_sha256: str = ""
-    recipe: str = "ferd"
-
-
-@dataclass
-class TrainResult:
-    checkpoint: str
-    onnx: str
-    best_epoch: int
-    val_auc: float | None
-    val_aucs: dict[str, float]
-    grx_aucs: dict[str, float]
-    epochs: int
-    steps: int
-    seconds: float
-    final_loss: dict[str, float]
-    teacher: str
-    out: str
-
-
-class RunLog:
-    """Appends timestamped lines to ``train.log`` and hands each to ``echo`` (the CLI's console)."""
-
-    def __init__(self, path: Path, echo: Callable[[str], None] | None = None) -> None:
-        self.path, self.echo = path, echo
-
-    def __call__(self, line: str) -> None:
-        with self.path.open("a") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-        if self.echo is not None:
-            self.echo(line)
 
 
 def _atomic_save(obj: object, path: Path) -> None:
@@ -156,73 +99,12 @@ def build_model(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[FERD, str
     return model, f"random (seed {cfg.seed})"
 
 
-def background_stats(scenes: list[TrainScene], bands: int) -> RXStats:
-    """Statistics of the scenes' anomaly-free pixels, each scene scaled as the FEN sees it (one
-    global min-max), pooled: the data both ConvH starts take their directions from."""
-    stats = RXStats(bands)
-    for sc in scenes:
-        x = fen_scale(sc.cube)
-        stats.update(x[~sc.gt] if sc.gt is not None else x)
-    return stats
-
-
 def init_convh_pca(model: FERD, scenes: list[TrainScene]) -> None:
     """Set ConvH to the leading principal directions of the scenes' backgrounds, at the norm
     :data:`PCA_INIT_NORM`."""
     weight = principal_convh(background_stats(scenes, model.bands), PCA_INIT_NORM)
     with torch.no_grad():
         model.convh.weight.copy_(torch.from_numpy(weight)[:, :, None, None])
-
-
-def build_adaptive(cfg: TrainConfig, scenes: list[TrainScene], log: Callable[[str], None]) -> TrainResult:
-    """The ``adaptive`` recipe: the adaptive FEN's construction fixed to the training backgrounds,
-    no gradient steps. ConvH: the leading eigenvectors of their pooled FEN-input moment, scaled to
-    unit mean-square output (:func:`fencli.adaptive.scene_convh`); layer1 and the head: the seeded
-    adaptive core; the output layer: its seeded NumPy draw. Issue 11's ablation found what training
-    delivers is ConvH, and a ConvH from the data's principal directions level with a trained one."""
-    import fencli
-    from export.adaptive import SEED, frozen
-    from export.onnx_export import INPUT, OUTPUT, write_atomic
-    from fencli.adaptive import HEAD_WIDTH, OUTPUT_SEED, core_path, scene_convh
-    from fencli.runtime import FORMAT, expected_preprocessing
-
-    t0 = time.time()
-    out = Path(cfg.out)
-    with one_blas_thread():  # the same bits on any machine and load: the shipped weights are rebuilt exactly
-        convh = scene_convh(background_stats(scenes, cfg.bands), None)
-    core = core_path()
-    recipe = {"recipe": cfg.recipe, "bands": cfg.bands, "convh": "pooled background moment, unit mean square",
-              "core": core.name, "core_sha256": files_sha256([core]), "core_seed": SEED,
-              "output_seed": OUTPUT_SEED, "teacher_weights": None, "teacher_layer1": None}
-    meta = {"format": FORMAT, "bands": str(cfg.bands), "variant": "plain", "head_width": str(HEAD_WIDTH),
-            "preprocessing": json.dumps(expected_preprocessing(cfg.bands), sort_keys=True),
-            "source": "fencli train", "source_sha256": cfg.data_sha256, "fencli_version": fencli.__version__,
-            "input_name": INPUT, "output_name": OUTPUT, "recipe": json.dumps(recipe, sort_keys=True),
-            "steps": "0", "seed": str(SEED), "training_data": json.dumps([Path(f).name for f in cfg.data]),
-            "training_data_sha256": cfg.data_sha256}
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    write_atomic(out / "fen.onnx", frozen(convh, meta))
-    seconds = time.time() - t0
-    log(f"done: 0 steps in {seconds:.1f} s; ONNX {out / 'fen.onnx'} (recipe adaptive, {len(scenes)} scenes)")
-    return TrainResult(checkpoint="", onnx=str(out / "fen.onnx"), best_epoch=0, val_auc=None, val_aucs={},
-                       grx_aucs={}, epochs=0, steps=0, seconds=round(seconds, 2), final_loss={},
-                       teacher="none (recipe adaptive: no gradient steps)", out=str(out))
-
-
-def default_bands(available: list[int]) -> int:
-    """The largest standard band count (200, 100, 50) every scene has; else all the smallest one has."""
-    fewest = min(available)
-    return next((b for b in STANDARD_BANDS if b <= fewest), fewest)
-
-
-def files_sha256(files: list[Path]) -> str:
-    """sha256 of the training files' bytes, concatenated in the order given (the data's identity)."""
-    digest = hashlib.sha256()
-    for f in files:
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def teacher_fingerprint(model: FERD) -> float:
@@ -297,52 +179,16 @@ def _prepare_out(cfg: TrainConfig, resume: bool, force: bool) -> tuple[TrainConf
     return cfg, None
 
 
-def check_writable(out: Path) -> None:
-    """Refuse an --out that cannot be created or written, before anything is written anywhere."""
-    parent = out
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise FencliError(f"--out {out}: {parent} is not a writable folder")
-
-
-def create_out(cfg: TrainConfig, force: bool) -> None:
-    """Make the run folder (after every input was checked), clearing a forced run's old files."""
-    out = Path(cfg.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.touch()
-        probe.unlink()
-    except OSError as err:
-        raise FencliError(f"--out {out}: cannot write there ({err.strerror})") from None
-    if force:
-        for stale in (out / CHECKPOINT, out / "train.log", out / "fen.onnx"):
-            stale.unlink(missing_ok=True)
-
-
-def load_training_data(cfg: TrainConfig) -> tuple[list[TrainScene], list[Path]]:
-    """The training scenes cut to the run's bands; resolves ``cfg.bands`` and ``cfg.crop`` when unset."""
-    files = collect_files(cfg.data, cfg.sensor)
-    scenes = [load_scene(f, None) for f in files]
-    if cfg.bands is None:
-        cfg.bands = default_bands([sc.cube.shape[2] for sc in scenes])
-    for f, sc in zip(files, scenes):
-        try:
-            band_count(sc.cube.shape[2], cfg.bands)
-        except FencliError as err:
-            raise FencliError(f"{f}: {err}") from None
-    scenes = [TrainScene(sc.name, np.ascontiguousarray(select_bands(sc.cube, cfg.bands)), sc.gt)
-              for sc in scenes]
-    if cfg.crop is None:
-        cfg.crop = default_crop(scenes)
-    return scenes, files
-
-
 def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
           echo: Callable[[str], None] | None = None,
           on_step: Callable[[int, int, dict[str, float], float], None] | None = None) -> TrainResult:
-    """Train FERD; ``on_step(step, total, losses, crops_per_s)`` feeds a progress display."""
+    """Train FERD; ``on_step(step, total, losses, crops_per_s)`` feeds a progress display. The
+    ``adaptive`` recipe has no steps: :func:`export.fixed.build`."""
+    check_recipe(cfg.recipe)
+    if cfg.recipe == "adaptive":
+        from export.fixed import build
+
+        return build(cfg, resume=resume, force=force, echo=echo)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise FencliError("--device cuda: no CUDA device is available to torch")
     if cfg.device not in ("cpu", "cuda"):
@@ -351,8 +197,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         raise FencliError(f"--teacher-depth must be one of {', '.join(map(str, TEACHER_DEPTHS))}")
     if cfg.init not in INITS:
         raise FencliError(f"--init must be one of {', '.join(INITS)}, not {cfg.init!r}")
-    if cfg.recipe not in RECIPES:
-        raise FencliError(f"--recipe must be one of {', '.join(RECIPES)}, not {cfg.recipe!r}")
     for name in ("batch_size", "epochs"):
         if getattr(cfg, name) < 1:
             raise FencliError(f"--{name.replace('_', '-')} must be at least 1")
@@ -361,6 +205,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     # Every input is checked before the run folder is touched: a bad call leaves nothing behind.
     cfg, state = _prepare_out(cfg, resume, force)
     scenes, files = load_training_data(cfg)
+    if cfg.crop is None:
+        cfg.crop = default_crop(scenes)
     try:
         check_crop(cfg.crop)
     except ValueError as err:
@@ -374,8 +220,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         raise FencliError("--resume: the training data differ from the run's (other files or contents)")
     out = Path(cfg.out)
     log = RunLog(out / "train.log", echo)
-    if cfg.recipe == "adaptive":
-        return build_adaptive(cfg, scenes, log)
     per_epoch = cfg.steps_per_epoch or max(1, math.ceil(sampler.windows_per_epoch() / cfg.batch_size))
     cfg.steps_per_epoch = per_epoch
     total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)

@@ -163,7 +163,7 @@ def test_pca_init_sets_convh_to_the_background_principal_directions(scenes: dict
 
 def test_default_bands_and_crop_follow_the_data(scenes: dict[str, Path], tmp_path: Path) -> None:
     from export.data import default_crop
-    from export.train import default_bands
+    from export.run import default_bands
 
     assert default_bands([205, 162]) == 100 and default_bands([205]) == 200 and default_bands([60]) == 50
     assert default_bands([15, 30]) == 15  # fewer than every shipped count: all bands of the smallest
@@ -416,3 +416,34 @@ def test_recipe_adaptive_is_the_adaptive_fen_fixed_to_the_training_backgrounds(s
     assert np.abs(other - want).max() > 1e-3 * np.abs(want).max()
     with pytest.raises(FencliError, match="--recipe must be one of ferd, adaptive"):
         train(_cfg(scenes, tmp_path / "bad", recipe="distill"))
+
+
+TRAIN_WITHOUT_TORCH = NO_TORCH + """from fencli import cli
+sys.argv = ["fencli", "train"] + sys.argv[1:]
+try:
+    cli.main()
+finally:
+    print("torch" in sys.modules, file=sys.stderr)
+"""
+
+
+def test_recipe_adaptive_needs_no_torch_and_ferd_says_what_is_missing(scenes: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", TRAIN_WITHOUT_TORCH, *args], capture_output=True, text=True,
+                              cwd=tmp_path, env=env, timeout=120)
+
+    res = cli(str(scenes["bg"]), "--bands", str(BANDS), "--recipe", "adaptive", "--out", "run", "--json")
+    assert res.returncode == 0 and res.stderr.strip().splitlines()[-1] == "False", res.stderr
+    assert json.loads(res.stdout)["steps"] == 0 and (tmp_path / "run" / "fen.onnx").is_file()
+    res = cli(str(scenes["bg"]), "--out", "run2")
+    assert res.returncode == 2 and not (tmp_path / "run2").exists()
+    assert "fencli train needs PyTorch: pip install 'fencli[train]' (or --recipe adaptive)" in res.stderr

@@ -66,11 +66,18 @@ def train(
       fencli train had100/ --teacher-depth 3 --init random --crop 64   # the reference network\n
       fencli train a.mat b.mat --recipe adaptive           # no gradient step: how fencli-B are made
     """
-    try:
-        import torch  # noqa: F401  (the one dependency the runtime install lacks)
-    except ImportError:
-        raise FencliError("fencli train needs PyTorch: pip install 'fencli[train]'") from None
-    from export.train import TrainConfig, train as run
+    from export.run import TrainConfig, check_recipe
+
+    check_recipe(recipe)
+    if recipe == "adaptive":  # NumPy and ONNX only: a runtime install builds it
+        from export.fixed import build as run
+    else:
+        try:
+            import torch  # noqa: F401  (the one dependency the runtime install lacks)
+        except ImportError:
+            raise FencliError("fencli train needs PyTorch: pip install 'fencli[train]' "
+                              "(or --recipe adaptive)") from None
+        from export.train import train as run
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
@@ -101,7 +108,8 @@ def train(
         progress.update(task, completed=step, total=total, losses=shown, rate=f"{rate:.2f} crops/s")
 
     with progress:
-        result = run(cfg, resume=resume, force=force, echo=echo, on_step=on_step)
+        steps = {} if recipe == "adaptive" else {"on_step": on_step}
+        result = run(cfg, resume=resume, force=force, echo=echo, **steps)
     if as_json:
         json.dump(asdict(result), sys.stdout, indent=1)
         sys.stdout.write("\n")
