@@ -86,3 +86,25 @@ def test_a_damaged_array_header_is_scipy_s_one_line(tmp_path):
     (tmp_path / "bad.mat").write_bytes(head + struct.pack("<II", 14, len(flags_only)) + flags_only)
     with pytest.raises(FencliError, match=r"cannot read .*bad\.mat: (?!.*StopIteration)"):
         read_scene(tmp_path / "bad.mat")
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_damaged_files_are_one_line_errors(tmp_path, compressed):
+    """Truncations and flipped bytes anywhere after the header: a FencliError or a clean read."""
+    import random
+
+    from fencli.errors import FencliError
+    from fencli.io import read_scene
+
+    scipy.io.savemat(tmp_path / "s.mat", {"data": RNG.random((12, 14, 6)), "map": np.eye(12, 14)},
+                     do_compression=compressed)
+    raw, rng = (tmp_path / "s.mat").read_bytes(), random.Random(3)
+    for i in range(80):
+        damaged = bytearray(raw[: rng.randrange(128, len(raw))] if i % 3 == 0 else raw)
+        for _ in range(0 if i % 3 == 0 else rng.randrange(1, 4)):
+            damaged[rng.randrange(128, len(damaged))] = rng.randrange(256)
+        (tmp_path / "d.mat").write_bytes(bytes(damaged))
+        try:
+            read_scene(tmp_path / "d.mat")
+        except FencliError:
+            pass
