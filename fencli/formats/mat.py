@@ -112,8 +112,9 @@ def _read(path: Path, offset: int, name: str) -> np.ndarray:
     with open(path, "rb") as f:
         f.seek(offset)
         kind, size = struct.unpack("<II", f.read(8))
-        body = bytearray(size)
-        complete = f.readinto(body) == size
+        complete = offset + 8 + size <= path.stat().st_size  # a damaged size allocates nothing
+        body = bytearray(size if complete else 0)
+        complete = complete and f.readinto(body) == size
     try:
         if complete and kind == _COMPRESSED:
             body = memoryview(bytearray(zlib.decompress(body)))[8:]
