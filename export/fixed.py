@@ -20,7 +20,7 @@ import numpy as np
 
 import fencli
 from export.data import TrainScene
-from export.run import (RunLog, TrainConfig, TrainResult, check_recipe, check_writable, create_out,
+from export.run import (RunLog, TrainConfig, TrainResult, check_new_out, check_recipe, create_out,
                         files_sha256, load_training_data)
 from fencli.adaptive import (CORE_INPUTS, CORE_OUTPUT, HEAD_WIDTH, OUTPUT_SEED, SceneFen, get_adaptive,
                              output_layer, scene_convh)
@@ -83,11 +83,7 @@ def build(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     out = Path(cfg.out)
     if resume:
         raise FencliError("--resume: --recipe adaptive has no steps to resume; run it again (--force)")
-    if out.exists() and not out.is_dir():
-        raise FencliError(f"--out {out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise FencliError(f"{out} already holds files: pass --force to start over")
-    check_writable(out)
+    check_new_out(out, force)
     scenes, files = load_training_data(cfg)
     cfg.data_sha256 = files_sha256(files)
     create_out(cfg, force)

@@ -96,8 +96,13 @@ def files_sha256(files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def check_writable(out: Path) -> None:
-    """Refuse an --out that cannot be created or written, before anything is written anywhere."""
+def check_new_out(out: Path, force: bool, remedy: str = "--force to start over") -> None:
+    """Refuse an --out that is a file, already holds files (unless ``force``; ``remedy`` says what to
+    pass) or cannot be created or written, before anything is written anywhere."""
+    if out.exists() and not out.is_dir():
+        raise FencliError(f"--out {out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise FencliError(f"{out} already holds files: pass {remedy}")
     parent = out
     while not parent.exists():
         parent = parent.parent

@@ -33,8 +33,8 @@ import torch
 from export.data import CropSampler, TrainScene, default_crop, load_scene
 from export.ferd import FERD, TEACHER_DEPTHS, check_crop, ferd_loss
 from export.fixed import background_stats
-from export.run import (CHECKPOINT, RunLog, TrainConfig, TrainResult, check_recipe, check_writable, create_out,
-                        files_sha256, load_training_data)
+from export.run import (CHECKPOINT, RunLog, TrainConfig, TrainResult, check_new_out, check_recipe,
+                        create_out, files_sha256, load_training_data)
 from fencli.convh import CONVH_WIDTH, principal_convh
 from fencli.detectors import grx
 from fencli.errors import FencliError
@@ -171,11 +171,7 @@ def _prepare_out(cfg: TrainConfig, resume: bool, force: bool) -> tuple[TrainConf
         # what may change on resume: how long to run, where to run it
         saved.epochs, saved.max_steps, saved.device = cfg.epochs, cfg.max_steps, cfg.device
         return saved, state
-    if out.exists() and not out.is_dir():
-        raise FencliError(f"--out {out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise FencliError(f"{out} already holds files: pass --resume to continue or --force to start over")
-    check_writable(out)
+    check_new_out(out, force, "--resume to continue or --force to start over")
     return cfg, None
 
 
