@@ -33,11 +33,18 @@ def _as_pixels(data: np.ndarray, bands: int | None = None) -> np.ndarray:
     return arr.reshape(-1, arr.shape[-1])
 
 
-def _center(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(float64 mean, float64 C-contiguous centered copy) in one extra pass over the data."""
-    mean = pixels.mean(axis=0, dtype=np.float64)
-    centered = np.subtract(pixels, mean, dtype=np.float64)
-    return mean, centered
+def _centered(data: np.ndarray, mean: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """``data - mean`` as ``(n, B)`` C-ordered pixels, in one pass from ``(..., B)`` data in any memory
+    order (a .mat cube is Fortran-ordered)."""
+    out = np.empty((data.size // data.shape[-1], data.shape[-1]), dtype=dtype)
+    np.subtract(data, mean, out=out.reshape(data.shape), dtype=dtype)
+    return out
+
+
+def _center(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 mean, float64 centred ``(n, B)`` pixels) of ``(..., B)`` data."""
+    mean = data.mean(axis=tuple(range(data.ndim - 1)), dtype=np.float64)
+    return mean, _centered(data, mean)
 
 
 def _scatter(centered: np.ndarray) -> np.ndarray:
@@ -212,23 +219,15 @@ def grx(cube: np.ndarray, vrange: tuple[float, float] | None = None, *,
     """
     h, w, b = cube.shape
     stats = RXStats(b, vrange)
-
-    def centered_pixels(mean: np.ndarray, dtype: type) -> np.ndarray:
-        """``(h*w) x B`` C-ordered, in one pass from a cube in any memory order (a .mat is Fortran's)."""
-        out = np.empty((h * w, b), dtype=dtype)
-        np.subtract(cube, mean, out=out.reshape(h, w, b), dtype=dtype)
-        return out
-
     with one_blas_thread():  # the same bits whatever the machine's load or core count
-        mean = cube.mean(axis=(0, 1), dtype=np.float64)
-        centered = centered_pixels(mean, np.float64)
+        mean, centered = _center(cube)
         stats._merge(h * w, mean, _scatter(centered))
         if not float32_scores:
             centered *= stats._scale
             return stats._score_centered(centered).reshape(h, w)
         factor, triangular = stats._whitening()
         factor = (factor * stats._scale).astype(np.float32)
-        return _sq_norms_after(factor, centered_pixels(mean.astype(np.float32), np.float32),
+        return _sq_norms_after(factor, _centered(cube, mean.astype(np.float32), np.float32),
                                triangular=triangular).reshape(h, w)
 
 
