@@ -11,13 +11,16 @@ All statistics are float64: the reference's float32 statistics shift the AUC in 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
+from fencli import lapack
 from fencli.errors import FencliError
 from fencli.preprocess import minmax01
 
@@ -254,8 +257,6 @@ def _surround_distances(sums: np.ndarray, moments: np.ndarray, counts: np.ndarra
     times ``n_k - 1``: no inverse, no cancellation. Sets of fewer than 2 pixels get a zero
     covariance (the reference divides 0 by 0) and the distance becomes ``|x - mu|^2 / ridge``.
     """
-    from scipy.linalg import blas, lapack
-
     m, n, b = pixels.shape
     means = sums / counts[:, None]
     dof = np.maximum(counts - 1, 1)
@@ -263,17 +264,18 @@ def _surround_distances(sums: np.ndarray, moments: np.ndarray, counts: np.ndarra
     out = np.empty((m, n))
     diag = np.arange(b)
     for k in range(m):
-        # moments[k].T is Fortran-ordered with the valid triangle as its lower one: updated in place.
+        # moments[k].T is column-major with the valid triangle as its lower one: updated in place.
         scatter = moments[k].T
         if counts[k] > 1:  # scatter = X^T X - n mu mu^T, one triangle (BLAS syr)
-            scatter = blas.dsyr(-counts[k], means[k], a=scatter, lower=1, overwrite_a=1)
+            lapack.syr_lower(-counts[k], means[k], scatter)
         else:
             scatter[:] = 0.0
         scatter[diag, diag] += dof[k] * ridge
-        low, info = lapack.dpotrf(scatter, lower=1, clean=0, overwrite_a=1)
+        info = lapack.potrf_lower(scatter)
         if info != 0:
             raise FencliError(f"SLRX surround covariance is not positive definite (LAPACK info {info})")
-        y = blas.dtrsm(1.0, low, centered[k].T, lower=1, overwrite_b=1)  # L^-1 (x - mu), B x n
+        y = centered[k].T
+        lapack.trsm_lower(scatter, y)  # L^-1 (x - mu), B x n
         out[k] = np.einsum("ij,ij->j", y, y)
     return out * dof[:, None]
 
@@ -283,16 +285,25 @@ def _own_block_distances(centered: np.ndarray, ridge: float) -> np.ndarray:
 
     ``centered`` is ``m x n x B`` (each block minus its own mean). The block covariance has rank
     ``< n``; by Woodbury on the ``n x n`` Gram matrix ``K = Xc Xc^T`` the distance is exactly
-    ``(n - 1) [K (K + c I)^-1]_ii`` with ``c = (n - 1) ridge``: no ``B x B`` inverse, no
-    cancellation. Fewer than 2 pixels: the covariance is taken as 0 and the distance is 0.
+    ``(n - 1) [K (K + c I)^-1]_ii = (n - 1) (1 - c [(K + c I)^-1]_ii)`` with ``c = (n - 1) ridge``:
+    no ``B x B`` inverse. ``[(K + c I)^-1]_ii`` is the squared norm of column i of ``L^-1``
+    (``L L^T = K + c I``, LAPACK potrf + trtri). Its share ``c [.]_ii`` is about ``1 / n`` for a
+    block of fewer pixels than bands, so the difference loses no digits. Fewer than 2 pixels: the
+    covariance is taken as 0 and the distance is 0.
     """
     m, n, _ = centered.shape
     if n < 2:
         return np.zeros((m, n))
-    gram = np.matmul(centered, centered.transpose(0, 2, 1))
-    shifted = gram + (n - 1) * ridge * np.eye(n)
-    ratio = np.linalg.solve(shifted, gram)  # (K + cI)^-1 K has the same diagonal as K (K + cI)^-1
-    return np.clip((n - 1) * np.diagonal(ratio, axis1=1, axis2=2), 0.0, None)
+    c = (n - 1) * ridge
+    low = np.zeros((n, n), order="F")  # only its lower triangle is ever written
+    out = np.empty((m, n))
+    for k in range(m):
+        lapack.syrk_lower(centered[k].T, low, trans=True)
+        low.flat[:: n + 1] += c
+        if lapack.potrf_lower(low) or lapack.trtri_lower(low):
+            raise FencliError("SLRX block covariance is not positive definite")
+        np.einsum("ij,ij->j", low, low, out=out[k])
+    return np.clip((n - 1) * (1.0 - c * out), 0.0, None)
 
 
 def _block_groups(strip: np.ndarray, bs: int) -> list[tuple[int, int, np.ndarray]]:
@@ -317,11 +328,12 @@ def _paste(out: np.ndarray, values: np.ndarray, col0: int, bw: int, bs: int) -> 
 
 def _row_moments(groups: list[tuple[int, int, np.ndarray]]) -> tuple[np.ndarray, ...]:
     """Per block of one block row: (sums, raw second moments X^T X (upper triangle), pixel counts)."""
-    from scipy.linalg import blas
-
     sums = np.concatenate([px.sum(axis=1) for _, _, px in groups])
-    # X^T X by syrk (half a GEMM), upper triangle only: the surround's Cholesky reads no other.
-    moments = np.stack([blas.dsyrk(1.0, block.T, trans=0) for _, _, px in groups for block in px])
+    blocks = [block for _, _, px in groups for block in px]
+    # X^T X by syrk (half a GEMM), one triangle only: the surround's Cholesky reads no other.
+    moments = np.zeros((len(blocks),) + 2 * blocks[0].shape[-1:])
+    for block, out in zip(blocks, moments):
+        lapack.syrk_lower(block.T, out.T)
     counts = np.concatenate([np.full(px.shape[0], px.shape[1], dtype=np.float64) for _, _, px in groups])
     return sums, moments, counts
 
@@ -411,11 +423,28 @@ def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge:
     r0, r1, c0, c1 = core if core is not None else (0, rh, 0, rw)
     maps = np.empty((3, r1 - r0, rw))
     maps[1] = 0.0  # blocks without a surround (a single-block image) keep 0
-    full = _sq_norms_after(full_whitener, np.reshape(region[r0:r1, c0:c1], (-1, b)), triangular=True)
-    np.sqrt(full.reshape(r1 - r0, c1 - c0), out=maps[2, :, c0:c1])
 
-    _block_maps(region, bs, ridge, (r0, r1), maps[:2])
+    def band(top: int, bottom: int) -> None:  # rows [top, bottom) on one thread: its calls release the GIL
+        full = _sq_norms_after(full_whitener, np.reshape(region[top:bottom, c0:c1], (-1, b)), triangular=True)
+        np.sqrt(full.reshape(bottom - top, c1 - c0), out=maps[2, top - r0: bottom - r0, c0:c1])
+        _block_maps(region, bs, ridge, (top, bottom), maps[:2, top - r0: bottom - r0])
+
+    tops = range(r0, r1, bs)
+    parts = min(_cores(), len(tops))
+    edges = [tops[len(tops) * i // parts] for i in range(parts)] + [r1]
+    _parallel(band, edges[:-1], edges[1:])
     return maps[:, :, c0:c1]
+
+
+def _cores() -> int:
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _parallel(fn: Any, *args: Any) -> list:
+    """``map(fn, *args)`` on one thread per item; the items' NumPy, BLAS and LAPACK calls release the GIL."""
+    with ThreadPoolExecutor(len(args[0])) as pool:
+        return list(pool.map(fn, *args))
 
 
 def _block_maps(region: np.ndarray, bs: int, ridge: float, rows_core: tuple[int, int], maps: np.ndarray) -> None:
@@ -476,10 +505,11 @@ def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, r
     bs = slrx_block_size(b, block_size, block_num)
     centered = minmax01(cube, vrange).reshape(-1, b)
     centered -= centered.mean(axis=0)  # all later statistics are shift-invariant; limits cancellation
-    # One BLAS thread throughout, idle cores or not: measured on 2 idle cores, 200 ms against 314 ms
-    # with 2 BLAS threads and 2 worker threads over block rows (SciPy's LAPACK calls hold the GIL).
+    # One BLAS thread per worker thread, one worker per core: OpenBLAS's own threads cost more than
+    # they gain on SLRX's hundreds of 200 x 200 calls (measured 4-60x slower under load).
     with one_blas_thread():
-        white = slrx_full_whitener(_scatter(centered) / max(h * w - 1, 1), ridge)
+        scatter = sum(_parallel(_scatter, np.array_split(centered, _cores())))
+        white = slrx_full_whitener(scatter / max(h * w - 1, 1), ridge)
         maps = slrx_raw_maps(centered.reshape(h, w, b), bs, white, ridge)
     return slrx_combine(maps)
 

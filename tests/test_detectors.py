@@ -177,6 +177,65 @@ def test_slrx_equals_spec_loop(shape, bs):
     np.testing.assert_allclose(slrx(cube, block_size=bs), slrx_loop(cube, bs), rtol=1e-6, atol=1e-7)
 
 
+def test_slrx_threads_split_block_rows_without_changing_the_maps(monkeypatch):
+    from fencli import detectors
+
+    cube, _ = planted_scene(h=45, w=37, bands=24, n_anomalies=4, seed=5)
+    monkeypatch.setattr(detectors, "_cores", lambda: 1)
+    one = slrx(cube, block_size=4)
+    monkeypatch.setattr(detectors, "_cores", lambda: 3)  # three bands of block rows, 12 rows in all
+    np.testing.assert_allclose(slrx(cube, block_size=4), one, rtol=1e-10, atol=1e-13)  # the scatter splits too
+
+
+@pytest.mark.parametrize("n,b", [(64, 200), (256, 50), (2, 5)])
+def test_own_block_distances_against_an_svd(n, b):
+    """(n - 1) sum_j lambda_j / (lambda_j + c) u_ij^2 from the SVD of the centred block: the exact
+    value that the Cholesky route computes as (n - 1)(1 - c [(K + cI)^-1]_ii)."""
+    from fencli.detectors import _own_block_distances
+
+    rng = np.random.default_rng(n + b)
+    x = rng.random((3, n, b)) * np.linspace(0.1, 1, b)
+    x -= x.mean(axis=1, keepdims=True)
+    c = (n - 1) * 1e-6
+    want = np.empty((3, n))
+    for k in range(3):
+        u, sv, _ = np.linalg.svd(x[k], full_matrices=False)
+        want[k] = (n - 1) * (u**2 * (sv**2 / (sv**2 + c))).sum(axis=1)
+    np.testing.assert_allclose(_own_block_distances(x, 1e-6), want, rtol=1e-9, atol=1e-12)
+
+
+def test_lapack_routines_equal_scipys_wrappers_bit_for_bit():
+    from scipy.linalg import blas, lapack as sl
+
+    from fencli import lapack
+
+    rng = np.random.default_rng(0)
+    x = rng.random((30, 12))  # C-ordered pixels: x.T is the column-major 12 x 30 matrix
+    s = np.zeros((12, 12))
+    lapack.syrk_lower(x.T, s.T)
+    want = blas.dsyrk(1.0, x.T, trans=0, lower=1)
+    np.testing.assert_array_equal(np.tril(s.T), np.tril(want))
+    g = np.zeros((30, 30), order="F")
+    lapack.syrk_lower(x.T, g, trans=True)
+    np.testing.assert_array_equal(np.tril(g), np.tril(blas.dsyrk(1.0, x.T, trans=1, lower=1)))
+    a = np.asfortranarray(np.tril(want) + np.tril(want, -1).T + 12 * np.eye(12))
+    mu = x.mean(axis=0)
+    ref = blas.dsyr(-3.0, mu, a=a.copy(order="F"), lower=1)
+    lapack.syr_lower(-3.0, mu, a)
+    np.testing.assert_array_equal(np.tril(a), np.tril(ref))
+    low, info = sl.dpotrf(a, lower=1, clean=0)
+    assert info == 0 and lapack.potrf_lower(a) == 0
+    np.testing.assert_array_equal(np.tril(a), np.tril(low))
+    y = np.ascontiguousarray(x.copy())
+    lapack.trsm_lower(a, y.T)
+    np.testing.assert_array_equal(y.T, blas.dtrsm(1.0, low, x.T, lower=1))
+    inv, info = sl.dtrtri(low, lower=1)
+    assert info == 0 and lapack.trtri_lower(a) == 0
+    np.testing.assert_array_equal(np.tril(a), np.tril(inv))
+    with pytest.raises(ValueError, match="column-major float64"):
+        lapack.potrf_lower(np.zeros((3, 3), dtype=np.float32))
+
+
 def test_slrx_default_block_size_divides_bands():
     cube, _ = planted_scene(h=20, w=18, bands=30)  # 30 // 10 = 3 px blocks, edge blocks 2 and 0
     np.testing.assert_allclose(slrx(cube, block_num=10), slrx_loop(cube, 3), rtol=1e-6, atol=1e-7)
