@@ -118,9 +118,18 @@ def save_results(name: str, markdown: str, data: Any) -> Path:
     return path
 
 
+SETTLE_S = 0.3  # idle time before each timed call
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     """(wall seconds, process CPU seconds over all threads, result): CPU time moves less than wall
-    time when other jobs share the cores, though BLAS spin-waits inflate it."""
+    time when other jobs share the cores, though BLAS spin-waits inflate it.
+
+    Each call starts after :data:`SETTLE_S` idle, so that neither side of an interleaved comparison
+    pays for the thread pools the other left spinning: OpenBLAS workers spin about 0.1 s after a
+    call, and the published SLRX's left fencli's two-thread SLRX 95-117 ms against 136-137 ms.
+    """
+    time.sleep(SETTLE_S)
     c, t = time.process_time(), time.perf_counter()
     out = fn()
     return time.perf_counter() - t, time.process_time() - c, out

@@ -111,7 +111,9 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     opts.enable_mem_pattern = False
     # Worker spinning stays on (ONNX Runtime's default): on an idle 2-core machine it measured 253 ms
     # against 290 ms without (benchmarks/bench_fen.py); only under heavy foreign load did sleeping
-    # workers win (5-10%).
+    # workers win (5-10%). They stop spinning when a run returns, though: spinning on, they took a
+    # core from the detector that follows (SLRX after the FEN: 108-118 against 117-142 ms, 3 runs).
+    opts.add_session_config_entry("session.force_spinning_stop", "1")
     return opts
 
 
