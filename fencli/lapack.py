@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import ctypes
 from functools import cache
+from typing import Any
 
 import numpy as np
+
+from fencli.errors import FencliError
 
 _I, _D = ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_double)
 _C, _P = ctypes.c_char_p, ctypes.c_void_p
@@ -24,28 +27,28 @@ _ARGS = {  # Fortran argument lists (everything by reference), as the capsules' 
     "dpotrf": (_C, _I, _P, _I, _I),
     "dtrtri": (_C, _C, _I, _P, _I, _I),
 }
+_CAPSULE_NAME = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)(("PyCapsule_GetName", ctypes.pythonapi))
+_CAPSULE_POINTER = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+    ("PyCapsule_GetPointer", ctypes.pythonapi))
 
 
 @cache
-def _routine(name: str) -> ctypes._CFuncPtr:
+def _routine(name: str) -> Any:
     from scipy.linalg import cython_blas, cython_lapack
 
-    capsule = (cython_lapack if name.startswith("dp") or name == "dtrtri" else cython_blas).__pyx_capi__[name]
-    api = ctypes.pythonapi
-    api.PyCapsule_GetName.restype, api.PyCapsule_GetName.argtypes = ctypes.c_char_p, [ctypes.py_object]
-    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
-    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    signature = api.PyCapsule_GetName(capsule)
-    if signature.count(b"int *") != sum(a is _I for a in _ARGS[name]):  # a 64-bit-integer BLAS build
-        raise RuntimeError(f"SciPy's {name} has an unexpected signature: {signature.decode()}")
-    return ctypes.CFUNCTYPE(None, *_ARGS[name])(api.PyCapsule_GetPointer(capsule, signature))
+    capsule = (cython_lapack if name in ("dpotrf", "dtrtri") else cython_blas).__pyx_capi__[name]
+    signature = _CAPSULE_NAME(capsule)  # the C signature, e.g. b"void (char *, int *, ...)"
+    args = _ARGS[name]  # every argument a pointer; an ILP64 build would say "int64_t *"
+    if signature.count(b"*") != len(args) or signature.count(b"int *") != sum(a is _I for a in args):
+        raise FencliError(f"SciPy's {name} has a signature SLRX cannot call: {signature.decode()}")
+    return ctypes.CFUNCTYPE(None, *args)(_CAPSULE_POINTER(capsule, signature))
 
 
-def _i(v: int) -> ctypes.c_int:
+def _i(v: int) -> Any:
     return ctypes.byref(ctypes.c_int(v))
 
 
-def _d(v: float) -> ctypes.c_double:
+def _d(v: float) -> Any:
     return ctypes.byref(ctypes.c_double(v))
 
 

@@ -236,6 +236,19 @@ def test_lapack_routines_equal_scipys_wrappers_bit_for_bit():
         lapack.potrf_lower(np.zeros((3, 3), dtype=np.float32))
 
 
+def test_lapack_refuses_a_routine_whose_signature_differs(monkeypatch):
+    from fencli import lapack
+
+    args = lapack._ARGS["dpotrf"]
+    monkeypatch.setitem(lapack._ARGS, "dpotrf", args[:-1])  # as if SciPy's took one argument more
+    lapack._routine.cache_clear()
+    try:
+        with pytest.raises(FencliError, match=r"SciPy's dpotrf has a signature SLRX cannot call: void \(char \*"):
+            lapack._routine("dpotrf")
+    finally:
+        lapack._routine.cache_clear()
+
+
 def test_slrx_default_block_size_divides_bands():
     cube, _ = planted_scene(h=20, w=18, bands=30)  # 30 // 10 = 3 px blocks, edge blocks 2 and 0
     np.testing.assert_allclose(slrx(cube, block_num=10), slrx_loop(cube, 3), rtol=1e-6, atol=1e-7)
