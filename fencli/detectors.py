@@ -543,6 +543,24 @@ def lrx(cube: np.ndarray, inner: int = 5, outer: int = 21, ridge: float = 0.0,
     x = minmax01(cube, vrange).reshape(-1, b)
     x -= x.mean(axis=0)  # shift-invariant statistics; centering limits cancellation
     x = x.reshape(h, w, b)
+    # Column slabs, one per core, each with the outer window's half as halo and a core at least one
+    # window wide: no window inside a slab moves, so each slab's scores are the whole scene's.
+    parts, halo = max(1, min(_cores(), w // wo)), wo // 2
+    edges = [w * i // parts for i in range(parts + 1)]
+
+    def slab(c0: int, c1: int) -> np.ndarray:
+        left, right = max(0, c0 - halo), min(w, c1 + halo)
+        return _lrx_scores(x[:, left:right], (ho, wo, hi, wi), n, ridge)[:, c0 - left: c1 - left]
+
+    with one_blas_thread():
+        return np.concatenate(_parallel(slab, edges[:-1], edges[1:]), axis=1)
+
+
+def _lrx_scores(x: np.ndarray, sides: tuple[int, int, int, int], n: int, ridge: float) -> np.ndarray:
+    """:func:`lrx`'s scores of a centred ``h x w x B`` cube (or column slab) with window sides
+    ``(outer h, outer w, inner h, inner w)`` and ``n`` background pixels each."""
+    h, w, b = x.shape
+    ho, wo, hi, wi = sides
     windows = {"o": (_window_starts(ho, h), ho, wo), "i": (_window_starts(hi, h), hi, wi)}
     running = {}  # per window: [column sums, column second moments, first row] over its rows
     for key, (rows, height, _) in windows.items():

@@ -290,6 +290,18 @@ def test_lrx_equals_per_pixel_loop(shape, inner, outer, ridge):
                                rtol=1e-7, atol=1e-9)
 
 
+def test_lrx_column_slabs_on_threads_give_the_whole_scenes_scores(monkeypatch):
+    from fencli import detectors
+
+    rng = np.random.default_rng(7)
+    cube = rng.random((12, 40, 6)) + np.linspace(0, 1, 6)
+    monkeypatch.setattr(detectors, "_cores", lambda: 1)
+    one = lrx(cube, inner=3, outer=7)
+    np.testing.assert_allclose(one, lrx_loop(cube, 3, 7), rtol=1e-8)
+    monkeypatch.setattr(detectors, "_cores", lambda: 3)  # three slabs of 13-14 columns, 3 px of halo
+    np.testing.assert_allclose(lrx(cube, inner=3, outer=7), one, rtol=1e-9)
+
+
 def test_lrx_singular_background_follows_pinv():
     rng = np.random.default_rng(9)
     cube = rng.random((9, 10, 4))

@@ -39,7 +39,7 @@ def bench(
     scenes: Annotated[Optional[list[Path]], typer.Argument(help="Scene files, or `demo` for the synthetic demo scene (default: the shared scenes when present, else the demo scene).", show_default=False)] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="FEN model(s), comma-separated names or .onnx paths, or 'none'. Default (auto): each scene beside fencli's embedded model with the most bands it has.")] = None,
     bands: Bands = None,
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated detectors: grx, slrx, lrx (lrx is opt-in: minutes per 100 x 100 x 200 scene).")] = "grx,slrx",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated detectors: grx, slrx, lrx (lrx is opt-in: 6-7 s per 100 x 100 x 200 scene on 2 cores).")] = "grx,slrx",
     repeat: Annotated[Optional[int], typer.Option("--repeat", help="Timed runs per row; the table shows the best and the median (default 3; 1 with --had100).")] = None,
     warmup: Annotated[Optional[int], typer.Option("--warmup", help="Untimed runs before them (default 1; 0 with --had100).")] = None,
     had100: Annotated[Optional[Path], typer.Option("--had100", help="A HAD100 folder (test/aviris_ng/*.npy, ground_truth/aviris_ng/*.png): per-scene and mean AUC.")] = None,
