@@ -300,7 +300,7 @@ def detect_many(cubes: list[Path], out_dir: Path, *, method: str, bands: int | N
 @app.command()
 def demo(
     model: Annotated[str, typer.Option("--model", "-m", help="FEN model for the FE rows: a name, a path, 'auto' (detect's default, the adaptive FEN) or 'none'.")] = "auto",
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated detectors (lrx is opt-in: tens of seconds on 2 cores).")] = "grx,slrx",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated detectors (lrx is opt-in: 6-7 s on 2 cores).")] = "grx,slrx",
     png: Annotated[Path, typer.Option("--png", help="Where to write the figure of the maps.")] = Path("fencli-demo.png"),
     json: Json = False,
     force: Force = False,
