@@ -68,6 +68,8 @@ def syrk_lower(a: np.ndarray, out: np.ndarray, *, trans: bool = False) -> None:
 
 def syr_lower(alpha: float, x: np.ndarray, a: np.ndarray) -> None:
     """Lower triangle of ``a += alpha x x^T`` (``x`` contiguous)."""
+    if x.dtype != np.float64 or x.strides != (8,):
+        raise ValueError("expected a contiguous float64 vector")
     _routine("dsyr")(b"L", _i(a.shape[0]), _d(alpha), x.ctypes.data, _i(1), a.ctypes.data, _i(_ld(a)))
 
 
