@@ -444,7 +444,7 @@ def _parallel(fn: Any, *args: Any) -> list:
     """``map(fn, *args)`` on one thread per item; the items' NumPy, BLAS and LAPACK calls release the GIL."""
     from concurrent.futures import ThreadPoolExecutor  # 8 ms to import (logging): not for GRX's commands
 
-    with ThreadPoolExecutor(len(args[0])) as pool:
+    with ThreadPoolExecutor(max(1, len(args[0]))) as pool:
         return list(pool.map(fn, *args))
 
 
