@@ -94,10 +94,14 @@ def describe(info: dict[str, Any]) -> str:
 
 
 def limit_threads(n: int) -> None:
-    """Same thread count for NumPy's BLAS, PyTorch and (by the caller's session) ONNX Runtime."""
+    """Same thread count for NumPy's BLAS, PyTorch, fencli's SLRX/LRX workers and (by the caller's
+    session) ONNX Runtime."""
     from threadpoolctl import threadpool_limits
 
+    from fencli.detectors import limit_threads as limit_detector_threads
+
     threadpool_limits(n)
+    limit_detector_threads(n)
     try:
         import torch
 

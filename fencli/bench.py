@@ -78,9 +78,11 @@ def default_reference() -> Path | None:
 
 
 def limit_blas_threads(threads: int) -> bool:
-    """Cap NumPy's BLAS threads like ONNX Runtime's (threadpoolctl, when installed): same-thread timings."""
-    if threads < 1:
-        raise FencliError(f"--threads must be at least 1, got {threads}")
+    """Cap NumPy's BLAS threads (threadpoolctl, when installed) and the detectors' worker threads like
+    ONNX Runtime's: same-thread timings."""
+    from fencli.detectors import limit_threads
+
+    limit_threads(threads)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

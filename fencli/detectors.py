@@ -435,9 +435,20 @@ def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge:
     return maps[:, :, c0:c1]
 
 
+_MAX_THREADS: list[int | None] = [None]  # set by limit_threads (the CLI's --threads)
+
+
+def limit_threads(threads: int | None) -> None:
+    """At most ``threads`` worker threads for SLRX and LRX in this process (None: one per core)."""
+    if threads is not None and threads < 1:
+        raise FencliError(f"--threads must be at least 1, got {threads}")
+    _MAX_THREADS[0] = threads
+
+
 def _cores() -> int:
-    """CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """Worker threads for SLRX and LRX: the CPUs this process may run on, at most ``limit_threads``'s."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cpus, _MAX_THREADS[0] or cpus)
 
 
 def _parallel(fn: Any, *args: Any) -> list:

@@ -26,6 +26,15 @@ def _need(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _detector_threads_reset():
+    """A CLI run with --threads caps SLRX's and LRX's workers for its process: not for the next test."""
+    from fencli import detectors
+
+    yield
+    detectors.limit_threads(None)
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     """The ``../shared`` folder; skips the test when it is absent."""

@@ -109,6 +109,28 @@ def test_slrx_block_options_reach_the_detector(tmp_path):
     np.testing.assert_allclose(got, slrx_loop(cube, 2), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("method", ["slrx", "lrx"])
+def test_threads_caps_the_detectors_workers(tmp_path, monkeypatch, method):
+    """--threads N: SLRX and LRX split their work over at most N threads (else one per core)."""
+    from fencli import detectors
+
+    monkeypatch.setattr(detectors, "os", type("Os", (), {"sched_getaffinity": lambda _: {0, 1, 2, 3},
+                                                         "cpu_count": lambda: 4}))
+    seen = []
+    parallel = detectors._parallel
+    monkeypatch.setattr(detectors, "_parallel", lambda fn, *args: seen.append(len(args[0])) or parallel(fn, *args))
+    cube = _cube(9, (16, 30, 6))
+    np.save(tmp_path / "c.npy", cube)
+    windows = ("--windows", "3", "7") if method == "lrx" else ("--block-size", "2")
+    many = _scores(tmp_path, tmp_path / "c.npy", "--method", method, *windows)
+    assert max(seen) == 4
+    seen.clear()
+    one = _scores(tmp_path, tmp_path / "c.npy", "--method", method, *windows, "--threads", "1")
+    assert max(seen) == 1
+    np.testing.assert_allclose(one, many, rtol=1e-9, atol=1e-12)
+    assert "at least 1" in _error(tmp_path / "c.npy", "--method", method, "--threads", "0")
+
+
 def test_lrx_windows_reach_the_detector(tmp_path):
     spectral = pytest.importorskip("spectral")
     cube = _cube(8, (11, 12, 5)).astype(np.float64)

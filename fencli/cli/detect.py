@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from fencli.cli import app
-from fencli.cli.options import (Bands, ConstantBands, Device, Force, GtFile, GtKey, Json, Key, Layout, Model,
-                                Nan, Threads, Tile)
+from fencli.cli.options import (Bands, ConstantBands, Device, DetectThreads, Force, GtFile, GtKey, Json, Key, Layout,
+                                Model, Nan, Tile)
 from fencli.cluster import DaskExecutor, dask_client  # Dask itself is imported only when a client starts
 from fencli.enhancers import load_enhancer
 from fencli.errors import FencliError
@@ -108,7 +108,7 @@ def detect(
     scheduler: Scheduler = None,
     out_dir: OutDir = None,
     device: Device = "auto",
-    threads: Threads = None,
+    threads: DetectThreads = None,
     json: Json = False,
     force: Force = False,
 ) -> None:
@@ -135,9 +135,10 @@ def detect(
     if tile is not None and tile < 0:
         raise FencliError(f"--tile must be >= 0, got {tile}")
     options = detector_options(block_size, block_num, windows)
-    from fencli.detectors import make_detector
+    from fencli.detectors import limit_threads, make_detector
 
     make_detector(method, options)  # an unknown method or a flag it does not take fails first
+    limit_threads(threads)
     if out_dir is not None or len(cubes) > 1:
         refuse_batch_flags(
             out_dir,

@@ -19,6 +19,7 @@ Bands = Annotated[Optional[int], typer.Option("--bands", "-b", help="Keep the fi
 Model = Annotated[str, typer.Option("--model", "-m", help="FEN model: registry name (see `fencli models`), 'adaptive' (any band count, no training), .onnx path, 'none' (raw), or 'auto': detect's adaptive FEN, else fencli's embedded model with the most bands the scene has.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda (ONNX Runtime execution provider).")]
 Threads = Annotated[Optional[int], typer.Option("--threads", help="ONNX Runtime intra-op threads (default: all cores).")]
+DetectThreads = Annotated[Optional[int], typer.Option("--threads", help="Threads for ONNX Runtime and for SLRX's and LRX's workers (default: all cores).")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a table.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 Tile = Annotated[Optional[int], typer.Option("--tile", help="Tile side in pixels for scenes larger than memory "
