@@ -96,12 +96,9 @@ def describe(info: dict[str, Any]) -> str:
 def limit_threads(n: int) -> None:
     """Same thread count for NumPy's BLAS, PyTorch, fencli's SLRX/LRX workers and (by the caller's
     session) ONNX Runtime."""
-    from threadpoolctl import threadpool_limits
+    from fencli.bench import limit_blas_threads
 
-    from fencli.detectors import limit_threads as limit_detector_threads
-
-    threadpool_limits(n)
-    limit_detector_threads(n)
+    limit_blas_threads(n)  # NumPy's BLAS and the detectors' workers, as `fencli bench --threads`
     try:
         import torch
 
