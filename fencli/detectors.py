@@ -21,7 +21,7 @@ import numpy as np
 
 from fencli import lapack
 from fencli.errors import FencliError
-from fencli.preprocess import minmax01
+from fencli.preprocess import value_range
 
 PINV_RCOND = 1e-15  # numpy.linalg.pinv's default cutoff, relative to the largest eigenvalue
 _SAFE_RCOND = 1e-12  # an rcond above this keeps every eigenvalue above the cutoff, with a margin
@@ -515,15 +515,35 @@ def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, r
 
     h, w, b = cube.shape
     bs = slrx_block_size(b, block_size, block_num)
-    centered = minmax01(cube, vrange).reshape(-1, b)
-    centered -= centered.mean(axis=0)  # all later statistics are shift-invariant; limits cancellation
+    centered = unit_centered(cube, vrange)
     # One BLAS thread per worker thread, one worker per core: OpenBLAS's own threads cost more than
     # they gain on SLRX's hundreds of 200 x 200 calls (measured 4-60x slower under load).
     with one_blas_thread():
-        scatter = sum(_parallel(_scatter, np.array_split(centered, _cores())))
+        scatter = sum(_parallel(_scatter, np.array_split(centered.reshape(-1, b), _cores())))
         white = slrx_full_whitener(scatter / max(h * w - 1, 1), ridge)
-        maps = slrx_raw_maps(centered.reshape(h, w, b), bs, white, ridge)
+        maps = slrx_raw_maps(centered, bs, white, ridge)
     return slrx_combine(maps)
+
+
+def unit_centered(cube: np.ndarray, vrange: tuple[float, float] | None = None,
+                  mean: np.ndarray | None = None) -> np.ndarray:
+    """``(cube - mean) / (hi - lo)``, C-ordered float64 ``H x W x B``: the local detectors' input,
+    ``minmax01(cube)`` centred (their statistics are shift-invariant; centring limits cancellation).
+
+    ``mean`` in the cube's own units, default the cube's mean. One pass split over the cores, where
+    scaling then centring took two (at 200 bands: 5 against 14 ms).
+    """
+    lo, hi = vrange if vrange is not None else value_range(cube)
+    shift = cube.mean(axis=(0, 1), dtype=np.float64) if mean is None else np.asarray(mean, dtype=np.float64)
+    out = np.empty(cube.shape)
+
+    def rows(r0: int, r1: int) -> None:
+        np.subtract(cube[r0:r1], shift, out=out[r0:r1], dtype=np.float64)
+        out[r0:r1] *= 1.0 / (hi - lo)
+
+    edges = np.linspace(0, cube.shape[0], min(_cores(), cube.shape[0]) + 1).astype(int)
+    _parallel(rows, edges[:-1], edges[1:])
+    return out
 
 
 def _window_starts(length: int, extent: int) -> np.ndarray:
@@ -552,9 +572,7 @@ def lrx(cube: np.ndarray, inner: int = 5, outer: int = 21, ridge: float = 0.0,
     if n < 2 or (n - 1 < b and not ridge > 0):
         raise FencliError(f"LRX background holds {n} pixels for {b} bands: enlarge the outer window "
                           "or pass a positive ridge")
-    x = minmax01(cube, vrange).reshape(-1, b)
-    x -= x.mean(axis=0)  # shift-invariant statistics; centering limits cancellation
-    x = x.reshape(h, w, b)
+    x = unit_centered(cube, vrange)
     # Column slabs, one per core, each with the outer window's half as halo and a core at least one
     # window wide: no window inside a slab moves, so each slab's scores are the whole scene's.
     parts, halo = max(1, min(_cores(), w // wo)), wo // 2
@@ -721,8 +739,8 @@ class SLRX(Detector):
             self.white = slrx_full_whitener(self.stats.covariance, self.ridge)
 
     def score(self, block: np.ndarray, tile: Any) -> np.ndarray:
-        x = minmax01(block, self.vrange)
-        x -= self.stats.mean
+        lo, hi = self.vrange
+        x = unit_centered(block, self.vrange, lo + self.stats.mean * (hi - lo))
         r0, r1, c0, c1 = tile.core
         e0, _, f0, _ = tile.ext
         with one_blas_thread():

@@ -187,6 +187,25 @@ def test_slrx_threads_split_block_rows_without_changing_the_maps(monkeypatch):
     np.testing.assert_allclose(slrx(cube, block_size=4), one, rtol=1e-10, atol=1e-13)  # the scatter splits too
 
 
+@pytest.mark.parametrize("cores", [1, 3])
+def test_unit_centered_is_the_minmaxed_cube_minus_its_mean(monkeypatch, cores):
+    """One pass over row bands equals the two-pass ``minmax01`` then centring, for a Fortran-ordered
+    uint16 cube (as a .mat arrives) and with a given mean (the tiled path's background mean)."""
+    from fencli import detectors
+    from fencli.preprocess import minmax01
+
+    monkeypatch.setattr(detectors, "_cores", lambda: cores)
+    cube = np.asfortranarray(np.random.default_rng(3).integers(100, 9000, (7, 5, 6), dtype=np.uint16))
+    unit = minmax01(cube)
+    want = unit - unit.mean(axis=(0, 1))
+    got = detectors.unit_centered(cube)
+    assert got.flags.c_contiguous and got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
+    mean = np.full(6, 4000.0)
+    np.testing.assert_allclose(detectors.unit_centered(cube, (100, 9000), mean),
+                               minmax01(cube, (100, 9000)) - (4000.0 - 100) / 8900, rtol=0, atol=1e-15)
+
+
 @pytest.mark.parametrize("n,b", [(64, 200), (256, 50), (2, 5)])
 def test_own_block_distances_against_an_svd(n, b):
     """(n - 1) sum_j lambda_j / (lambda_j + c) u_ij^2 from the SVD of the centred block: the exact
