@@ -260,23 +260,20 @@ def _surround_distances(sums: np.ndarray, moments: np.ndarray, counts: np.ndarra
     means = sums / counts[:, None]
     dof = np.maximum(counts - 1, 1)
     centered = pixels - means[:, None, :]
-    out = np.empty((m, n))
+    moments[counts < 2] = 0.0
     diag = np.arange(b)
+    moments[:, diag, diag] += (dof * ridge)[:, None]
+    # Inside the loop only the long LAPACK calls, which release the GIL: SLRX's other thread runs.
     for k in range(m):
         # moments[k].T is column-major with the valid triangle as its lower one: updated in place.
         scatter = moments[k].T
         if counts[k] > 1:  # scatter = X^T X - n mu mu^T, one triangle (BLAS syr)
             lapack.syr_lower(-counts[k], means[k], scatter)
-        else:
-            scatter[:] = 0.0
-        scatter[diag, diag] += dof[k] * ridge
         info = lapack.potrf_lower(scatter)
         if info != 0:
             raise FencliError(f"SLRX surround covariance is not positive definite (LAPACK info {info})")
-        y = centered[k].T
-        lapack.trsm_lower(scatter, y)  # L^-1 (x - mu), B x n
-        out[k] = np.einsum("ij,ij->j", y, y)
-    return out * dof[:, None]
+        lapack.trsm_lower(scatter, centered[k].T)  # L^-1 (x - mu), B x n
+    return np.einsum("knb,knb->kn", centered, centered) * dof[:, None]
 
 
 def _own_block_distances(centered: np.ndarray, ridge: float) -> np.ndarray:
@@ -294,15 +291,15 @@ def _own_block_distances(centered: np.ndarray, ridge: float) -> np.ndarray:
     if n < 2:
         return np.zeros((m, n))
     c = (n - 1) * ridge
-    low = np.zeros((n, n), order="F")  # only its lower triangle is ever written
-    out = np.empty((m, n))
+    low = np.zeros((m, n, n))  # low[k].T column-major; only its lower triangle is ever written
+    diag = np.arange(n)
     for k in range(m):
-        lapack.syrk_lower(centered[k].T, low, trans=True)
-        low.flat[:: n + 1] += c
-        if lapack.potrf_lower(low) or lapack.trtri_lower(low):
+        lapack.syrk_lower(centered[k].T, low[k].T, trans=True)
+    low[:, diag, diag] += c
+    for k in range(m):
+        if lapack.potrf_lower(low[k].T) or lapack.trtri_lower(low[k].T):
             raise FencliError("SLRX block covariance is not positive definite")
-        np.einsum("ij,ij->j", low, low, out=out[k])
-    return np.clip((n - 1) * (1.0 - c * out), 0.0, None)
+    return np.clip((n - 1) * (1.0 - c * np.einsum("kij,kij->ki", low, low)), 0.0, None)
 
 
 def _block_groups(strip: np.ndarray, bs: int) -> list[tuple[int, int, np.ndarray]]:
@@ -325,30 +322,29 @@ def _paste(out: np.ndarray, values: np.ndarray, col0: int, bw: int, bs: int) -> 
     out[:, col0 * bs: col0 * bs + m * bw] = values.reshape(m, rh, bw).transpose(1, 0, 2).reshape(rh, -1)
 
 
-def _row_moments(groups: list[tuple[int, int, np.ndarray]]) -> tuple[np.ndarray, ...]:
-    """Per block of one block row: (sums, raw second moments X^T X (upper triangle), pixel counts)."""
+def _row_moments(groups: list[tuple[int, int, np.ndarray]], moments: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per block of one block row: (sums, raw second moments X^T X, pixel counts). The moments go
+    to ``moments`` (``m x B x B``), upper triangle only: the surround's Cholesky reads no other,
+    so the buffer's other triangle may hold anything finite."""
     sums = np.concatenate([px.sum(axis=1) for _, _, px in groups])
     blocks = [block for _, _, px in groups for block in px]
-    # X^T X by syrk (half a GEMM), one triangle only: the surround's Cholesky reads no other.
-    moments = np.zeros((len(blocks),) + 2 * blocks[0].shape[-1:])
     for block, out in zip(blocks, moments):
-        lapack.syrk_lower(block.T, out.T)
+        lapack.syrk_lower(block.T, out.T)  # half a GEMM
     counts = np.concatenate([np.full(px.shape[0], px.shape[1], dtype=np.float64) for _, _, px in groups])
     return sums, moments, counts
 
 
-def _neighbourhood(rows: list[tuple[np.ndarray, ...]],
-                   own: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-    """3 x 3 block neighbourhood sums minus the block itself (the spec's surround union)."""
-    out = []
-    for k, mine in enumerate(own):
-        vert = rows[0][k] + rows[1][k] if len(rows) > 1 else rows[0][k].copy()
+def _neighbourhood(rows: list[tuple[np.ndarray, ...]], own: tuple[np.ndarray, ...],
+                   vert: list[np.ndarray], out: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """3 x 3 block neighbourhood sums minus the block itself (the spec's surround union), into the
+    buffers ``out`` through ``vert`` (shaped as ``own``)."""
+    for k, (v, horiz) in enumerate(zip(vert, out)):
+        np.add(rows[0][k], rows[1][k], out=v) if len(rows) > 1 else np.copyto(v, rows[0][k])
         if len(rows) > 2:
-            vert += rows[2][k]
-        horiz = vert - mine
-        horiz[1:] += vert[:-1]
-        horiz[:-1] += vert[1:]
-        out.append(horiz)
+            v += rows[2][k]
+        np.subtract(v, own[k], out=horiz)
+        horiz[1:] += v[:-1]
+        horiz[:-1] += v[1:]
     return tuple(out)
 
 
@@ -461,20 +457,25 @@ def _parallel(fn: Any, *args: Any) -> list:
 
 def _block_maps(region: np.ndarray, bs: int, ridge: float, rows_core: tuple[int, int], maps: np.ndarray) -> None:
     """The block and surround maps of ``slrx_raw_maps`` (``2 x (r1 - r0) x W``), a block row at a time."""
-    rh = region.shape[0]
+    rh, rw, b = region.shape
     r0, r1 = rows_core
+    per_row = -(-rw // bs)  # blocks in a block row
+    # Buffers live through the call: fresh 13 x 200 x 200 arrays per block row cost page faults
+    # and, freed, TLB flushes that stall the other thread.
+    free: list[np.ndarray] = []  # moment buffers of the block rows left behind
+    vert, out = ([np.empty((per_row, b)), np.empty((per_row, b, b)), np.empty(per_row)] for _ in range(2))
     cache: dict[int, tuple[list, tuple[np.ndarray, ...]]] = {}
 
     def block_row(top: int) -> tuple[list, tuple[np.ndarray, ...]]:
         if top not in cache:
             groups = _block_groups(region[top: top + bs], bs)
-            cache[top] = (groups, _row_moments(groups))
+            cache[top] = (groups, _row_moments(groups, free.pop() if free else np.zeros((per_row, b, b))))
         return cache[top]
 
     for top in range(r0, r1, bs):
         groups, own = block_row(top)
         rows = [block_row(q)[1] for q in (top - bs, top, top + bs) if 0 <= q < rh]
-        sur_sums, sur_moments, sur_counts = _neighbourhood(rows, own)
+        sur_sums, sur_moments, sur_counts = _neighbourhood(rows, own, vert, out)
         block, surround = maps[0, top - r0: top - r0 + bs], maps[1, top - r0: top - r0 + bs]
         k0 = 0
         for col0, bw, px in groups:
@@ -492,7 +493,8 @@ def _block_maps(region: np.ndarray, bs: int, ridge: float, rows_core: tuple[int,
             if has.any():
                 _paste(surround, np.sqrt(np.clip(d2, 0.0, None)), col0, bw, bs)
             k0 += m
-        cache.pop(top - bs, None)
+        if top - bs in cache:
+            free.append(cache.pop(top - bs)[1][1])
 
 
 def slrx_combine(maps: np.ndarray) -> np.ndarray:
