@@ -9,8 +9,9 @@ baseline, ...), after warm-up runs, as a median:
    published code as its users run it (``published_run.py``: import torch, load the checkpoint, read
    the ``.mat``, FEN, RX loop, AUC), wall time and peak memory (``ru_maxrss`` of each process);
 3. in process (``compare_published.py``'s pairs): GRX, SLRX, FE+GRX, FE+SLRX against the published
-   loops and PyTorch FEN; LRX against Spectral Python's ``rx(window=(5, 21))`` on a crop; SLRX's
-   FLOP floor and how close fencli's SLRX comes to it;
+   loops (SLRX's in PyTorch, as published, and once more against its NumPy stand-in) and PyTorch
+   FEN; LRX against Spectral Python's ``rx(window=(5, 21))`` on a crop; SLRX's FLOP floor and how
+   close fencli's SLRX comes to it;
 4. the FEN under the ONNX Runtime wheel of the main environment and of ``--ort-python`` (a plain
    virtual environment with the other wheel), alternated, with the installed package sizes.
 
@@ -148,7 +149,7 @@ def slrx_flops(h: int, w: int, b: int, bs: int) -> dict[str, float]:
 
 def in_process(scene: Path, bands: int, model: str, checkpoint: Path, repeat: int, lrx_crop: int) -> dict:
     from compare_published import published_grx, torch_fe
-    from published import published_slrx
+    from published import published_slrx, published_slrx_numpy
 
     from export.checkpoint import load_checkpoint
     from fencli.detectors import slrx_block_size
@@ -164,6 +165,8 @@ def in_process(scene: Path, bands: int, model: str, checkpoint: Path, repeat: in
     cases = {
         "GRX": (lambda: published_grx(cube), lambda: run(cube, "grx").scores),
         "SLRX": (lambda: published_slrx(cube), lambda: run(cube, "slrx").scores),
+        "SLRX against the published loop in NumPy": (lambda: published_slrx_numpy(cube),
+                                                     lambda: run(cube, "slrx").scores),
         "FE only": (lambda: torch_fe(torch_fen, cube), lambda: session.enhance(cube)),
         "FE+GRX": (lambda: published_grx(torch_fe(torch_fen, cube)), lambda: run(cube, "grx", enhancer=session).scores),
         "FE+SLRX": (lambda: published_slrx(torch_fe(torch_fen, cube)),
