@@ -413,22 +413,74 @@ def slrx_raw_maps(region: np.ndarray, bs: int, full_whitener: np.ndarray, ridge:
     it wherever the scene has one, so every core block sees its whole surround. ``full_whitener``:
     :func:`slrx_full_whitener` of the full image's covariance. Returns sqrt distances; the caller
     min-maxes each map over the whole scene (:func:`slrx_combine`). Vectorized over a block row.
+
+    One thread per core, its calls releasing the GIL. The block rows are split into one run per two
+    threads, which take rows from its two ends until they meet: a thread slowed by the machine's
+    other work takes fewer rows, and only the rows where the two meet have their moments formed twice.
     """
     rh, rw, b = region.shape
     r0, r1, c0, c1 = core if core is not None else (0, rh, 0, rw)
     maps = np.empty((3, r1 - r0, rw))
     maps[1] = 0.0  # blocks without a surround (a single-block image) keep 0
+    tops = list(range(r0, r1, bs))
+    workers = min(_cores(), len(tops))
+    runs = [_RowRun(part) for part in np.array_split(tops, -(-workers // 2))] if tops else []
 
-    def band(top: int, bottom: int) -> None:  # rows [top, bottom) on one thread: its calls release the GIL
-        full = _sq_norms_after(full_whitener, np.reshape(region[top:bottom, c0:c1], (-1, b)), triangular=True)
-        np.sqrt(full.reshape(bottom - top, c1 - c0), out=maps[2, top - r0: bottom - r0, c0:c1])
-        _block_maps(region, bs, ridge, (top, bottom), maps[:2, top - r0: bottom - r0])
+    def worker(w: int) -> None:
+        rows = _MomentRows(region, bs)
+        for top in runs[w // 2].take(from_top=w % 2 == 0):
+            bottom = min(top + bs, r1)
+            full = _sq_norms_after(full_whitener, np.reshape(region[top:bottom, c0:c1], (-1, b)), triangular=True)
+            np.sqrt(full.reshape(bottom - top, c1 - c0), out=maps[2, top - r0: bottom - r0, c0:c1])
+            _block_row_maps(rows, top, ridge, maps[:2, top - r0: top - r0 + bs])
 
-    tops = range(r0, r1, bs)
-    parts = min(_cores(), len(tops))
-    edges = [tops[len(tops) * i // parts] for i in range(parts)] + [r1]
-    _parallel(band, edges[:-1], edges[1:])
+    _parallel(worker, range(workers))
     return maps[:, :, c0:c1]
+
+
+class _RowRun:
+    """Block rows that two threads share, one taking them from the top, the other from the bottom."""
+
+    def __init__(self, tops: Iterable[int]) -> None:
+        self.tops, self.lock = [int(t) for t in tops], threading.Lock()
+
+    def take(self, from_top: bool) -> Iterator[int]:
+        while True:
+            with self.lock:
+                if not self.tops:
+                    return
+                top = self.tops.pop(0 if from_top else -1)
+            yield top
+
+
+class _MomentRows:
+    """One thread's block rows with their raw moments (:func:`_row_moments`), formed once each and
+    kept while a neighbouring row needs them; buffers are reused: fresh 13 x 200 x 200 arrays per
+    block row cost page faults and, freed, TLB flushes that stall the other thread."""
+
+    def __init__(self, region: np.ndarray, bs: int) -> None:
+        rh, rw, b = region.shape
+        self.region, self.bs, self.per_row = region, bs, -(-rw // bs)
+        self.cache: dict[int, tuple[list, tuple[np.ndarray, ...]]] = {}
+        self.free: list[np.ndarray] = []
+        self.vert, self.out = ([np.empty((self.per_row, b)), np.empty((self.per_row, b, b)), np.empty(self.per_row)]
+                               for _ in range(2))
+
+    def row(self, top: int) -> tuple[list, tuple[np.ndarray, ...]]:
+        if top not in self.cache:
+            groups = _block_groups(self.region[top: top + self.bs], self.bs)
+            b = self.region.shape[2]
+            buffer = self.free.pop() if self.free else np.zeros((self.per_row, b, b))
+            self.cache[top] = (groups, _row_moments(groups, buffer))
+        return self.cache[top]
+
+    def around(self, top: int) -> tuple[list, tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        """Row ``top``'s blocks and own moments, and its surround sums (:func:`_neighbourhood`)."""
+        for q in [q for q in self.cache if abs(q - top) > self.bs]:
+            self.free.append(self.cache.pop(q)[1][1])
+        groups, own = self.row(top)
+        rows = [self.row(q)[1] for q in (top - self.bs, top, top + self.bs) if 0 <= q < self.region.shape[0]]
+        return groups, own, _neighbourhood(rows, own, self.vert, self.out)
 
 
 _MAX_THREADS: list[int | None] = [None]  # set by limit_threads (the CLI's --threads)
@@ -455,46 +507,26 @@ def _parallel(fn: Any, *args: Any) -> list:
         return list(pool.map(fn, *args))
 
 
-def _block_maps(region: np.ndarray, bs: int, ridge: float, rows_core: tuple[int, int], maps: np.ndarray) -> None:
-    """The block and surround maps of ``slrx_raw_maps`` (``2 x (r1 - r0) x W``), a block row at a time."""
-    rh, rw, b = region.shape
-    r0, r1 = rows_core
-    per_row = -(-rw // bs)  # blocks in a block row
-    # Buffers live through the call: fresh 13 x 200 x 200 arrays per block row cost page faults
-    # and, freed, TLB flushes that stall the other thread.
-    free: list[np.ndarray] = []  # moment buffers of the block rows left behind
-    vert, out = ([np.empty((per_row, b)), np.empty((per_row, b, b)), np.empty(per_row)] for _ in range(2))
-    cache: dict[int, tuple[list, tuple[np.ndarray, ...]]] = {}
-
-    def block_row(top: int) -> tuple[list, tuple[np.ndarray, ...]]:
-        if top not in cache:
-            groups = _block_groups(region[top: top + bs], bs)
-            cache[top] = (groups, _row_moments(groups, free.pop() if free else np.zeros((per_row, b, b))))
-        return cache[top]
-
-    for top in range(r0, r1, bs):
-        groups, own = block_row(top)
-        rows = [block_row(q)[1] for q in (top - bs, top, top + bs) if 0 <= q < rh]
-        sur_sums, sur_moments, sur_counts = _neighbourhood(rows, own, vert, out)
-        block, surround = maps[0, top - r0: top - r0 + bs], maps[1, top - r0: top - r0 + bs]
-        k0 = 0
-        for col0, bw, px in groups:
-            m = px.shape[0]
-            own_means = px.mean(axis=1, keepdims=True)
-            _paste(block, np.sqrt(_own_block_distances(px - own_means, ridge)), col0, bw, bs)
-            sel = slice(k0, k0 + m)
-            has = sur_counts[sel] > 0
-            if has.all():
-                d2 = _surround_distances(sur_sums[sel], sur_moments[sel], sur_counts[sel], px, ridge)
-            elif has.any():
-                d2 = np.zeros(px.shape[:2])
-                d2[has] = _surround_distances(sur_sums[sel][has], sur_moments[sel][has],
-                                              sur_counts[sel][has], px[has], ridge)
-            if has.any():
-                _paste(surround, np.sqrt(np.clip(d2, 0.0, None)), col0, bw, bs)
-            k0 += m
-        if top - bs in cache:
-            free.append(cache.pop(top - bs)[1][1])
+def _block_row_maps(rows: _MomentRows, top: int, ridge: float, maps: np.ndarray) -> None:
+    """The block and surround maps (``maps``: ``2 x bs x W``) of the block row at ``top``."""
+    groups, _, (sur_sums, sur_moments, sur_counts) = rows.around(top)
+    bs = rows.bs
+    k0 = 0
+    for col0, bw, px in groups:
+        m = px.shape[0]
+        own_means = px.mean(axis=1, keepdims=True)
+        _paste(maps[0], np.sqrt(_own_block_distances(px - own_means, ridge)), col0, bw, bs)
+        sel = slice(k0, k0 + m)
+        has = sur_counts[sel] > 0
+        if has.all():
+            d2 = _surround_distances(sur_sums[sel], sur_moments[sel], sur_counts[sel], px, ridge)
+        elif has.any():
+            d2 = np.zeros(px.shape[:2])
+            d2[has] = _surround_distances(sur_sums[sel][has], sur_moments[sel][has],
+                                          sur_counts[sel][has], px[has], ridge)
+        if has.any():
+            _paste(maps[1], np.sqrt(np.clip(d2, 0.0, None)), col0, bw, bs)
+        k0 += m
 
 
 def slrx_combine(maps: np.ndarray) -> np.ndarray:

@@ -187,6 +187,35 @@ def test_slrx_threads_split_block_rows_without_changing_the_maps(monkeypatch):
     np.testing.assert_allclose(slrx(cube, block_size=4), one, rtol=1e-10, atol=1e-13)  # the scatter splits too
 
 
+def test_slrx_rows_go_to_the_thread_that_is_free(monkeypatch):
+    """Two threads take block rows from both ends until they meet: a thread slowed by other work
+    takes fewer rows (a fixed split would give each half), and the maps do not change."""
+    import threading
+    import time
+
+    from fencli import detectors
+
+    cube, _ = planted_scene(h=48, w=20, bands=12, n_anomalies=3, seed=8)  # 12 block rows of 4 px
+    monkeypatch.setattr(detectors, "_cores", lambda: 1)
+    one = slrx(cube, block_size=4)
+    taken: dict[int, list[int]] = {}
+    row_maps = detectors._block_row_maps
+
+    def slowed(rows, top, ridge, maps):
+        mine = taken.setdefault(threading.get_ident(), [])
+        mine.append(top)
+        if mine[0] == 0:  # the thread that started at the top is the slow one
+            time.sleep(0.05)
+        row_maps(rows, top, ridge, maps)
+
+    monkeypatch.setattr(detectors, "_block_row_maps", slowed)
+    monkeypatch.setattr(detectors, "_cores", lambda: 2)
+    two = slrx(cube, block_size=4)
+    (slow, fast) = sorted(taken.values(), key=lambda tops: tops[0])
+    assert sorted(slow + fast) == list(range(0, 48, 4)) and len(slow) < len(fast)
+    np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.parametrize("cores", [1, 3])
 def test_unit_centered_is_the_minmaxed_cube_minus_its_mean(monkeypatch, cores):
     """One pass over row bands equals the two-pass ``minmax01`` then centring, for a Fortran-ordered
