@@ -187,6 +187,40 @@ def test_slrx_threads_split_block_rows_without_changing_the_maps(monkeypatch):
     np.testing.assert_allclose(slrx(cube, block_size=4), one, rtol=1e-10, atol=1e-13)  # the scatter splits too
 
 
+def test_grx_halves_give_the_same_bits_on_one_core_or_two(monkeypatch):
+    """GRX sums the scatter of two fixed halves of the rows, on two threads only where there are two
+    cores: the scores do not depend on the machine, and they match the spec's one-pass loop."""
+    from fencli import detectors
+
+    cube, _ = planted_scene(h=31, w=17, bands=9, n_anomalies=3, seed=12)
+    monkeypatch.setattr(detectors, "_cores", lambda: 1)
+    one = grx(cube)
+    monkeypatch.setattr(detectors, "_cores", lambda: 2)
+    two = grx(cube)
+    np.testing.assert_array_equal(two, one)
+    x = cube.reshape(-1, 9).astype(np.float64)
+    d = x - x.mean(axis=0)
+    want = np.einsum("ij,jk,ik->i", d, np.linalg.pinv(np.cov(x, rowvar=False)), d)
+    np.testing.assert_allclose(two.ravel(), want, rtol=1e-9)
+
+
+def test_parallel_raises_the_first_error_after_every_thread_ends():
+    from fencli.detectors import _parallel
+
+    done = []
+
+    def work(i: int) -> int:
+        if i in (1, 2):
+            raise ValueError(f"item {i}")
+        done.append(i)
+        return i
+
+    with pytest.raises(ValueError, match="item 1"):
+        _parallel(work, range(4))
+    assert sorted(done) == [0, 3]
+    assert _parallel(lambda a, b: a * b, [2, 3], [4, 5]) == [8, 15] and _parallel(work, []) == []
+
+
 def test_slrx_rows_go_to_the_thread_that_is_free(monkeypatch):
     """Two threads take block rows from both ends until they meet: a thread slowed by other work
     takes fewer rows (a fixed split would give each half), and the maps do not change."""
