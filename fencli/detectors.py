@@ -392,6 +392,25 @@ _BLAS_LOCK = threading.Lock()
 _blas_limit: list = []  # [threadpoolctl limiter, nesting depth] while some thread holds the limit
 
 
+_CONTROLLERS: dict[bool, Any] = {}
+
+
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the loaded BLAS libraries (None without threadpoolctl), kept: finding
+    them costs 1 ms a call. SciPy brings its own OpenBLAS, so the view is taken again once it is loaded."""
+    import sys
+
+    key = "scipy.linalg" in sys.modules
+    if key not in _CONTROLLERS:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _CONTROLLERS[key] = None
+        else:
+            _CONTROLLERS[key] = ThreadpoolController()
+    return _CONTROLLERS[key]
+
+
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
     """BLAS/LAPACK on one thread inside: SLRX's per-block work is hundreds of calls
@@ -402,13 +421,8 @@ def one_blas_thread() -> Iterator[None]:
     restores the original."""
     with _BLAS_LOCK:
         if not _blas_limit:
-            try:
-                from threadpoolctl import threadpool_limits
-            except ImportError:
-                limiter = None
-            else:
-                limiter = threadpool_limits(limits=1, user_api="blas")
-            _blas_limit[:] = [limiter, 0]
+            controller = _blas_controller()
+            _blas_limit[:] = [None if controller is None else controller.limit(limits=1, user_api="blas"), 0]
         _blas_limit[1] += 1
     try:
         yield
@@ -584,12 +598,11 @@ def slrx(cube: np.ndarray, block_size: int | None = None, block_num: int = 25, r
 
     h, w, b = cube.shape
     bs = slrx_block_size(b, block_size, block_num)
-    centered = unit_centered(cube, vrange)
     # One BLAS thread per worker thread, one worker per core: OpenBLAS's own threads cost more than
     # they gain on SLRX's hundreds of 200 x 200 calls (measured 4-60x slower under load).
     with one_blas_thread():
-        scatter = sum(_parallel(_scatter, np.array_split(centered.reshape(-1, b), _cores())))
-        white = slrx_full_whitener(scatter / max(h * w - 1, 1), ridge)
+        centered, scatters = _unit_centered_parts(cube, vrange, None, _scatter)
+        white = slrx_full_whitener(sum(scatters) / max(h * w - 1, 1), ridge)
         maps = slrx_raw_maps(centered, bs, white, ridge)
     return slrx_combine(maps)
 
@@ -602,17 +615,24 @@ def unit_centered(cube: np.ndarray, vrange: tuple[float, float] | None = None,
     ``mean`` in the cube's own units, default the cube's mean. One pass split over the cores, where
     scaling then centring took two (at 200 bands: 5 against 14 ms).
     """
+    return _unit_centered_parts(cube, vrange, mean)[0]
+
+
+def _unit_centered_parts(cube: np.ndarray, vrange: tuple[float, float] | None, mean: np.ndarray | None,
+                         each: Any = None) -> tuple[np.ndarray, list]:
+    """:func:`unit_centered`, and ``each(pixels)`` of every part on the thread that just wrote it
+    (SLRX's scatter reads its rows while they are in cache)."""
     lo, hi = vrange if vrange is not None else value_range(cube)
     shift = cube.mean(axis=(0, 1), dtype=np.float64) if mean is None else np.asarray(mean, dtype=np.float64)
     out = np.empty(cube.shape)
 
-    def rows(r0: int, r1: int) -> None:
+    def rows(r0: int, r1: int) -> Any:
         np.subtract(cube[r0:r1], shift, out=out[r0:r1], dtype=np.float64)
         out[r0:r1] *= 1.0 / (hi - lo)
+        return None if each is None else each(out[r0:r1].reshape(-1, cube.shape[-1]))
 
     edges = np.linspace(0, cube.shape[0], min(_cores(), cube.shape[0]) + 1).astype(int)
-    _parallel(rows, edges[:-1], edges[1:])
-    return out
+    return out, _parallel(rows, edges[:-1], edges[1:])
 
 
 def _window_starts(length: int, extent: int) -> np.ndarray:
