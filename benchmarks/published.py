@@ -5,8 +5,8 @@ cube held as the network's ``1 x B x H x W`` tensor and viewed as ``H x W x B``,
 ``torch.linalg.inv`` with a 1e-6 ridge per block, surround and image, then one ``torch.mv`` and
 ``torch.dot`` per pixel and map (the device transfer of each surround pixel included, a no-op on the
 CPU). It reproduces the reference AUC of abu-airport-1 to six decimals. :func:`published_slrx_numpy`
-is the same loop in NumPy, the stand-in the speed reports used before (1.3-1.4x faster than the
-PyTorch loop in one process). GRX is written in the same per-pixel style from the spec (float32
+is the same loop in NumPy, the stand-in the speed reports used before (1.2-1.7x faster than the
+PyTorch loop in the same run). GRX is written in the same per-pixel style from the spec (float32
 pinv); its published source was not at hand. Not used by fencli.
 """
 
