@@ -12,6 +12,7 @@ All statistics are float64: the reference's float32 statistics shift the AUC in 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -398,8 +399,6 @@ _CONTROLLERS: dict[bool, Any] = {}
 def _blas_controller() -> Any:
     """threadpoolctl's view of the loaded BLAS libraries (None without threadpoolctl), kept: finding
     them costs 1 ms a call. SciPy brings its own OpenBLAS, so the view is taken again once it is loaded."""
-    import sys
-
     key = "scipy.linalg" in sys.modules
     if key not in _CONTROLLERS:
         try:
@@ -491,7 +490,7 @@ class _MomentRows:
     block row cost page faults and, freed, TLB flushes that stall the other thread."""
 
     def __init__(self, region: np.ndarray, bs: int) -> None:
-        rh, rw, b = region.shape
+        _, rw, b = region.shape
         self.region, self.bs, self.per_row = region, bs, -(-rw // bs)
         self.cache: dict[int, tuple[list, tuple[np.ndarray, ...]]] = {}
         self.free: list[np.ndarray] = []
