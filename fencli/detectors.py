@@ -226,30 +226,28 @@ def grx(cube: np.ndarray, vrange: tuple[float, float] | None = None, *,
     edges = (0, h // 2, h)
     split = _parallel if _cores() > 1 else lambda fn, *args: list(map(fn, *args))
     with one_blas_thread():
-        if not float32_scores:
-            mean = cube.mean(axis=tuple(range(cube.ndim - 1)), dtype=np.float64)
-            centered = np.empty((h * w, b))
+        mean = cube.mean(axis=(0, 1), dtype=np.float64)
+        centered = np.empty((h * w, b))
 
-            def scatter(r0: int, r1: int) -> np.ndarray:
-                part = centered[r0 * w: r1 * w]
-                np.subtract(cube[r0:r1], mean, out=part.reshape(r1 - r0, w, b), dtype=np.float64)
-                return _scatter(part)
+        def scatter(r0: int, r1: int) -> np.ndarray:
+            part = centered[r0 * w: r1 * w]
+            np.subtract(cube[r0:r1], mean, out=part.reshape(r1 - r0, w, b), dtype=np.float64)
+            return _scatter(part)
 
-            stats._merge(h * w, mean, sum(split(scatter, edges[:-1], edges[1:])))
-            stats._whitening()  # factored once, before the threads share it
+        stats._merge(h * w, mean, sum(split(scatter, edges[:-1], edges[1:])))
+        if float32_scores:
+            factor, triangular = stats._whitening()
+            factor = (factor * stats._scale).astype(np.float32)
+            return _sq_norms_after(factor, _centered(cube, mean.astype(np.float32), np.float32),
+                                   triangular=triangular).reshape(h, w)
+        stats._whitening()  # factored once, before the threads share it
 
-            def scores(r0: int, r1: int) -> np.ndarray:
-                part = centered[r0 * w: r1 * w]
-                part *= stats._scale
-                return stats._score_centered(part)
+        def scores(r0: int, r1: int) -> np.ndarray:
+            part = centered[r0 * w: r1 * w]
+            part *= stats._scale
+            return stats._score_centered(part)
 
-            return np.concatenate(split(scores, edges[:-1], edges[1:])).reshape(h, w)
-        mean, centered = _center(cube)
-        stats._merge(h * w, mean, _scatter(centered))
-        factor, triangular = stats._whitening()
-        factor = (factor * stats._scale).astype(np.float32)
-        return _sq_norms_after(factor, _centered(cube, mean.astype(np.float32), np.float32),
-                               triangular=triangular).reshape(h, w)
+        return np.concatenate(split(scores, edges[:-1], edges[1:])).reshape(h, w)
 
 
 def _minmax_map(scores: np.ndarray) -> np.ndarray:
@@ -505,13 +503,13 @@ class _MomentRows:
             self.cache[top] = (groups, _row_moments(groups, buffer))
         return self.cache[top]
 
-    def around(self, top: int) -> tuple[list, tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-        """Row ``top``'s blocks and own moments, and its surround sums (:func:`_neighbourhood`)."""
+    def around(self, top: int) -> tuple[list, tuple[np.ndarray, ...]]:
+        """Row ``top``'s blocks and its surround sums (:func:`_neighbourhood`)."""
         for q in [q for q in self.cache if abs(q - top) > self.bs]:
             self.free.append(self.cache.pop(q)[1][1])
         groups, own = self.row(top)
         rows = [self.row(q)[1] for q in (top - self.bs, top, top + self.bs) if 0 <= q < self.region.shape[0]]
-        return groups, own, _neighbourhood(rows, own, self.vert, self.out)
+        return groups, _neighbourhood(rows, own, self.vert, self.out)
 
 
 _MAX_THREADS: list[int | None] = [None]  # set by limit_threads (the CLI's --threads)
@@ -557,7 +555,7 @@ def _parallel(fn: Any, *args: Any) -> list:
 
 def _block_row_maps(rows: _MomentRows, top: int, ridge: float, maps: np.ndarray) -> None:
     """The block and surround maps (``maps``: ``2 x bs x W``) of the block row at ``top``."""
-    groups, _, (sur_sums, sur_moments, sur_counts) = rows.around(top)
+    groups, (sur_sums, sur_moments, sur_counts) = rows.around(top)
     bs = rows.bs
     k0 = 0
     for col0, bw, px in groups:
