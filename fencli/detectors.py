@@ -265,32 +265,30 @@ _BIG = 1e200  # bordering diagonal: Cholesky of [[S, y], [y^T, BIG]] stays posit
 def _surround_distances(sums: np.ndarray, moments: np.ndarray, counts: np.ndarray,
                         pixels: np.ndarray, ridge: float) -> np.ndarray:
     """``(x - mu_k)^T (S_k + ridge I)^-1 (x - mu_k)`` for the pixels ``x`` of block k (``m x n x B``)
-    against the set with the given sums, raw second moments (upper triangles valid; overwritten)
-    and counts.
+    against the set with the given sums, raw second moments (``m x`` RFP, :mod:`fencli.lapack`;
+    overwritten) and counts.
 
     Per block one Cholesky of ``(n_k - 1)(S_k + ridge I)`` and one triangular solve of its pixels
-    (LAPACK ``potrf`` + BLAS ``trsm``, the FLOP floor: ``B^3/3 + B^2 n``), squared column norms
-    times ``n_k - 1``: no inverse, no cancellation. Sets of fewer than 2 pixels get a zero
-    covariance (the reference divides 0 by 0) and the distance becomes ``|x - mu|^2 / ridge``.
+    (LAPACK ``pftrf`` + ``tfsm``, the FLOP floor: ``B^3/3 + B^2 n``), squared norms times
+    ``n_k - 1``: no inverse, no cancellation. Sets of fewer than 2 pixels get a zero covariance (the
+    reference divides 0 by 0) and the distance becomes ``|x - mu|^2 / ridge``.
     """
     m, n, b = pixels.shape
     means = sums / counts[:, None]
     dof = np.maximum(counts - 1, 1)
-    centered = pixels - means[:, None, :]
+    centered = np.empty((m, b, n))  # centered[k].T: block k's pixels as the rows of a column-major n x B
+    np.subtract(pixels.transpose(0, 2, 1), means[:, :, None], out=centered)
     moments[counts < 2] = 0.0
-    diag = np.arange(b)
-    moments[:, diag, diag] += (dof * ridge)[:, None]
+    moments[:, lapack.rfp_diagonal(b)] += (dof * ridge)[:, None]
     # Inside the loop only the long LAPACK calls, which release the GIL: SLRX's other thread runs.
     for k in range(m):
-        # moments[k].T is column-major with the valid triangle as its lower one: updated in place.
-        scatter = moments[k].T
-        if counts[k] > 1:  # scatter = X^T X - n mu mu^T, one triangle (BLAS syr)
-            lapack.syr_lower(-counts[k], means[k], scatter)
-        info = lapack.potrf_lower(scatter)
+        if counts[k] > 1:  # scatter = X^T X - n mu mu^T
+            lapack.sfrk_lower(-counts[k], means[k][:, None], 1.0, moments[k])
+        info = lapack.pftrf_lower(moments[k])
         if info != 0:
             raise FencliError(f"SLRX surround covariance is not positive definite (LAPACK info {info})")
-        lapack.trsm_lower(scatter, centered[k].T)  # L^-1 (x - mu), B x n
-    return np.einsum("knb,knb->kn", centered, centered) * dof[:, None]
+        lapack.tfsm_rows(moments[k], centered[k].T)  # each pixel's L^-1 (x - mu)
+    return np.einsum("kbn,kbn->kn", centered, centered) * dof[:, None]
 
 
 def _own_block_distances(centered: np.ndarray, ridge: float) -> np.ndarray:
@@ -341,12 +339,11 @@ def _paste(out: np.ndarray, values: np.ndarray, col0: int, bw: int, bs: int) -> 
 
 def _row_moments(groups: list[tuple[int, int, np.ndarray]], moments: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per block of one block row: (sums, raw second moments X^T X, pixel counts). The moments go
-    to ``moments`` (``m x B x B``), upper triangle only: the surround's Cholesky reads no other,
-    so the buffer's other triangle may hold anything finite."""
+    to ``moments`` (``m x`` RFP, :mod:`fencli.lapack`): one triangle, half the bytes to sum."""
     sums = np.concatenate([px.sum(axis=1) for _, _, px in groups])
     blocks = [block for _, _, px in groups for block in px]
     for block, out in zip(blocks, moments):
-        lapack.syrk_lower(block.T, out.T)  # half a GEMM
+        lapack.sfrk_lower(1.0, block.T, 0.0, out)  # half a GEMM
     counts = np.concatenate([np.full(px.shape[0], px.shape[1], dtype=np.float64) for _, _, px in groups])
     return sums, moments, counts
 
@@ -492,14 +489,14 @@ class _MomentRows:
         self.region, self.bs, self.per_row = region, bs, -(-rw // bs)
         self.cache: dict[int, tuple[list, tuple[np.ndarray, ...]]] = {}
         self.free: list[np.ndarray] = []
-        self.vert, self.out = ([np.empty((self.per_row, b)), np.empty((self.per_row, b, b)), np.empty(self.per_row)]
-                               for _ in range(2))
+        self.vert, self.out = ([np.empty((self.per_row, b)), np.empty((self.per_row, lapack.rfp_size(b))),
+                                np.empty(self.per_row)] for _ in range(2))
 
     def row(self, top: int) -> tuple[list, tuple[np.ndarray, ...]]:
         if top not in self.cache:
             groups = _block_groups(self.region[top: top + self.bs], self.bs)
             b = self.region.shape[2]
-            buffer = self.free.pop() if self.free else np.zeros((self.per_row, b, b))
+            buffer = self.free.pop() if self.free else np.empty((self.per_row, lapack.rfp_size(b)))
             self.cache[top] = (groups, _row_moments(groups, buffer))
         return self.cache[top]
 

@@ -301,21 +301,45 @@ def test_lapack_routines_equal_scipys_wrappers_bit_for_bit():
     lapack.syrk_lower(x.T, g, trans=True)
     np.testing.assert_array_equal(np.tril(g), np.tril(blas.dsyrk(1.0, x.T, trans=1, lower=1)))
     a = np.asfortranarray(np.tril(want) + np.tril(want, -1).T + 12 * np.eye(12))
-    mu = x.mean(axis=0)
-    ref = blas.dsyr(-3.0, mu, a=a.copy(order="F"), lower=1)
-    lapack.syr_lower(-3.0, mu, a)
-    np.testing.assert_array_equal(np.tril(a), np.tril(ref))
     low, info = sl.dpotrf(a, lower=1, clean=0)
     assert info == 0 and lapack.potrf_lower(a) == 0
     np.testing.assert_array_equal(np.tril(a), np.tril(low))
-    y = np.ascontiguousarray(x.copy())
-    lapack.trsm_lower(a, y.T)
-    np.testing.assert_array_equal(y.T, blas.dtrsm(1.0, low, x.T, lower=1))
     inv, info = sl.dtrtri(low, lower=1)
     assert info == 0 and lapack.trtri_lower(a) == 0
     np.testing.assert_array_equal(np.tril(a), np.tril(inv))
     with pytest.raises(ValueError, match="column-major float64"):
         lapack.potrf_lower(np.zeros((3, 3), dtype=np.float32))
+
+
+def test_rfp_routines_equal_scipys_wrappers_bit_for_bit():
+    from scipy.linalg import lapack as sl
+
+    from fencli import lapack
+
+    rng = np.random.default_rng(1)
+    x = rng.random((30, 12))  # pixels; x.T is the column-major 12 x 30 matrix
+    mu = x.mean(axis=0)
+    rfp = np.empty(lapack.rfp_size(12))
+    lapack.sfrk_lower(1.0, x.T, 0.0, rfp)
+    want = sl.dsfrk(12, 30, 1.0, x.T, 0.0, np.zeros(78), uplo="L")
+    np.testing.assert_array_equal(rfp, want)
+    full, info = sl.dtfttr(12, want, uplo="L")  # the RFP holds X^T X's lower triangle
+    np.testing.assert_allclose(np.tril(full), np.tril(x.T @ x), rtol=1e-13)
+    lapack.sfrk_lower(-30.0, mu[:, None], 1.0, rfp)  # the scatter about the mean
+    want = sl.dsfrk(12, 1, -30.0, mu[:, None], 1.0, want, uplo="L")
+    np.testing.assert_array_equal(rfp, want)
+    rfp[lapack.rfp_diagonal(12)] += np.arange(12.0)  # in order: entry i on row i
+    np.testing.assert_array_equal(np.diag(sl.dtfttr(12, rfp, uplo="L")[0]) - np.diag(sl.dtfttr(12, want, uplo="L")[0]),
+                                  np.arange(12.0))
+    low, info = sl.dpftrf(12, rfp.copy(), uplo="L")
+    assert info == 0 and lapack.pftrf_lower(rfp) == 0
+    np.testing.assert_array_equal(rfp, low)
+    y = np.asfortranarray(x - mu)  # rows x -> L^-1 x
+    lapack.tfsm_rows(rfp, y)
+    np.testing.assert_array_equal(y, sl.dtfsm(1.0, low, x - mu, side="R", uplo="L", trans="T"))
+    with pytest.raises(ValueError, match="RFP"):
+        lapack.pftrf_lower(np.zeros(77))
+    assert lapack.pftrf_lower(np.zeros(78)) > 0  # not positive definite: LAPACK's info, no exception
 
 
 def test_lapack_refuses_a_routine_whose_signature_differs(monkeypatch):
