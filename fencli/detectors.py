@@ -560,14 +560,8 @@ def _block_row_maps(rows: _MomentRows, top: int, ridge: float, maps: np.ndarray)
         own_means = px.mean(axis=1, keepdims=True)
         _paste(maps[0], np.sqrt(_own_block_distances(px - own_means, ridge)), col0, bw, bs)
         sel = slice(k0, k0 + m)
-        has = sur_counts[sel] > 0
-        if has.all():
+        if sur_counts[sel].all():  # no surround only where the scene is one block
             d2 = _surround_distances(sur_sums[sel], sur_moments[sel], sur_counts[sel], px, ridge)
-        elif has.any():
-            d2 = np.zeros(px.shape[:2])
-            d2[has] = _surround_distances(sur_sums[sel][has], sur_moments[sel][has],
-                                          sur_counts[sel][has], px[has], ridge)
-        if has.any():
             _paste(maps[1], np.sqrt(np.clip(d2, 0.0, None)), col0, bw, bs)
         k0 += m
 
