@@ -129,10 +129,11 @@ def whole_process(scene: Path, model: str, checkpoint: Path, runs: int) -> dict:
 def slrx_flops(h: int, w: int, b: int, bs: int) -> dict[str, float]:
     """FLOPs of SLRX on an ``h x w x b`` cube with ``bs`` blocks: the floor (each covariance formed
     by syrk, each factorization a Cholesky, each distance one triangular solve) and what fencli
-    executes (its own-block step uses a GEMM Gram matrix and an LU solve, see detectors.py)."""
+    executes (each block row's own-block Gram matrices by one stacked GEMM, the full map's triangle
+    in four row blocks: 1.25x trmm's FLOPs; see detectors.py)."""
     n = h * w
-    full = n * b * b + b**3 / 3 + b**3 / 3 + n * b * b  # syrk, potrf, trtri, trmm
-    floor = executed = full
+    full = n * b * b + 2 * b**3 / 3 + n * b * b  # scatter (syrk), Cholesky and L^-1, the map (trmm)
+    floor, executed = full, full + 0.25 * n * b * b
     rows = [min(bs, h - r) for r in range(0, h, bs)]
     cols = [min(bs, w - c) for c in range(0, w, bs)]
     blocks = len(rows) * len(cols)
@@ -140,8 +141,8 @@ def slrx_flops(h: int, w: int, b: int, bs: int) -> dict[str, float]:
         for cw in cols:
             k = rh * cw
             surround = k * b * b + b**3 / 3 + k * b * b  # moments (syrk), potrf, trsm
-            floor += surround + k * k * b + 2 * k**3 / 3  # own: Gram (syrk), Cholesky + inverse diagonal
-            executed += surround + 2 * k * k * b + 8 * k**3 / 3  # own: Gram (GEMM), LU solve of k columns
+            floor += surround + k * k * b + 2 * k**3 / 3  # own: Gram (syrk), Cholesky + L^-1
+            executed += surround + 2 * k * k * b + 2 * k**3 / 3  # own: Gram (GEMM), Cholesky + L^-1
     if blocks == 1:  # no surround at all
         floor -= rows[0] * cols[0] * 2 * b * b + b**3 / 3
     return {"floor": floor, "executed": executed, "blocks": blocks}

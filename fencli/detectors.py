@@ -306,14 +306,13 @@ def _own_block_distances(centered: np.ndarray, ridge: float) -> np.ndarray:
     if n < 2:
         return np.zeros((m, n))
     c = (n - 1) * ridge
-    low = np.zeros((m, n, n))  # low[k].T column-major; only its lower triangle is ever written
+    low = np.matmul(centered, centered.transpose(0, 2, 1))  # the Gram matrices in one call (GEMM)
     diag = np.arange(n)
-    for k in range(m):
-        lapack.syrk_lower(centered[k].T, low[k].T, trans=True)
     low[:, diag, diag] += c
-    for k in range(m):
+    for k in range(m):  # low[k].T is column-major: its lower triangle becomes L^-1
         if lapack.potrf_lower(low[k].T) or lapack.trtri_lower(low[k].T):
             raise FencliError("SLRX block covariance is not positive definite")
+    low = np.triu(low)  # (the Gram's other triangle)
     return np.clip((n - 1) * (1.0 - c * np.einsum("kij,kij->ki", low, low)), 0.0, None)
 
 

@@ -1,11 +1,11 @@
-"""The BLAS/LAPACK routines of SLRX's block loop, called so that they release the GIL.
+"""The LAPACK routines of SLRX's block loop, called so that they release the GIL.
 
-SciPy's Python wrappers (``scipy.linalg.blas``/``lapack``) hold the GIL for the whole call, so the
-hundreds of 200 x 200 factorizations of SLRX could not share the cores between threads. SciPy also
-exports the same routines as C function pointers for Cython (``scipy.linalg.cython_blas`` and
-``cython_lapack``); calling those through :mod:`ctypes` releases the GIL around each call. Same
-library, same bits as the wrappers. Arrays are passed in place, column-major (a C-ordered array's
-``.T``), float64; symmetric matrices that are summed in bulk in LAPACK's packed RFP form (below).
+SciPy's Python wrappers (``scipy.linalg.lapack``) hold the GIL for the whole call, so the hundreds
+of 200 x 200 factorizations of SLRX could not share the cores between threads. SciPy also exports
+the same routines as C function pointers for Cython (``scipy.linalg.cython_lapack``); calling those
+through :mod:`ctypes` releases the GIL around each call. Same library, same bits as the wrappers.
+Arrays are passed in place, column-major (a C-ordered array's ``.T``), float64; the symmetric
+matrices that SLRX sums in bulk in LAPACK's packed RFP form (below).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from fencli.errors import FencliError
 _I, _D = ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_double)
 _C, _P = ctypes.c_char_p, ctypes.c_void_p
 _ARGS = {  # Fortran argument lists (everything by reference), as the capsules' signatures state them
-    "dsyrk": (_C, _C, _I, _I, _D, _P, _I, _D, _P, _I),
     "dpotrf": (_C, _I, _P, _I, _I),
     "dtrtri": (_C, _C, _I, _P, _I, _I),
     "dsfrk": (_C, _C, _C, _I, _I, _D, _P, _I, _D, _P),
@@ -36,9 +35,9 @@ _CAPSULE_POINTER = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c
 
 @cache
 def _routine(name: str) -> Any:
-    from scipy.linalg import cython_blas, cython_lapack
+    from scipy.linalg import cython_lapack
 
-    capsule = (cython_blas if name == "dsyrk" else cython_lapack).__pyx_capi__[name]
+    capsule = cython_lapack.__pyx_capi__[name]
     signature = _CAPSULE_NAME(capsule)  # the C signature, e.g. b"void (char *, int *, ...)"
     args = _ARGS[name]  # every argument a pointer; an ILP64 build would say "int64_t *"
     if signature.count(b"*") != len(args) or signature.count(b"int *") != sum(a is _I for a in args):
@@ -59,13 +58,6 @@ def _ld(a: np.ndarray) -> int:
     if a.dtype != np.float64 or a.strides[0] != 8:
         raise ValueError("expected a column-major float64 matrix")
     return a.strides[1] // 8 if a.shape[1] > 1 else max(a.shape[0], 1)
-
-
-def syrk_lower(a: np.ndarray, out: np.ndarray, *, trans: bool = False) -> None:
-    """Lower triangle of ``out = a @ a.T`` (``a``: n x k), or of ``a.T @ a`` with ``trans``."""
-    n, k = a.shape[::-1] if trans else a.shape
-    _routine("dsyrk")(b"L", b"T" if trans else b"N", _i(n), _i(k), _d(1.0), a.ctypes.data, _i(_ld(a)), _d(0.0),
-                      out.ctypes.data, _i(_ld(out)))
 
 
 def potrf_lower(a: np.ndarray) -> int:
