@@ -167,7 +167,7 @@ def main() -> None:
     print(f"NumPy float32 GEMM (best of the round-robin): {gemm:.1f} GFLOP/s")
     print(f"FEN conv FLOPs: {flops / 1e9:.2f} GFLOP -> dense-FLOP floor {floor * 1e3:.1f} ms "
           f"(TrimmedFEN executes {report['trimmed_gflop']:.2f} GFLOP)")
-    print(f"export seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in export_s.items()))
+    print("export seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in export_s.items()))
     print(f"CPU-time view (robust to other load): GEMM {gemm_cpu:.1f} GFLOP per CPU-second, "
           f"floor {floor_cpu * 1e3:.1f} CPU-ms")
     print(f"{'config':34s} {'best ms':>8s} {'median ms':>10s} {'GFLOP/s':>8s} {'x floor':>8s} "

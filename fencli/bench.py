@@ -77,18 +77,15 @@ def default_reference() -> Path | None:
     return path if path.is_file() else None
 
 
-def limit_blas_threads(threads: int) -> bool:
-    """Cap NumPy's BLAS threads (threadpoolctl, when installed) and the detectors' worker threads like
-    ONNX Runtime's: same-thread timings."""
+def limit_blas_threads(threads: int) -> None:
+    """Cap NumPy's BLAS threads and the detectors' worker threads like ONNX Runtime's: same-thread
+    timings."""
+    from threadpoolctl import threadpool_limits
+
     from fencli.detectors import limit_threads
 
     limit_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return False
     threadpool_limits(threads)
-    return True
 
 
 def load_scenes(paths: Sequence[Path]) -> list[BenchScene]:

@@ -7,7 +7,6 @@ so a scene streamed in tiles needs that range before the first tile (see :func:`
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -79,13 +78,3 @@ def model_bands(bands: int | None, enhancer: Any) -> int | None:
     if bands is not None and bands != enhancer.bands:
         raise FencliError(f"--bands {bands} differs from the {enhancer.bands} bands of model {enhancer.name}")
     return enhancer.bands
-
-
-def check_cube(cube: Any, check_bands: Callable[[int], None]) -> None:
-    """Refuse a cube an enhancer cannot take: wrong rank, too few bands for it, too small."""
-    if getattr(cube, "ndim", None) != 3:
-        raise FencliError(f"expected an H x W x bands cube, got shape {getattr(cube, 'shape', None)}")
-    h, w, nb = cube.shape
-    check_bands(nb)
-    if h < MIN_SIDE or w < MIN_SIDE:
-        raise FencliError(f"the scene is {h} x {w}; the FEN needs at least {MIN_SIDE} x {MIN_SIDE}")

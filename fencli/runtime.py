@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from fencli.errors import FencliError
-from fencli.preprocess import FEN_SCALE, check_cube, fen_input, select_bands
+from fencli.preprocess import FEN_SCALE, MIN_SIDE, fen_input, select_bands
 
 ort.set_default_logger_severity(3)  # onnxruntime-gpu logs a CUDA error per session on CPU hosts
 
@@ -179,7 +179,12 @@ class OnnxModel:
     def check(self, cube: np.ndarray) -> None:
         """Refuse a cube this model cannot enhance (wrong rank, too few bands (the subclass's
         ``check_bands``), too small)."""
-        check_cube(cube, self.check_bands)
+        if getattr(cube, "ndim", None) != 3:
+            raise FencliError(f"expected an H x W x bands cube, got shape {getattr(cube, 'shape', None)}")
+        h, w, nb = cube.shape
+        self.check_bands(nb)
+        if h < MIN_SIDE or w < MIN_SIDE:
+            raise FencliError(f"the scene is {h} x {w}; the FEN needs at least {MIN_SIDE} x {MIN_SIDE}")
 
 
 class FENSession(OnnxModel):
@@ -234,10 +239,8 @@ class FENSession(OnnxModel):
 
 def _pre_norm(path: str | Path, output: str) -> bytes:
     """The ONNX graph with its output moved to the numerator of the final ``Div`` (the supp norm)."""
-    try:
-        import onnx
-    except ImportError:
-        raise FencliError("tiling a supp model needs the onnx package (pip install onnx), or use --tile 0") from None
+    import onnx
+
     model = onnx.load(str(path))
     g = model.graph
     last = next((n for n in g.node if output in n.output), None)

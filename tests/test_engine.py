@@ -75,13 +75,6 @@ def model() -> FEN:
     return random_fen()
 
 
-def as_fn(model: FEN):
-    def fen(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(x)).numpy()
-    return fen
-
-
 @pytest.fixture(scope="module")
 def scene():
     return planted_scene(23, 19, B + 3, n_anomalies=4, seed=5)

@@ -46,7 +46,7 @@ def bench(
     reference: Annotated[Optional[str], typer.Option("--reference", help="AUC reference JSON to compare with (default: ../shared/reference/auc_reference.json when present; 'none' to skip).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write bench.md, bench.csv and a figure per scene (maps and ROC curves).")] = None,
     device: Device = "auto",
-    threads: Annotated[Optional[int], typer.Option("--threads", help="Threads for ONNX Runtime, for SLRX's and LRX's workers and, when threadpoolctl is installed, for NumPy's BLAS (default: all cores).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Threads for ONNX Runtime, for SLRX's and LRX's workers and for NumPy's BLAS (default: all cores).")] = None,
     json: Json = False,
     force: Force = False,
 ) -> None:

@@ -8,7 +8,6 @@ imports torch.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -111,8 +110,7 @@ def train(
         steps = {} if recipe == "adaptive" else {"on_step": on_step}
         result = run(cfg, resume=resume, force=force, echo=echo, **steps)
     if as_json:
-        json.dump(asdict(result), sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        print(json.dumps(asdict(result), indent=1))
     else:
         auc = f", best epoch {result.best_epoch} FE+GRX mean AUC {result.val_auc:.4f}" if result.val_auc else ""
         made = f"FEN checkpoint {result.checkpoint}, ONNX" if result.checkpoint else "FEN ONNX"
