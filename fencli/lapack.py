@@ -55,9 +55,10 @@ def _d(v: float) -> Any:
 
 def _ld(a: np.ndarray) -> int:
     """Leading dimension of a column-major matrix view (its column stride in elements)."""
-    if a.dtype != np.float64 or a.strides[0] != 8:
+    m, n = a.shape
+    if a.dtype != np.float64 or (m > 1 and a.strides[0] != 8):  # a single row's row stride is moot
         raise ValueError("expected a column-major float64 matrix")
-    return a.strides[1] // 8 if a.shape[1] > 1 else max(a.shape[0], 1)
+    return a.strides[1] // 8 if n > 1 else max(m, 1)
 
 
 def potrf_lower(a: np.ndarray) -> int:

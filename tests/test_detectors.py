@@ -170,7 +170,7 @@ def test_constant_spectra_are_an_error():
 # ---------------------------------------------------------------- SLRX
 
 @pytest.mark.parametrize("shape,bs", [((13, 11, 6), 3), ((10, 9, 20), 4), ((7, 8, 5), 2),
-                                      ((5, 6, 4), 1)])
+                                      ((5, 6, 4), 1), ((9, 7, 1), 3), ((6, 7, 2), 3)])
 def test_slrx_equals_spec_loop(shape, bs):
     rng = np.random.default_rng(sum(shape) + bs)
     cube = rng.random(shape) + np.linspace(0, 1, shape[2])
