@@ -480,8 +480,8 @@ class _RowRun:
 
 class _MomentRows:
     """One thread's block rows with their raw moments (:func:`_row_moments`), formed once each and
-    kept while a neighbouring row needs them; buffers are reused: fresh 13 x 200 x 200 arrays per
-    block row cost page faults and, freed, TLB flushes that stall the other thread."""
+    kept while a neighbouring row needs them; buffers are reused: fresh arrays of a row's 13 moment
+    matrices cost page faults and, freed, TLB flushes that stall the other thread."""
 
     def __init__(self, region: np.ndarray, bs: int) -> None:
         _, rw, b = region.shape
