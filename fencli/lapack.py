@@ -5,7 +5,7 @@ of 200 x 200 factorizations of SLRX could not share the cores between threads. S
 the same routines as C function pointers for Cython (``scipy.linalg.cython_lapack``); calling those
 through :mod:`ctypes` releases the GIL around each call. Same library, same bits as the wrappers.
 Arrays are passed in place, column-major (a C-ordered array's ``.T``), float64; the symmetric
-matrices that SLRX sums in bulk in LAPACK's packed RFP form (below).
+matrices that SLRX sums in bulk are in LAPACK's packed RFP form (below).
 """
 
 from __future__ import annotations
