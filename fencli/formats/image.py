@@ -6,16 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fencli.errors import FencliError
 from fencli.formats.base import unreadable
 
 
 def read_image(path: Path) -> np.ndarray:
     """Grey or palette values, or for RGB(A) whether any colour channel is nonzero where alpha is not 0."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise FencliError("reading PNG/TIFF ground truth needs Pillow (pip install pillow)") from None
+    from PIL import Image  # Pillow comes with matplotlib, a dependency
+
     try:
         with Image.open(path) as img:
             if img.mode in ("P", "PA"):
