@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from fencli.convh import CONVH_WIDTH, as_convh, leading_eigenvectors
-from fencli.detectors import RXStats, one_blas_thread
+from fencli.detectors import RXStats
+from fencli.threads import one_blas_thread
 from fencli.errors import FencliError
 from fencli.models import (ADAPTIVE, ADAPTIVE_CORE as CORE_NAME, ADAPTIVE_MIN_BANDS as MIN_BANDS,
                            find_installed)

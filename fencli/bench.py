@@ -82,7 +82,7 @@ def limit_blas_threads(threads: int) -> None:
     timings."""
     from threadpoolctl import threadpool_limits
 
-    from fencli.detectors import limit_threads
+    from fencli.threads import limit_threads
 
     limit_threads(threads)
     threadpool_limits(threads)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fencli.detectors import RXStats, one_blas_thread
+from fencli.detectors import RXStats
+from fencli.threads import one_blas_thread
 from fencli.errors import FencliError
 
 CONVH_WIDTH = 64  # FERD's ConvH output channels, the input width of the ResNet layer1

@@ -18,7 +18,7 @@ scale that every detector's min-max cancels, so tiles run the graph without it a
 enhanced cube is divided by it, in a last pass.
 
 A scene held in memory that fits one tile is the one-tile case: no scan, the FEN on the whole
-cube, the detector's :meth:`~fencli.detectors.Detector.whole` (fitting and scoring share one pass).
+cube, the detector fitted on it and scoring it as one tile (:meth:`~fencli.detectors.Detector.score`).
 
 Memory when tiled: one tile and its FEN activations (:func:`fencli.tiles.default_tile` sizes them
 from the available memory), float64 chunks of about 64 MB, and the ``H x W`` float64 maps (three
@@ -40,9 +40,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fencli.detectors import Detector, RXStats, make_detector, one_blas_thread
+from fencli.detectors import Detector, RXStats, make_detector
 from fencli.errors import FencliError
 from fencli.metrics import roc3d
+from fencli.threads import one_blas_thread
 from fencli.preprocess import MIN_SIDE, band_count, checked_range, fen_input, model_bands, select_bands
 from fencli.tiles import (FEN_HALO, Cube, RawCube, Tile, create_raw, default_tile, grid, open_cube, row_chunk,
                           row_tiles)
@@ -67,7 +68,13 @@ class Enhancer(Protocol):
 
 @dataclass
 class Result:
-    """Scores of one scene by one method, with the evaluation when ground truth is known."""
+    """Scores of one scene by one method, with the evaluation when ground truth is known.
+
+    ``scores``: ``H x W`` float64; ``method``: the detector's name; ``model``: the FEN's name (None:
+    raw); ``bands``: bands kept; ``auc``: ROC AUC against the ground truth (None without one);
+    ``metrics``: Chang's 3D-ROC areas (:func:`fencli.metrics.roc3d`); ``seconds``: per stage;
+    ``shape``: the input's ``(H, W, bands)``.
+    """
 
     scores: np.ndarray
     method: str
@@ -163,7 +170,7 @@ def _fen_task(tile: Tile, cube: Cube, bands: int, fen: Any, vrange: tuple[float,
 
 
 def _score_task(tile: Tile, cube: Cube, bands: int | None, detector: Detector) -> np.ndarray:
-    return detector.score(cube.window(*tile.ext, bands), tile)
+    return detector.score_tile(cube.window(*tile.ext, bands), tile)
 
 
 def _scale_task(tile: Tile, out: RawCube, factor: float) -> None:
@@ -236,14 +243,15 @@ def _whole_array(cube: Cube, bands: int) -> np.ndarray:
     return cube.window(0, cube.shape[0], 0, cube.shape[1], bands)
 
 
-def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, bands: int | None = None,
+def run(source: Any, method: str | Detector = "grx", *, enhancer: Enhancer | None = None, bands: int | None = None,
         gt: np.ndarray | None = None, options: dict[str, Any] | None = None, tile: int | None = None,
         executor: Any = None, workdir: str | Path | None = None, progress: Progress | None = None,
         band_range: tuple[Any, Any] | None = None) -> Result:
     """Detect anomalies in a scene, FEN-enhanced first when ``enhancer`` is given.
 
     ``source``: an ``H x W x bands`` array-like (ndarray, memmap, h5py dataset), a ``.npy`` path or
-    a :class:`fencli.tiles.Cube`. ``bands`` keeps the first N bands; with a model it defaults to the
+    a :class:`fencli.tiles.Cube`. ``method``: a registered detector's name or a
+    :class:`~fencli.detectors.Detector`. :func:`fencli.detect` is the validated front door to this. ``bands`` keeps the first N bands; with a model it defaults to the
     model's band count and must equal it. ``options`` go to the detector (block size, windows, ...).
     ``tile``: None decides from the scene's size and the free memory, 0 is the whole scene in
     memory, N tiles of N px. ``progress(n)`` is called as pixels finish each pass. ``band_range``:
@@ -264,7 +272,7 @@ def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, b
             data = enhancer.enhance(data)
             seconds["enhance"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scores = detector.whole(data)
+        scores = detector.fit(data).score(data)  # the one-tile case of fit, score_tile, finish
     else:
         with ExitStack() as cleanup:  # the enhanced cube is closed, then its folder removed
             t0 = time.perf_counter()
@@ -288,7 +296,7 @@ def run(source: Any, method: str = "grx", *, enhancer: Enhancer | None = None, b
         metrics = roc3d(scores, gt)
         auc = metrics["auc_df"]  # the ROC AUC; min-max scaling keeps the ranking
     name = enhancer.name if enhancer is not None else None
-    return Result(scores, method, name, b, auc, metrics, seconds, (h, w, nb))
+    return Result(scores, detector.name, name, b, auc, metrics, seconds, (h, w, nb))
 
 
 def enhance(source: Any, enhancer: Enhancer, *, bands: int | None = None, tile: int | None = None,

@@ -30,15 +30,21 @@ class Scene:
     cube: np.ndarray = field(repr=False)
     gt: np.ndarray | None = field(repr=False)
     name: str
-    path: Path
+    path: Path | None  # None: an array handed to the API
     meta: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """How messages name the scene: its file name, or "the scene" for an array."""
+        return self.path.name if self.path is not None else self.name
 
     def engine_source(self) -> Any:
         """What :mod:`fencli.engine` reads: a ``.npy`` scene as read is read by window from its file
         (and travels to Dask workers as its path); a cube validation cleaned, stored in another axis
         order or read from another format is the array itself."""
         as_read = isinstance(self.cube, np.memmap) and self.meta.get("layout", "hwb") == "hwb"
-        return self.path if self.path.suffix.lower() == ".npy" and as_read else self.cube
+        from_npy = self.path is not None and self.path.suffix.lower() == ".npy"
+        return self.path if from_npy and as_read else self.cube
 
 
 def _existing(path: str | os.PathLike) -> Path:

@@ -42,6 +42,12 @@ class Tile:
         e0, _, f0, _ = self.ext
         return slice(r0 - e0, r1 - e0), slice(c0 - f0, c1 - f0)
 
+    @property
+    def local_core(self) -> tuple[int, int, int, int]:
+        """``core`` in the coordinates of an extent-shaped array: (r0, r1, c0, c1)."""
+        rows, cols = self.crop
+        return rows.start, rows.stop, cols.start, cols.stop
+
 
 def split(n: int, size: int, align: int = 1) -> list[tuple[int, int]]:
     """``[0, n)`` cut into near-equal parts of at most ``size`` (rounded down to ``align``), boundaries

@@ -29,10 +29,10 @@ def _need(path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _detector_threads_reset():
     """A CLI run with --threads caps SLRX's and LRX's workers for its process: not for the next test."""
-    from fencli import detectors
+    from fencli import threads
 
     yield
-    detectors.limit_threads(None)
+    threads.limit_threads(None)
 
 
 @pytest.fixture(scope="session")

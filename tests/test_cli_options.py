@@ -112,13 +112,13 @@ def test_slrx_block_options_reach_the_detector(tmp_path):
 @pytest.mark.parametrize("method", ["slrx", "lrx"])
 def test_threads_caps_the_detectors_workers(tmp_path, monkeypatch, method):
     """--threads N: SLRX and LRX split their work over at most N threads (else one per core)."""
-    from fencli import detectors
+    from fencli import threads
 
-    monkeypatch.setattr(detectors, "os", type("Os", (), {"sched_getaffinity": lambda _: {0, 1, 2, 3},
+    monkeypatch.setattr(threads, "os", type("Os", (), {"sched_getaffinity": lambda _: {0, 1, 2, 3},
                                                          "cpu_count": lambda: 4}))
     seen = []
-    parallel = detectors._parallel
-    monkeypatch.setattr(detectors, "_parallel", lambda fn, *args: seen.append(len(args[0])) or parallel(fn, *args))
+    parallel = threads.parallel
+    monkeypatch.setattr(threads, "parallel", lambda fn, *args: seen.append(len(args[0])) or parallel(fn, *args))
     cube = _cube(9, (16, 30, 6))
     np.save(tmp_path / "c.npy", cube)
     windows = ("--windows", "3", "7") if method == "lrx" else ("--block-size", "2")

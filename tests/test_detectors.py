@@ -145,7 +145,7 @@ def test_rxstats_chunked_equals_in_memory():
     np.testing.assert_allclose(merged.mean, whole.mean, rtol=1e-12)
     streamed = np.concatenate([stats.score(tile) for tile in rows])
     np.testing.assert_allclose(streamed, grx(ints), rtol=1e-9)
-    white = stats.whitener()
+    white = stats.whitening()[0]
     np.testing.assert_allclose(white.T @ white, np.linalg.pinv(stats.covariance), rtol=1e-7, atol=1e-6)
 
 
@@ -153,7 +153,7 @@ def test_rxstats_whitener_on_singular_covariance():
     cube, _ = planted_scene(bands=8)
     cube = np.concatenate([cube, cube[:, :, :3] * 2.0], axis=2)
     stats = RXStats(11).fit(cube)
-    white = stats.whitener()
+    white = stats.whitening()[0]
     assert white.shape == (8, 11)  # rank 8
     np.testing.assert_allclose(white.T @ white, np.linalg.pinv(stats.covariance), rtol=1e-6, atol=1e-6)
 
@@ -162,7 +162,7 @@ def test_constant_spectra_are_an_error():
     with pytest.raises(FencliError, match="same spectrum"):
         grx(np.ones((4, 5, 3)) * np.arange(3))
     with pytest.raises(FencliError, match="at least 2 pixels"):
-        RXStats(3).fit(np.ones((1, 3))).whitener()
+        RXStats(3).fit(np.ones((1, 3))).whitening()[0]
     with pytest.raises(FencliError, match=r"3 bands, got an array of shape \(4, 2\)"):
         RXStats(3).fit(np.ones((4, 2)))
 
@@ -178,24 +178,24 @@ def test_slrx_equals_spec_loop(shape, bs):
 
 
 def test_slrx_threads_split_block_rows_without_changing_the_maps(monkeypatch):
-    from fencli import detectors
+    from fencli import threads
 
     cube, _ = planted_scene(h=45, w=37, bands=24, n_anomalies=4, seed=5)
-    monkeypatch.setattr(detectors, "_cores", lambda: 1)
+    monkeypatch.setattr(threads, "cores", lambda: 1)
     one = slrx(cube, block_size=4)
-    monkeypatch.setattr(detectors, "_cores", lambda: 3)  # three bands of block rows, 12 rows in all
+    monkeypatch.setattr(threads, "cores", lambda: 3)  # three bands of block rows, 12 rows in all
     np.testing.assert_array_equal(slrx(cube, block_size=4), one)  # the scene's scatter: two fixed halves
 
 
 def test_grx_halves_give_the_same_bits_on_one_core_or_two(monkeypatch):
     """GRX sums the scatter of two fixed halves of the rows, on two threads only where there are two
     cores: the scores do not depend on the machine, and they match the spec's one-pass loop."""
-    from fencli import detectors
+    from fencli import threads
 
     cube, _ = planted_scene(h=31, w=17, bands=9, n_anomalies=3, seed=12)
-    monkeypatch.setattr(detectors, "_cores", lambda: 1)
+    monkeypatch.setattr(threads, "cores", lambda: 1)
     one = grx(cube)
-    monkeypatch.setattr(detectors, "_cores", lambda: 2)
+    monkeypatch.setattr(threads, "cores", lambda: 2)
     two = grx(cube)
     np.testing.assert_array_equal(two, one)
     x = cube.reshape(-1, 9).astype(np.float64)
@@ -205,7 +205,7 @@ def test_grx_halves_give_the_same_bits_on_one_core_or_two(monkeypatch):
 
 
 def test_parallel_raises_the_first_error_after_every_thread_ends():
-    from fencli.detectors import _parallel
+    from fencli.threads import parallel as _parallel
 
     done = []
 
@@ -227,13 +227,14 @@ def test_slrx_rows_go_to_the_thread_that_is_free(monkeypatch):
     import threading
     import time
 
-    from fencli import detectors
+    from fencli import threads
+    from fencli.detectors import slrx as slrx_module
 
     cube, _ = planted_scene(h=48, w=20, bands=12, n_anomalies=3, seed=8)  # 12 block rows of 4 px
-    monkeypatch.setattr(detectors, "_cores", lambda: 1)
+    monkeypatch.setattr(threads, "cores", lambda: 1)
     one = slrx(cube, block_size=4)
     taken: dict[int, list[int]] = {}
-    row_maps = detectors._block_row_maps
+    row_maps = slrx_module._block_row_maps
 
     def slowed(rows, top, ridge, maps):
         mine = taken.setdefault(threading.get_ident(), [])
@@ -242,8 +243,8 @@ def test_slrx_rows_go_to_the_thread_that_is_free(monkeypatch):
             time.sleep(0.05)
         row_maps(rows, top, ridge, maps)
 
-    monkeypatch.setattr(detectors, "_block_row_maps", slowed)
-    monkeypatch.setattr(detectors, "_cores", lambda: 2)
+    monkeypatch.setattr(slrx_module, "_block_row_maps", slowed)
+    monkeypatch.setattr(threads, "cores", lambda: 2)
     two = slrx(cube, block_size=4)
     (slow, fast) = sorted(taken.values(), key=lambda tops: tops[0])
     assert sorted(slow + fast) == list(range(0, 48, 4)) and len(slow) < len(fast)
@@ -254,10 +255,10 @@ def test_slrx_rows_go_to_the_thread_that_is_free(monkeypatch):
 def test_unit_centered_is_the_minmaxed_cube_minus_its_mean(monkeypatch, cores):
     """One pass over row bands equals the two-pass ``minmax01`` then centring, for a Fortran-ordered
     uint16 cube (as a .mat arrives) and with a given mean (the tiled path's background mean)."""
-    from fencli import detectors
+    from fencli import detectors, threads
     from fencli.preprocess import minmax01
 
-    monkeypatch.setattr(detectors, "_cores", lambda: cores)
+    monkeypatch.setattr(threads, "cores", lambda: cores)
     cube = np.asfortranarray(np.random.default_rng(3).integers(100, 9000, (7, 5, 6), dtype=np.uint16))
     unit = minmax01(cube)
     want = unit - unit.mean(axis=(0, 1))
@@ -273,7 +274,7 @@ def test_unit_centered_is_the_minmaxed_cube_minus_its_mean(monkeypatch, cores):
 def test_own_block_distances_against_an_svd(n, b):
     """(n - 1) sum_j lambda_j / (lambda_j + c) u_ij^2 from the SVD of the centred block: the exact
     value that the Cholesky route computes as (n - 1)(1 - c [(K + cI)^-1]_ii)."""
-    from fencli.detectors import _own_block_distances
+    from fencli.detectors.slrx import _own_block_distances
 
     rng = np.random.default_rng(n + b)
     x = rng.random((3, n, b)) * np.linspace(0.1, 1, b)
@@ -390,14 +391,14 @@ def test_lrx_equals_per_pixel_loop(shape, inner, outer, ridge):
 
 
 def test_lrx_column_slabs_on_threads_give_the_whole_scenes_scores(monkeypatch):
-    from fencli import detectors
+    from fencli import threads
 
     rng = np.random.default_rng(7)
     cube = rng.random((12, 40, 6)) + np.linspace(0, 1, 6)
-    monkeypatch.setattr(detectors, "_cores", lambda: 1)
+    monkeypatch.setattr(threads, "cores", lambda: 1)
     one = lrx(cube, inner=3, outer=7)
     np.testing.assert_allclose(one, lrx_loop(cube, 3, 7), rtol=1e-8)
-    monkeypatch.setattr(detectors, "_cores", lambda: 3)  # three slabs of 13-14 columns, 3 px of halo
+    monkeypatch.setattr(threads, "cores", lambda: 3)  # three slabs of 13-14 columns, 3 px of halo
     np.testing.assert_allclose(lrx(cube, inner=3, outer=7), one, rtol=1e-9)
 
 
@@ -439,8 +440,8 @@ def test_tiny_float32_input_like_the_supp_fen_output():
 def test_every_registered_detector_runs_and_finds_the_planted_pixels():
     cube, gt = planted_scene(h=30, w=34, bands=12, n_anomalies=3, seed=3)
     for name, det in DETECTORS.items():
-        kwargs = {"block_size": 6} if name == "slrx" else {"inner": 3, "outer": 9} if name == "lrx" else {}
-        assert _top_k_is_planted(det(**kwargs).whole(cube), gt), name
+        kwargs = {"block_size": 6} if name == "slrx" else {"windows": (3, 9)} if name == "lrx" else {}
+        assert _top_k_is_planted(det(**kwargs).fit(cube).score(cube), gt), name
 
 
 # ---------------------------------------------------------------- shared scenes

@@ -1,0 +1,137 @@
+"""fencli's public Python API: read a scene, enhance it with a FEN, detect its anomalies.
+
+The command line is a thin layer over these functions, so a notebook gets exactly what
+``fencli detect`` computes, with the same checks and the same one-line :class:`FencliError`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from fencli.detectors import Detector, make_detector
+from fencli.engine import Enhancer, Progress, Result, run
+from fencli.errors import FencliError
+from fencli.io import Scene, read_scene, validate_cube
+
+CubeLike = Any  # an H x W x bands array (ndarray, memmap, h5py dataset), a Scene, or a scene file's path
+
+
+def as_scene(cube: CubeLike, gt: Any = None) -> Scene:
+    """A :class:`~fencli.io.Scene` from what the API accepts: a path is read (lazily where the format
+    allows), an array is wrapped, a Scene passes; ``gt`` (an ``H x W`` array, nonzero = anomaly)
+    replaces the scene's own ground truth."""
+    if isinstance(cube, (str, os.PathLike)):
+        scene = read_scene(cube, validate=False)
+    elif isinstance(cube, Scene):
+        scene = cube
+    else:
+        if not hasattr(cube, "shape") or not hasattr(cube, "dtype"):
+            raise FencliError(f"expected an H x W x bands array, a Scene or a path, got {type(cube).__name__}")
+        scene = Scene(cube=cube, gt=None, name="the scene", path=None, meta={})
+    if gt is not None:
+        gt = np.asarray(gt)
+        if gt.shape != tuple(scene.cube.shape[:2]):
+            raise FencliError(f"ground truth is {' x '.join(map(str, gt.shape))} but the scene is "
+                              f"{scene.cube.shape[0]} x {scene.cube.shape[1]}")
+        scene.gt = gt != 0
+    return scene
+
+
+def load_model(model: str | Enhancer | None, command: str, scene_bands: int, bands: int | None = None, *,
+               device: str = "auto", threads: int | None = None) -> tuple[Enhancer | None, str | None]:
+    """The FEN a call uses and, when ``auto`` found none, why it runs raw.
+
+    ``model``: ``"auto"`` (the command's default for this band count, :func:`fencli.models.default_model`),
+    a registry name, ``"adaptive"``, an ``.onnx`` path, ``"none"``/None (raw), or an enhancer already loaded.
+    """
+    from fencli.enhancers import load_enhancer
+    from fencli.models import pick_model
+
+    if model is None:
+        return None, None
+    if not isinstance(model, (str, os.PathLike)):
+        return model, None
+    name, why = pick_model(command, str(model), scene_bands, bands)
+    return load_enhancer(name, device, threads), why
+
+
+def run_scene(scene: Scene, method: str | Detector, enhancer: Enhancer | None, *, bands: int | None = None,
+              options: dict[str, Any] | None = None, nan: str = "error", constant_bands: str = "error",
+              tile: int | None = None, executor: Any = None, workdir: Any = None,
+              progress: Progress | None = None) -> Result:
+    """Validate a scene (the checks every command makes), then detect: the one read -> validate -> run
+    path of the CLI, batches and :func:`detect`. ``result.seconds["validate"]`` is the check's time."""
+    detector = make_detector(method, options)  # an unknown method or option fails before any pass
+    t0 = time.perf_counter()
+    cube, report = validate_cube(scene.cube, nan=nan, constant_bands=constant_bands, name=scene.label)
+    scene.cube, scene.meta["validation"] = cube, report
+    validated = time.perf_counter() - t0
+    res = run(scene.engine_source(), detector, enhancer=enhancer, bands=bands, gt=scene.gt, tile=tile,
+              executor=executor, workdir=workdir, progress=progress,
+              band_range=(report["band_min"], report["band_max"]))
+    res.seconds["validate"] = validated
+    return res
+
+
+def detect(cube: CubeLike, method: str | Detector = "slrx", model: str | Enhancer | None = "auto",
+           gt: Any = None, *, bands: int | None = None, tile: int | None = None, nan: str = "error",
+           constant_bands: str = "error", device: str = "auto", threads: int | None = None,
+           **options: Any) -> Result:
+    """Anomaly scores of a scene, FEN-enhanced first unless ``model`` is None or ``"none"``.
+
+    Parameters
+    ----------
+    cube: ``H x W x bands`` array (any numeric dtype; memmaps and h5py datasets are read in tiles
+        when large), a :class:`~fencli.io.Scene` from :func:`read_scene`, or a scene file's path.
+    method: ``"slrx"``, ``"grx"``, ``"lrx"`` (any registered :class:`~fencli.detectors.Detector`
+        name) or a detector instance.
+    model: ``"auto"`` (the adaptive FEN: every band, no training), a model name (``fencli models``),
+        an ``.onnx`` path, ``None``/``"none"`` for the raw detector, or a loaded enhancer.
+    gt: ``H x W`` ground truth (nonzero = anomaly); default the scene's own, if it has one.
+    bands: keep the first N bands (a fixed model's band count by default).
+    tile: None decides from the scene's size and free memory, 0 whole scene, N tiles of N px.
+    nan, constant_bands: ``"error"`` (default) or ``"fill"`` / ``"keep"``, as ``--nan`` and
+        ``--constant-bands``.
+    device, threads: ONNX Runtime's device (``auto``, ``cpu``, ``cuda``) and threads.
+    **options: the detector's options (``block_size=4``, ``windows=(3, 11)``, ...).
+
+    Returns
+    -------
+    :class:`~fencli.engine.Result` with ``scores`` (``H x W`` float64), ``auc`` and ``metrics``
+    (None / empty without ground truth), ``model`` (its name, None when raw), ``seconds``.
+
+    Raises :class:`FencliError` (one line) for what the CLI refuses: NaN, a constant band, too few
+    bands or pixels, an unknown method, option or model.
+    """
+    scene = as_scene(cube, gt)
+    detector = make_detector(method, options)
+    enhancer, _ = load_model(model, "detect", scene.cube.shape[2], bands, device=device, threads=threads)
+    if threads is not None:
+        from fencli.threads import limit_threads
+
+        limit_threads(threads)
+    t0 = time.perf_counter()
+    res = run_scene(scene, detector, enhancer, bands=bands, nan=nan, constant_bands=constant_bands, tile=tile)
+    res.seconds["total"] = time.perf_counter() - t0
+    return res
+
+
+def enhance(cube: CubeLike, model: str | Enhancer = "auto", *, bands: int | None = None, nan: str = "error",
+            device: str = "auto", threads: int | None = None) -> np.ndarray:
+    """The FEN-enhanced ``H x W x B`` float32 cube of a scene held in memory (``fencli enhance``
+    streams larger ones to a file). ``model`` as for :func:`detect` (``"none"`` is an error here)."""
+    scene = as_scene(cube)
+    enhancer, why = load_model(model, "enhance", scene.cube.shape[2], bands, device=device, threads=threads)
+    if enhancer is None:
+        raise FencliError(f"{scene.label}: {why or 'model none'}: nothing to enhance with (name a model)")
+    from fencli.engine import enhance as run_enhance
+
+    cube_, _ = validate_cube(scene.cube, nan=nan, name=scene.label)
+    return run_enhance(cube_, enhancer, bands=bands, tile=0)
+
+
+__all__ = ["as_scene", "detect", "enhance", "load_model", "read_scene", "run_scene"]
