@@ -116,7 +116,7 @@ def main() -> None:
         win |= {"fencli_crop_s": min(r[0] for r in runs), "auc_fencli_crop": roc_auc(s_fe, crop_gt) if crop_gt.any() else None,
                 **{f"crop_{k}": v for k, v in agreement(s_sp, s_fe).items()}}
     if lrx is not None and args.full_lrx:
-        t_full, _, res = timed(lambda: run(cube, "lrx", options={"inner": inner, "outer": outer}))
+        t_full, _, res = timed(lambda: run(cube, "lrx", options={"windows": (inner, outer)}))
         win |= {"fencli_full_s": t_full, "auc_fencli_full": roc_auc(res.scores, gt)}
     if args.full_window:
         t_full_sp, _, s_full = timed(lambda: spectral.rx(cube.astype(np.float64), window=(inner, outer)))

@@ -20,10 +20,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from fencli.errors import FencliError
-from fencli.io import read_scene, validate_cube
+from fencli.io import read_scene
 from fencli.output import csv_text, write_array, write_text
 from fencli.report import ProgressBar
-from fencli.tiles import open_cube
 
 SCENE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".he5", ".hdr", ".tif", ".tiff")
 FIELDS = ("scene", "path", "status", "shape", "bands", "method", "model", "auc", "seconds", "out", "error")
@@ -98,20 +97,14 @@ def scene_names(paths: list[Path]) -> list[str]:
 def detect_scene(path: Path, out: Path, *, method: str = "grx", enhancer: Any = None, model: str | None = None,
                  bands: int | None = None, tile: int | None = None, options: dict | None = None,
                  key: str | None = None) -> dict:
-    """One scene through :func:`fencli.engine.run` (tiled when larger than memory allows), scores
+    """One scene through :func:`fencli.api.run_scene` (tiled when larger than memory allows), scores
     saved to ``out``; returns its summary fields. ``enhancer`` pickles as a handle that reloads the
     model, so a Dask worker in another process runs it too."""
-    from fencli.engine import run
+    from fencli.api import run_scene
 
     t0 = time.perf_counter()
-    gt = None
-    source: Any = path
-    if path.suffix.lower() != ".npy":  # .npy is read by window directly; other formats via fencli.io
-        scene = read_scene(path, key=key, validate=False)
-        source, gt = scene.cube, scene.gt
-    _, checked = validate_cube(open_cube(source), name=path.name)  # the checks and messages of a whole-scene run
-    res = run(source, method, enhancer=enhancer, bands=bands, gt=gt, tile=tile, options=options,
-              workdir=out.parent, band_range=(checked["band_min"], checked["band_max"]))
+    scene = read_scene(path, key=key, validate=False)  # checked as a single-scene run checks it
+    res = run_scene(scene, method, enhancer, bands=bands, options=options, tile=tile, workdir=out.parent)
     write_array(out, res.scores.astype(np.float32), force=True)  # run_batch already skipped finished scenes
     return {"shape": list(res.shape), "bands": res.bands, "auc": res.auc,
             "seconds": round(time.perf_counter() - t0, 3)}

@@ -33,7 +33,7 @@ def scene_file(tmp_path_factory):
 
 
 @pytest.mark.parametrize("method,options", [("grx", None), ("slrx", {"block_size": 4}),
-                                            ("lrx", {"inner": 3, "outer": 9})])
+                                            ("lrx", {"windows": (3, 9)})])
 def test_dask_fe_detection_equals_local_engine(client, scene_file, tmp_path, method, options):
     path, _ = scene_file
     fen = TorchEnhancer(random_fen())

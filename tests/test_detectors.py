@@ -146,7 +146,7 @@ def test_rxstats_chunked_equals_in_memory():
     streamed = np.concatenate([stats.score(tile) for tile in rows])
     np.testing.assert_allclose(streamed, grx(ints), rtol=1e-9)
     white = stats.whitening()[0]
-    np.testing.assert_allclose(white.T @ white, np.linalg.pinv(stats.covariance), rtol=1e-7, atol=1e-6)
+    np.testing.assert_allclose(white.T @ white, np.linalg.pinv(stats.raw_covariance), rtol=1e-7, atol=1e-6)
 
 
 def test_rxstats_whitener_on_singular_covariance():
@@ -155,7 +155,7 @@ def test_rxstats_whitener_on_singular_covariance():
     stats = RXStats(11).fit(cube)
     white = stats.whitening()[0]
     assert white.shape == (8, 11)  # rank 8
-    np.testing.assert_allclose(white.T @ white, np.linalg.pinv(stats.covariance), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(white.T @ white, np.linalg.pinv(stats.raw_covariance), rtol=1e-6, atol=1e-6)
 
 
 def test_constant_spectra_are_an_error():
@@ -228,7 +228,7 @@ def test_slrx_rows_go_to_the_thread_that_is_free(monkeypatch):
     import time
 
     from fencli import threads
-    from fencli.detectors import slrx as slrx_module
+    from fencli.detectors import patch_rx as slrx_module
 
     cube, _ = planted_scene(h=48, w=20, bands=12, n_anomalies=3, seed=8)  # 12 block rows of 4 px
     monkeypatch.setattr(threads, "cores", lambda: 1)
@@ -274,7 +274,7 @@ def test_unit_centered_is_the_minmaxed_cube_minus_its_mean(monkeypatch, cores):
 def test_own_block_distances_against_an_svd(n, b):
     """(n - 1) sum_j lambda_j / (lambda_j + c) u_ij^2 from the SVD of the centred block: the exact
     value that the Cholesky route computes as (n - 1)(1 - c [(K + cI)^-1]_ii)."""
-    from fencli.detectors.slrx import _own_block_distances
+    from fencli.detectors.patch_rx import _own_block_distances
 
     rng = np.random.default_rng(n + b)
     x = rng.random((3, n, b)) * np.linspace(0.1, 1, b)

@@ -17,7 +17,7 @@ HEAVY = ("numpy", "scipy", "scipy.stats", "scipy.linalg", "torch", "matplotlib",
 PROBE = """
 import json, sys
 from fencli import cli
-cli._register()  # every command module, as `fencli ANY` loads them
+cli._register(["--help"])  # every command module, as `fencli --help` loads them
 sys.argv = ["fencli", "--help"]
 try:
     cli.app()

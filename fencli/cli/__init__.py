@@ -23,10 +23,15 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    from fencli.cli import detect  # noqa: F401  (each module adds its commands to ``app``)
+def _register(args: list[str] | None = None) -> None:
+    """Add every command to ``app``. ``detect`` gets one flag per option of the detectors registered
+    by now, which imports them (NumPy): only when ``args`` (the command line) runs ``detect``, or
+    always when no ``args`` are given, so ``fencli --help`` and the other commands start fast."""
+    from fencli.cli import detect  # (each module adds its commands to ``app``)
     from fencli.cli import enhance, export, models  # noqa: F401
     from fencli.cli import bench, train  # noqa: F401
+
+    detect.register(derive=args is None or args[:1] == ["detect"])
 
 
 def main() -> None:
@@ -34,7 +39,7 @@ def main() -> None:
 
     Click (standalone mode) reports usage errors itself, in one line plus the usage, exit 2.
     """
-    _register()
+    _register(sys.argv[1:])
     try:
         app()
     except FencliError as err:

@@ -11,20 +11,13 @@ import typer
 
 from fencli.cli import app
 from fencli.cli.options import (Bands, ConstantBands, Device, DetectThreads, Force, GtFile, GtKey, Json, Key, Layout,
-                                Model, Nan, Tile)
+                                Model, Nan, Tile, with_detector_options)
 from fencli.cluster import DaskExecutor, dask_client  # Dask itself is imported only when a client starts
 from fencli.enhancers import load_enhancer
 from fencli.errors import FencliError
 
 if TYPE_CHECKING:
     from fencli.engine import Result
-
-
-def detector_options(block_size: int | None, block_num: int | None, windows: tuple[int, int] | None) -> dict:
-    """The detector options the flags gave; the detector refuses those it does not take."""
-    given = {"block_size": block_size, "block_num": block_num,
-             "inner": windows[0] if windows else None, "outer": windows[1] if windows else None}
-    return {k: v for k, v in given.items() if v is not None}
 
 
 def result_row(scene: str, shape: tuple[int, ...], res: Result, seconds: dict, out: Path | None) -> dict:
@@ -79,10 +72,9 @@ def write_products(scene, scores, found, grid, label: str, *, out: Path | None, 
     return notes
 
 
-@app.command()
 def detect(
     cubes: Cubes,
-    method: Annotated[str, typer.Option("--method", help="grx (global RX), slrx (fixed-patch local RX) or lrx (dual-window local RX).")] = "grx",
+    method: Annotated[str, typer.Option("--method", help="The detector (help derived from the registry).")] = "grx",
     bands: Bands = None,
     model: Model = "auto",
     gt: GtFile = None,
@@ -93,9 +85,6 @@ def detect(
     constant_bands: ConstantBands = "error",
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the score map: .tif (GeoTIFF), .hdr (ENVI), .h5, .npy or .mat; .tif, .hdr and .h5 keep the input's georeferencing.")] = None,
     png: Annotated[Optional[Path], typer.Option("--png", help="Write a PNG of the map (and the ground truth).")] = None,
-    block_size: Annotated[Optional[int], typer.Option("--block-size", help="SLRX block side in pixels (default: bands // block-num).")] = None,
-    block_num: Annotated[Optional[int], typer.Option("--block-num", help="SLRX: the reference's divisor of the BAND count (default 25).")] = None,
-    windows: Annotated[Optional[tuple[int, int]], typer.Option("--windows", help="LRX inner (guard) and outer window sides.")] = None,
     threshold: Annotated[Optional[str], typer.Option("--threshold", "-t", help="Detection threshold: a score (3.5), a percentile (99.5%), 'auto' (median + 5 MAD) or 'f1' (oracle: best pixel F1 against --gt). Flags scores strictly above it.")] = None,
     far: Annotated[Optional[str], typer.Option("--far", help="Threshold by false-alarm rate: flag at most this fraction of pixels (the empirical 1-FAR quantile).")] = None,
     mask: Annotated[Optional[Path], typer.Option("--mask", help="Write the uint8 detection mask (same formats as --out).")] = None,
@@ -111,6 +100,7 @@ def detect(
     threads: DetectThreads = None,
     json: Json = False,
     force: Force = False,
+    detector_options: dict | None = None,
 ) -> None:
     """Score every pixel of CUBE for anomaly, FEN-enhanced by default (--model none: raw).
 
@@ -134,8 +124,9 @@ def detect(
         raise FencliError("--scheduler needs --engine dask")
     if tile is not None and tile < 0:
         raise FencliError(f"--tile must be >= 0, got {tile}")
-    options = detector_options(block_size, block_num, windows)
-    from fencli.detectors import limit_threads, make_detector
+    options = detector_options or {}
+    from fencli.detectors import make_detector
+    from fencli.threads import limit_threads
 
     make_detector(method, options)  # an unknown method or a flag it does not take fails first
     limit_threads(threads)
@@ -152,7 +143,7 @@ def detect(
                            json=json, force=force)
     cube = cubes[0]
     from fencli import georef as geo
-    from fencli.io import read_scene, validate_cube
+    from fencli.io import read_scene
     from fencli.models import AUTO
     from fencli.objects import detect_objects, parse_threshold
     from fencli.output import refuse_existing
@@ -174,11 +165,10 @@ def detect(
     if auto:
         model = auto_model(model, scene.cube.shape[2], bands, method)
         enhancer = load_enhancer(model, device, threads)
-    # one validation, one message, whether the scene is then read whole or streamed (a chunked pass)
-    scene.cube, scene.meta["validation"] = validate_cube(scene.cube, nan=nan, constant_bands=constant_bands,
-                                                         name=cube.name)
     t_read = time.perf_counter() - t0
-    res = run_scene(scene, method, enhancer, bands, tile, engine, scheduler, options, bar=not json)
+    res = run_scene(scene, method, enhancer, bands, tile, engine, scheduler, options, nan=nan,
+                    constant_bands=constant_bands, bar=not json)
+    t_read += res.seconds.pop("validate")  # the JSON's "read" has always included the checks
     grid = geo.from_meta(scene.meta)
     label = f"{'FE+' if res.model else ''}{method.upper()}"
     found = None if rule is None else detect_objects(res.scores, rule, min_pixels=min_pixels, georef=grid,
@@ -211,19 +201,18 @@ def detect(
 
 
 def run_scene(scene, method: str, enhancer, bands: int | None, tile: int | None, engine: str,
-              scheduler: str | None, options: dict, bar: bool = False) -> Result:
-    """One scene through :func:`fencli.engine.run`, on Dask when asked, with a progress bar when tiled."""
-    from fencli.engine import run
+              scheduler: str | None, options: dict, *, nan: str, constant_bands: str, bar: bool = False) -> Result:
+    """:func:`fencli.api.run_scene` (validate, then detect), on Dask when asked, with a progress bar."""
+    from fencli.api import run_scene as validated_run
     from fencli.report import ProgressBar
 
     h, w = scene.cube.shape[:2]
     passes = 3 if enhancer is not None else 2  # scan, (enhance,) detect
     with (dask_client(scheduler) if engine == "dask" else nullcontext()) as client, \
             ProgressBar(f"{scene.name} in tiles", h * w * passes, enabled=bar) as progress:
-        checked = scene.meta["validation"]  # its per-band range spares the engine a pass over the file
-        return run(scene.engine_source(), method, enhancer=enhancer, bands=bands, gt=scene.gt, options=options,
-                   tile=tile, executor=None if client is None else DaskExecutor(client), progress=progress,
-                   band_range=(checked["band_min"], checked["band_max"]))
+        return validated_run(scene, method, enhancer, bands=bands, options=options, nan=nan,
+                             constant_bands=constant_bands, tile=tile,
+                             executor=None if client is None else DaskExecutor(client), progress=progress)
 
 
 def auto_model(model: str, scene_bands: int, bands: int | None, method: str) -> str:
@@ -296,6 +285,15 @@ def detect_many(cubes: list[Path], out_dir: Path, *, method: str, bands: int | N
         console.print(f"summary: {out_dir / 'summary.csv'}, {out_dir / 'summary.json'}")
     if summary.failed:  # the others are done: say so in one line and exit non-zero
         raise FencliError(f"{summary.failed} of {len(summary.rows)} scenes failed (see {out_dir / 'summary.csv'})")
+
+
+def register(derive: bool = True) -> None:
+    """(Re-)register ``detect`` with a flag for each option of the detectors registered now, so a
+    detector class defined before the CLI runs brings its own flags (``derive=False``: none, for a
+    command line that does not run ``detect``)."""
+    app.registered_commands[:] = [c for c in app.registered_commands if c.callback is None
+                                  or getattr(c.callback, "__wrapped__", c.callback) is not detect]
+    app.command(name="detect")(with_detector_options(detect, derive))
 
 
 @app.command()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -24,3 +27,55 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on std
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 Tile = Annotated[Optional[int], typer.Option("--tile", help="Tile side in pixels for scenes larger than memory "
                                              "(results equal whole-scene ones). Default: from available memory; 0: whole scene in memory.")]
+
+
+def detector_flags() -> dict[str, tuple[Any, str]]:
+    """Every registered detector's options as command-line flags: ``name -> (type, help)``. Detectors
+    that share an option name (``ridge``) share its flag; the help names each one's default."""
+    from fencli.detectors import REGISTRY
+
+    flags: dict[str, tuple[Any, list[str], list[str]]] = {}
+    for cls in REGISTRY.values():
+        for opt in cls.options:
+            typ, helps, defaults = flags.setdefault(opt.name, (opt.type, [], []))
+            if typ != opt.type:
+                raise TypeError(f"option {opt.name} is {typ} in one detector and {opt.type} in {cls.__name__}")
+            if opt.help not in helps:
+                helps.append(opt.help)
+            if opt.default is not None and opt.default is not False:
+                defaults.append(f"{cls.name} {opt.default!r}")
+    return {name: (typ, " ".join(helps) + (f" [default: {', '.join(defaults)}]" if defaults else ""))
+            for name, (typ, helps, defaults) in flags.items()}
+
+
+def method_help() -> str:
+    """``--method``'s help from the registered detectors' one-line summaries."""
+    from fencli.detectors import REGISTRY
+
+    return "Detector: " + "; ".join(f"{name} ({cls.summary})" for name, cls in REGISTRY.items()) + "."
+
+
+def with_detector_options(command: Callable[..., Any], derive: bool = True) -> Callable[..., Any]:
+    """``command`` with one flag per detector option appended to its parameters; the values given
+    reach it as the dict ``detector_options`` (absent flags left out: each detector's default).
+    ``derive=False`` adds none and imports no detector (a command line that does not run it)."""
+    sig = inspect.signature(command, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.name != "detector_options"]
+    flags = detector_flags() if derive else {}
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                               annotation=Annotated[Optional[typ], typer.Option("--" + name.replace("_", "-"),
+                                                                                help=help, show_default=False)])
+             for name, (typ, help) in flags.items() if name not in sig.parameters]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        given = {k: kwargs.pop(k) for k in flags if k in kwargs and k not in sig.parameters}
+        return command(**kwargs, detector_options={k: v for k, v in given.items() if v is not None})
+
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra
+    if derive and "method" in sig.parameters:  # its help lists the detectors registered now
+        i = [p.name for p in params].index("method")
+        params[i] = params[i].replace(annotation=Annotated[str, typer.Option("--method", help=method_help())])
+    wrapper.__signature__ = sig.replace(parameters=params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper

@@ -74,8 +74,8 @@ class Detector:
         self.stats: RXStats | None = None
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items() if v != next(
-            o.default for o in self.options if o.name == k))
+        defaults = {o.name: o.default for o in self.options}
+        args = ", ".join(f"{k}={v!r}" for k, v in getattr(self, "params", {}).items() if v != defaults[k])
         return f"{type(self).__name__}({args})"
 
     def get_params(self) -> dict[str, Any]:

@@ -182,14 +182,17 @@ class RXStats:
     @property
     def raw_covariance(self) -> np.ndarray:
         """Unbiased covariance (divides by n - 1) in the cube's own units."""
-        if self.n < 2:
-            raise FencliError("RX needs at least 2 pixels to estimate a covariance")
-        return self._scatter / (self.n - 1)
+        return self._covariance(1.0)
 
     @property
     def covariance(self) -> np.ndarray:
         """Unbiased covariance (in [0, 1] units when ``vrange`` is set)."""
-        return self.raw_covariance * self.scale**2
+        return self._covariance(self.scale**2)
+
+    def _covariance(self, factor: float) -> np.ndarray:
+        if self.n < 2:
+            raise FencliError("RX needs at least 2 pixels to estimate a covariance")
+        return self._scatter * (factor / (self.n - 1))
 
     def centered(self, cube: np.ndarray) -> np.ndarray:
         """``cube - mean`` as float64 ``(n, B)`` pixels in the cube's units; the pixels kept by
