@@ -32,7 +32,8 @@ _EXPORTS = {
     "GRX": "fencli.detectors", "SLRX": "fencli.detectors", "LRX": "fencli.detectors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["FencliError", "Detector", "GRX", "LRX", "Option", "RXStats", "Result", "SLRX", "Scene", "__version__",
+           "detect", "enhance", "read_scene"]
 
 if TYPE_CHECKING:
     from fencli.api import detect, enhance

@@ -37,7 +37,7 @@ from fencli.threads import one_blas_thread
 from fencli.errors import FencliError
 from fencli.models import (ADAPTIVE, ADAPTIVE_CORE as CORE_NAME, ADAPTIVE_MIN_BANDS as MIN_BANDS,
                            find_installed)
-from fencli.preprocess import FEN_SCALE, checked_range, fen_input, value_range
+from fencli.preprocess import FEN_SCALE, checked_range, fen_input, fen_output, require_finite, value_range
 from fencli.runtime import CORE_FORMAT, OnnxModel, per_process
 
 HEAD_WIDTH = 256  # the reference's head width for B > 128, used for every B (the core cannot depend on B)
@@ -193,16 +193,14 @@ class AdaptiveFEN(OnnxModel):
     def enhance(self, cube: np.ndarray) -> np.ndarray:
         """``H x W x B`` cube -> enhanced ``H x W x B`` float32, every band of the cube."""
         self.check(cube)
-        if cube.dtype.kind == "f" and not np.isfinite(cube).all():
-            raise FencliError("the scene holds NaN or infinite values")
+        require_finite(cube)
         vrange = value_range(cube)  # refuses a constant cube
         if (cube.min(axis=(0, 1)) == cube.max(axis=(0, 1))).all():  # exact on raw values; the scaled
             raise FencliError("every pixel has the same spectrum: nothing to enhance")  # ones round
         with one_blas_thread():  # idle OpenBLAS threads would spin against ONNX Runtime's next run
             # raw-value statistics and the range, as the engine's tiled scan gathers them
             scene = self.tile_fen(RXStats(cube.shape[2]).fit(pixels_view(cube)), vrange)
-        y = scene(fen_input(cube, vrange))
-        return np.ascontiguousarray(y[0].transpose(1, 2, 0))
+        return fen_output(scene(fen_input(cube, vrange)))
 
 
 def get_adaptive(device: str = "auto", threads: int | None = None) -> AdaptiveFEN:

@@ -44,7 +44,8 @@ from fencli.detectors import Detector, RXStats, make_detector
 from fencli.errors import FencliError
 from fencli.metrics import roc3d
 from fencli.threads import one_blas_thread
-from fencli.preprocess import MIN_SIDE, band_count, checked_range, fen_input, model_bands, select_bands
+from fencli.preprocess import (band_count, check_size, checked_range, fen_input, fen_output, model_bands,
+                               require_finite, select_bands)
 from fencli.tiles import (FEN_HALO, Cube, RawCube, Tile, create_raw, default_tile, grid, open_cube, row_chunk,
                           row_tiles)
 
@@ -89,10 +90,8 @@ class Result:
 def _open(source: Any, bands: int | None, enhancer: Any) -> tuple[Cube, int]:
     """The scene as a :class:`~fencli.tiles.Cube`, refused when too small, and the bands it keeps."""
     cube = open_cube(source)
-    h, w, nb = cube.shape
-    if h < MIN_SIDE or w < MIN_SIDE:
-        raise FencliError(f"the scene is {h} x {w} pixels: at least {MIN_SIDE} x {MIN_SIDE} are needed")
-    return cube, kept_bands(nb, bands, enhancer)
+    check_size(cube.shape)
+    return cube, kept_bands(cube.shape[2], bands, enhancer)
 
 
 def kept_bands(available: int, bands: int | None, enhancer: Any) -> int:
@@ -136,8 +135,7 @@ class Partial:
     stats: RXStats | None = None
 
     def add(self, block: np.ndarray, stats: bool, sumsq: bool = False) -> Partial:
-        if block.dtype.kind == "f" and not np.isfinite(block).all():
-            raise FencliError("the cube holds NaN or Inf values: clean it first (--nan fill)")
+        require_finite(block)
         self.lo, self.hi = min(self.lo, float(block.min())), max(self.hi, float(block.max()))
         pixels = block.reshape(-1, block.shape[-1])
         if sumsq:
@@ -164,7 +162,7 @@ def _scan_task(tile: Tile, cube: Cube, bands: int, stats: bool) -> Partial:
 def _fen_task(tile: Tile, cube: Cube, bands: int, fen: Any, vrange: tuple[float, float], out: Any,
               stats: bool, sumsq: bool) -> Partial:
     y = fen(fen_input(cube.window(*tile.ext, bands), vrange))  # the scene's range, not the tile's
-    core = np.ascontiguousarray(np.asarray(y)[0].transpose(1, 2, 0)[tile.crop], dtype=np.float32)
+    core = fen_output(y, tile.crop)
     out.write(tile.core[0], tile.core[2], core)
     return Partial().add(core, stats, sumsq)
 

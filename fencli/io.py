@@ -16,7 +16,7 @@ from fencli.errors import FencliError
 from fencli.formats import envi, format_of, geotiff, image
 from fencli.formats.base import ArrayFile, Entry, unreadable
 from fencli.formats.hdf5 import LazyCube
-from fencli.preprocess import MIN_SIDE, checked_range
+from fencli.preprocess import check_size, checked_range, nonfinite_error
 from fencli.tiles import iter_rows, open_cube
 
 GT_NAMES = ("map", "gt", "groundtruth", "ground_truth", "mask")  # priority order when several exist
@@ -274,10 +274,8 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
         raise FencliError("nan must be 'error' or 'fill' and constant_bands 'error' or 'keep'")
     if len(cube.shape) != 3:
         raise FencliError(f"{name}: the cube is {len(cube.shape)}-D, not H x W x bands")
+    check_size(cube.shape, name)
     h, w, b = cube.shape
-    if h < MIN_SIDE or w < MIN_SIDE or b < 1:
-        raise FencliError(f"{name} is {h} x {w} pixels x {b} bands: at least "
-                          f"{MIN_SIDE} x {MIN_SIDE} pixels and 1 band are needed")
     floating = np.dtype(cube.dtype).kind == "f"
     lo, hi = np.full(b, np.inf), np.full(b, -np.inf)
     bad_values, bad_pixels = np.zeros(b, np.int64), 0
@@ -296,7 +294,7 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
     if bad_pixels:
         what = f"{bad_pixels} pixel(s) with NaN/Inf values ({report['nonfinite_values']} values)"
         if nan == "error":
-            raise FencliError(f"{name} has {what}; pass --nan fill to replace them by band means")
+            raise nonfinite_error(name, what)
         empty = np.flatnonzero(bad_values == h * w)
         if empty.size:
             raise FencliError(f"{name}: band(s) {_few(empty)} hold no finite value: "

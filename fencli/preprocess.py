@@ -70,6 +70,34 @@ def fen_input(cube: np.ndarray, vrange: tuple[float, float] | None = None) -> np
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
+def fen_output(y: Any, crop: tuple[slice, slice] | None = None) -> np.ndarray:
+    """The FEN's ``1 x B x H x W`` output -> C-ordered float32 ``H x W x B`` (of the ``crop`` rows and
+    columns when given): the inverse of :func:`fen_input`'s layout."""
+    hwb = np.asarray(y)[0].transpose(1, 2, 0)
+    return np.ascontiguousarray(hwb if crop is None else hwb[crop], dtype=np.float32)
+
+
+def check_size(shape: tuple[int, ...], name: str = "the scene") -> None:
+    """The one size check: at least ``MIN_SIDE x MIN_SIDE`` pixels and one band."""
+    h, w, b = shape
+    if h < MIN_SIDE or w < MIN_SIDE or b < 1:
+        raise FencliError(f"{name} is {h} x {w} pixels x {b} bands: at least "
+                          f"{MIN_SIDE} x {MIN_SIDE} pixels and 1 band are needed")
+
+
+def nonfinite_error(name: str = "the scene", what: str = "NaN/Inf values") -> FencliError:
+    """The one message for NaN/Inf values (``what``: how many, when counted). ``--nan fill`` is
+    ``nan="fill"`` in :func:`fencli.detect`."""
+    return FencliError(f"{name} has {what}; pass --nan fill to replace them by band means")
+
+
+def require_finite(block: np.ndarray, name: str = "the scene") -> None:
+    """Refuse a float block holding NaN or Inf (:func:`fencli.io.validate_cube` counts them first
+    on every path of the CLI and the API; this guards the engine's own callers)."""
+    if block.dtype.kind == "f" and not np.isfinite(block).all():
+        raise nonfinite_error(name)
+
+
 def model_bands(bands: int | None, enhancer: Any) -> int | None:
     """The bands to keep: the model's own count, which an explicit ``--bands`` must equal; a model
     that takes any band count (``bands`` None: the adaptive FEN) keeps ``bands`` (None: all)."""

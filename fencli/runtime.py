@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from fencli.errors import FencliError
-from fencli.preprocess import FEN_SCALE, MIN_SIDE, fen_input, select_bands
+from fencli.preprocess import FEN_SCALE, MIN_SIDE, fen_input, fen_output, require_finite, select_bands
 
 ort.set_default_logger_severity(3)  # onnxruntime-gpu logs a CUDA error per session on CPU hosts
 
@@ -231,10 +231,8 @@ class FENSession(OnnxModel):
         """``H x W x bands`` cube -> enhanced ``H x W x B`` float32 (B = the model's band count)."""
         self.check(cube)
         sub = np.asarray(select_bands(cube, self.bands))
-        if sub.dtype.kind == "f" and not np.isfinite(sub).all():
-            raise FencliError("the scene holds NaN or infinite values in the model's bands")
-        y = self.run(fen_input(sub))
-        return np.ascontiguousarray(y[0].transpose(1, 2, 0))
+        require_finite(sub)
+        return fen_output(self.run(fen_input(sub)))
 
 
 def _pre_norm(path: str | Path, output: str) -> bytes:

@@ -7,14 +7,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import scipy.ndimage
 
 from fencli import engine
-from fencli.detectors import Detector, RXStats, grx, lrx, slrx
-from fencli.engine import detect_pass, enhance, run
+from fencli.detectors import RXStats, grx, lrx, slrx
+from fencli.engine import enhance, run
 from fencli.errors import FencliError
 from fencli.metrics import roc_auc
-from fencli.preprocess import fen_input, minmax01
+from fencli.preprocess import fen_input
 from fencli.synthetic import planted_scene
 from fencli.tiles import Cube, RawCube, create_raw
 from tests.test_detectors import slrx_loop
@@ -185,7 +184,7 @@ def test_run_rejects_small_short_scenes_and_unknown_methods_or_options():
 def test_streamed_passes_refuse_nan_and_constant_cubes():
     cube = planted_scene(12, 11, 4, seed=1)[0]
     cube[3, 4, 2] = np.nan
-    with pytest.raises(FencliError, match="NaN or Inf"):
+    with pytest.raises(FencliError, match="the scene has NaN/Inf values; pass --nan fill"):
         run(cube, tile=5)
     with pytest.raises(FencliError, match="constant"):
         run(np.full((9, 9, 3), 2.0), tile=5)
