@@ -24,7 +24,8 @@ from export.run import (RunLog, TrainConfig, TrainResult, check_new_out, check_r
                         files_sha256, load_training_data)
 from fencli.adaptive import (CORE_INPUTS, CORE_OUTPUT, HEAD_WIDTH, OUTPUT_SEED, SceneFen, get_adaptive,
                              output_layer, scene_convh)
-from fencli.detectors import RXStats, one_blas_thread
+from fencli.detectors import RXStats
+from fencli.threads import one_blas_thread
 from fencli.errors import FencliError
 from fencli.output import atomic_path
 from fencli.preprocess import fen_scale

@@ -122,8 +122,18 @@ def detect(cube: CubeLike, method: str | Detector = "slrx", model: str | Enhance
 
 def enhance(cube: CubeLike, model: str | Enhancer = "auto", *, bands: int | None = None, nan: str = "error",
             device: str = "auto", threads: int | None = None) -> np.ndarray:
-    """The FEN-enhanced ``H x W x B`` float32 cube of a scene held in memory (``fencli enhance``
-    streams larger ones to a file). ``model`` as for :func:`detect` (``"none"`` is an error here)."""
+    """The FEN-enhanced cube of a scene held in memory (``fencli enhance`` streams larger ones to a file).
+
+    Parameters
+    ----------
+    cube: ``H x W x bands`` array, a :class:`~fencli.io.Scene` or a scene file's path.
+    model: as for :func:`detect`; ``"none"`` is an error here.
+    bands, nan, device, threads: as for :func:`detect`.
+
+    Returns
+    -------
+    ``H x W x B`` float32 ndarray: every band for the adaptive FEN, a fixed model's first B bands.
+    """
     scene = as_scene(cube)
     enhancer, why = load_model(model, "enhance", scene.cube.shape[2], bands, device=device, threads=threads)
     if enhancer is None:

@@ -165,7 +165,12 @@ def read_scene(path: str | os.PathLike, *, key: str | None = None,
     ``layout`` names the stored axis order (``"bhw"`` for bands-first files). ``gt`` is a separate
     ground-truth file (``gt_key`` then names the array inside it); without it, ``gt_key`` or a
     conventional name finds the ground truth in the scene file. ``nan`` and ``constant_bands`` go to
-    :func:`validate_cube`, whose report lands in ``meta["validation"]``.
+    :func:`validate_cube`, whose report lands in ``meta["validation"]`` (``validate=False``: the
+    checks are left to the caller, as :func:`fencli.detect` makes them).
+
+    Returns a :class:`Scene`: ``cube`` (``H x W x B``, native dtype, a memmap or lazy dataset where
+    the format allows), ``gt`` (``H x W`` bool or None), ``name``, ``path``, ``meta`` (format, key,
+    wavelengths, georeferencing).
     """
     if nan not in ("error", "fill"):
         raise FencliError(f"nan must be 'error' or 'fill', got {nan!r}")

@@ -1,6 +1,8 @@
-"""Tiled runs of the engine equal whole-scene runs (max relative difference <= 1e-6) for enhance and for
-every detector, raw and FE, with fencli's shipped models through ONNX Runtime; the CLI's enhance
-output (whole and --tile) against ONNX Runtime fed by hand with the reference preprocessing."""
+"""Tiled runs of the engine equal whole-scene runs, at the tolerances :mod:`fencli.engine` and the
+README state (:data:`fencli.engine.TILED_RTOL`): raw detectors 1e-10 (one numerical path, whole scene
+= one tile), the FEN output and FE detections 1e-6 (ONNX Runtime may pick other kernels for other
+tile shapes), with fencli's shipped models; the CLI's enhance output (whole and --tile) against ONNX
+Runtime fed by hand with the reference preprocessing."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from fencli.detectors import DETECTORS
-from fencli.engine import enhance, run
+from fencli.engine import TILED_RTOL, enhance, run
 from fencli.models import resolve_model
 from fencli.enhancers import load_session
 from fencli.synthetic import planted_scene
@@ -35,7 +37,7 @@ def test_tiled_detection_equals_whole(scene, tmp_path, model, method):
     fen = load_session(model, "cpu") if model else None
     whole = run(cube, method, enhancer=fen, gt=gt, tile=0)
     tiled = run(tmp_path / "c.npy", method, enhancer=fen, gt=gt, tile=16, workdir=tmp_path)
-    assert rel(tiled.scores, whole.scores) <= 1e-6, (model, method)
+    assert rel(tiled.scores, whole.scores) <= TILED_RTOL["fen" if model else "raw"], (model, method)
     assert abs(tiled.auc - whole.auc) <= 1e-6
     assert not list(tmp_path.glob("fencli-*"))  # the temporary enhanced cube is gone
 
@@ -47,7 +49,7 @@ def test_tiled_enhance_equals_whole(scene, tmp_path, model):
     whole = enhance(cube, fen)
     with create_raw(tmp_path / "y.npy", whole.shape) as out:
         assert enhance(cube, fen, tile=13, out=out) is None
-    assert rel(np.load(tmp_path / "y.npy"), whole) <= 1e-6
+    assert rel(np.load(tmp_path / "y.npy"), whole) <= TILED_RTOL["fen"]
 
 
 def by_hand(cube: np.ndarray, path) -> np.ndarray:
