@@ -276,7 +276,7 @@ def run(source: Any, method: str | Detector = "grx", *, enhancer: Enhancer | Non
             data = enhancer.enhance(data)
             seconds["enhance"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scores = detector.fit(data).score(data)  # the one-tile case of fit, score_tile, finish
+        scores = detector.fit_score(data)  # the one-tile case of fit, score_tile, finish
     else:
         with ExitStack() as cleanup:  # the enhanced cube is closed, then its folder removed
             t0 = time.perf_counter()

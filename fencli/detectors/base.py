@@ -55,7 +55,7 @@ class Detector:
     maps: ClassVar[int] = 1
     needs_stats: ClassVar[bool] = False
     needs_range: ClassVar[bool] = False
-    keep_pixels: bool = False  # fit(cube) keeps the centred pixels for score(cube) (one pass fewer)
+    keep_pixels: bool = False  # fit_score keeps the centred pixels between fit and score (one pass fewer)
     halo, align, min_tile = 0, 1, 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -94,19 +94,21 @@ class Detector:
         tiles (only ``vrange`` is known; :meth:`configure` was called). ``vrange``: the scene's
         (min, max), which the reference scales to [0, 1] by; found from the cube when needed and not given.
         """
+        return self._fit(X, vrange, keep=False)
+
+    def _fit(self, X: np.ndarray | RXStats | None, vrange: tuple[float, float] | None, keep: bool) -> Detector:
         if X is None and not self.needs_stats:
             stats = None
         elif isinstance(X, RXStats):
             stats: RXStats | None = X.set_range(vrange if vrange is not None else X.vrange)
             self.configure(X.bands)
         else:
-            X = np.asarray(X)
-            if X.ndim != 3:
-                raise FencliError(f"{self.name} fits an H x W x bands cube, got an array of shape {X.shape}")
+            if np.ndim(X) != 3:
+                raise FencliError(f"{self.name} fits an H x W x bands cube, got an array of shape {np.shape(X)}")
             self.configure(X.shape[2])
             if vrange is None and self.needs_range:
                 vrange = value_range(X)
-            stats = RXStats.from_cube(X, vrange, keep=self.keep_pixels) if self.needs_stats else None
+            stats = RXStats.from_cube(X, vrange, keep=keep and self.keep_pixels) if self.needs_stats else None
         self.vrange = None if vrange is None else (float(vrange[0]), float(vrange[1]))
         self.stats = stats
         self.fit_background(stats, self.vrange)
@@ -135,8 +137,9 @@ class Detector:
         return self.finish(self.score_tile(X))
 
     def fit_score(self, X: np.ndarray, vrange: tuple[float, float] | None = None) -> np.ndarray:
-        """:meth:`fit` then :meth:`score` on the same cube."""
-        return self.fit(X, vrange).score(X)
+        """:meth:`fit` then :meth:`score` on the same cube; a detector with ``keep_pixels`` centres
+        the pixels once for both (the pixels are not kept after scoring)."""
+        return self._fit(X, vrange, keep=True).score(X)
 
 
 def make_detector(method: str | Detector, options: dict[str, Any] | None = None) -> Detector:
