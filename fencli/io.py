@@ -3,7 +3,9 @@ cube (lazy where the format allows), ground truth, metadata and one-line errors 
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -42,12 +44,33 @@ class Scene:
 
 
 def _existing(path: str | os.PathLike) -> Path:
+    """``path`` when it names a regular file; else one line saying what it is (a FIFO or a device
+    would block or never end, a symlink loop is not "no such file")."""
     path = Path(path).expanduser()
-    if not path.exists():
-        raise FencliError(f"{path}: no such file")
-    if path.is_dir():
+    try:
+        st = path.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise FencliError(f"{path}: symbolic link loop (the link never reaches a file)") from None
+        if os.path.islink(path):
+            raise FencliError(f"{path}: broken symbolic link (to {os.readlink(path)}, which does not exist)") from None
+        if err.errno in (errno.EACCES, errno.EPERM):
+            raise FencliError(f"{path}: permission denied") from None
+        raise FencliError(f"{path}: no such file") from None
+    if stat.S_ISDIR(st.st_mode):
         raise FencliError(f"{path} is a folder, not a scene file")
+    if not stat.S_ISREG(st.st_mode):
+        raise FencliError(f"{path} is {_file_kind(st.st_mode)}, not a regular file: "
+                          "fencli reads scenes and ground truth from files only")
     return path
+
+
+def _file_kind(mode: int) -> str:
+    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
 
 
 def _reading(path: Path, read: Callable[[], Any]) -> Any:
