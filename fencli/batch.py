@@ -150,7 +150,9 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str 
     earlier = _earlier_rows(out_dir)
     rows: list[Row] = []
     todo = []
-    for i, (p, name) in enumerate(zip(paths, scene_names(paths))):
+    names = scene_names(paths)
+    _check_outputs(paths, [out_dir / f"{name}.{tag}.npy" for name in names], out_dir)
+    for i, (p, name) in enumerate(zip(paths, names)):
         out = out_dir / f"{name}.{tag}.npy"
         prev = earlier.get(str(out), {})
         rows.append(Row(name, str(p), "skipped", method=method, model=model, out=str(out),
@@ -175,6 +177,19 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str 
     summary = Summary(rows)
     write_summary(summary, out_dir)
     return summary
+
+
+def _check_outputs(paths: list[Path], outs: list[Path], out_dir: Path) -> None:
+    """Before any scene: the folder takes files, and no map or summary is one of the input scenes
+    (however spelled: symlinks, hard links), ``--force`` or not (issue 23)."""
+    from fencli.output import OutputPlan
+
+    plan = OutputPlan(force=True, inputs={"scene": paths})
+    for out in outs:
+        plan.add("--out-dir", out, "npy")
+    plan.add("--out-dir", out_dir / "summary.json", "json")
+    plan.add("--out-dir", out_dir / "summary.csv", "csv")
+    plan.check()
 
 
 def _row(row: Row, fields: dict | None, error: str | None) -> Row:

@@ -166,3 +166,167 @@ def test_export_extra_hint_names_the_pip_command(monkeypatch, tmp_path):
     msg = _cli_error("export", "--checkpoint", tmp_path)
     assert msg == ("fencli export needs the export extra (torch, onnx): pip install 'fencli[export]' "
                    "(No module named 'torch')")
+
+
+# --- item 3: outputs never clobber inputs, and a failed run writes nothing ----------------------
+def _detect(*args):
+    return _cli("detect", *args, "--model", "none")
+
+
+def _same_as_input(flag: str, given, role: str, src) -> str:
+    return f"{flag} {given} is the same file as the {role} {src}: an output never overwrites an input, --force or not"
+
+
+@pytest.mark.parametrize("spelling", ["same", "dotted", "symlink", "hardlink"])
+def test_out_never_overwrites_the_scene_whatever_path_spells_it(scene, spelling):
+    before = scene.read_bytes()
+    given = {"same": lambda: scene, "dotted": lambda: scene.parent / "." / ".." / scene.parent.name / scene.name,
+             "symlink": lambda: (scene.parent / "link.npy").symlink_to(scene) or scene.parent / "link.npy",
+             "hardlink": lambda: os.link(scene, scene.parent / "hard.npy") or scene.parent / "hard.npy"}[spelling]()
+    for force in ([], ["--force"]):
+        res = _detect(scene, "--out", given, *force)
+        assert str(res.exception) == _same_as_input("--out", given, "scene", scene)
+    assert scene.read_bytes() == before
+
+
+def test_no_output_overwrites_the_ground_truth(scene, tmp_path):
+    gt = tmp_path / "gt.npy"
+    truth = np.zeros((20, 24), np.uint8)
+    truth[3:5, 4:6] = 1
+    np.save(gt, truth)
+    for flag in ("--out", "--mask"):
+        res = _detect(scene, "--gt", gt, flag, gt, "--force")
+        assert str(res.exception) == _same_as_input(flag, gt, "ground truth", gt)
+    np.testing.assert_array_equal(np.load(gt), truth)
+
+
+def test_envi_outputs_never_overwrite_the_scene_header_or_data(tmp_path):
+    from fencli.output import write_envi_scene
+
+    hdr, img = write_envi_scene(tmp_path / "scene.hdr", _cube())
+    before = img.read_bytes()
+    assert str(_detect(hdr, "--out", img, "--force").exception) == _same_as_input(
+        "--out", f"{img} writes {hdr}, which", "scene", hdr)
+    assert str(_detect(img, "--out", hdr, "--force").exception) == _same_as_input(
+        "--out", hdr, "scene's ENVI header", hdr)
+    assert str(_detect(hdr, "--out", tmp_path / "x.hdr", "--mask", img, "--force").exception) == _same_as_input(
+        "--mask", f"{img} writes {hdr}, which", "scene", hdr)
+    other = tmp_path / "other.hdr"  # writes other.hdr + other.img: neither is an input
+    assert _detect(hdr, "--out", other).exit_code == 0 and other.with_suffix(".img").exists()
+    assert img.read_bytes() == before
+
+
+def test_enhance_never_overwrites_its_input_whole_or_tiled(scene):
+    before = scene.read_bytes()
+    for tiled in ([], ["--tile", "8"]):
+        res = _cli("enhance", scene, "--model", "adaptive", "--out", scene, "--force", *tiled)
+        assert str(res.exception) == _same_as_input("--out", scene, "scene", scene)
+    assert scene.read_bytes() == before
+
+
+@pytest.mark.parametrize("flag, given, message", [
+    ("--mask", "x.txt", "--mask x.txt: a map is written as .tif, .tiff, .hdr, .img, .h5, .hdf5, .npy, .mat, not .txt"),
+    ("--objects", "x.tif", "--objects x.tif: an object table is written as .csv, .geojson, .json, not .tif"),
+    ("--png", "x.txt", "--png x.txt: a PNG image is written as .png, not .txt"),
+    ("--quicklook", "x.txt", "--quicklook x.txt: a PNG image is written as .png, not .txt"),
+    ("--mask", "/nonexistent/m.npy", "cannot write --mask /nonexistent/m.npy: folder /nonexistent does not exist"),
+    ("--objects", "/proc/o.csv", "cannot write --objects /proc/o.csv: folder /proc is not writable"),
+])
+def test_a_bad_output_is_refused_before_any_work_and_nothing_is_written(scene, tmp_path, monkeypatch, flag,
+                                                                        given, message):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "scores.npy"
+    res = _detect(scene, "--out", out, flag, given)
+    assert str(res.exception).startswith(message), res.exception
+    assert not out.exists() and not (tmp_path / given).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.npy"]
+
+
+def test_two_outputs_naming_one_file_are_refused(scene, tmp_path):
+    out = tmp_path / "o.npy"
+    assert str(_detect(scene, "--out", out, "--mask", out).exception) == (
+        f"--out and --mask both name {out}: give each output its own file")
+    ql = tmp_path / "q.png"
+    assert str(_detect(scene, "--png", ql, "--quicklook", tmp_path / "." / "q.png").exception) == (
+        f"--png and --quicklook both name {tmp_path / '.' / 'q.png'}: give each output its own file")
+    hdr = tmp_path / "m.hdr"  # ENVI writes m.hdr and m.img
+    assert "both name" in str(_detect(scene, "--out", hdr, "--mask", tmp_path / "m.img").exception)
+    assert not out.exists() and not ql.exists() and not hdr.exists()
+
+
+def test_an_existing_output_is_refused_before_work_without_force(scene, tmp_path):
+    out = tmp_path / "o.npy"
+    out.write_bytes(b"old")
+    assert str(_detect(scene, "--out", out).exception) == f"{out} exists: pass --force to overwrite it"
+    assert out.read_bytes() == b"old"
+
+
+def test_a_failed_write_leaves_no_output_at_all(scene, tmp_path, monkeypatch):
+    import fencli.report
+
+    def broken(*args, **kw):
+        raise FencliError("the PNG could not be drawn")
+
+    monkeypatch.setattr(fencli.report, "save_maps_png", broken)
+    out, mask, objs = tmp_path / "o.npy", tmp_path / "m.tif", tmp_path / "objs.csv"
+    res = _detect(scene, "--out", out, "--mask", mask, "--objects", objs, "--png", tmp_path / "p.png")
+    assert str(res.exception) == "the PNG could not be drawn"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.npy"]  # no map, no temp files
+
+
+def test_a_failed_forced_run_keeps_the_old_outputs(scene, tmp_path, monkeypatch):
+    import fencli.report
+
+    out, png = tmp_path / "o.npy", tmp_path / "p.png"
+    out.write_bytes(b"old map")
+    png.write_bytes(b"old png")
+    monkeypatch.setattr(fencli.report, "save_maps_png", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    res = _detect(scene, "--out", out, "--png", png, "--force")
+    assert isinstance(res.exception, KeyboardInterrupt) or res.exit_code != 0
+    assert out.read_bytes() == b"old map" and png.read_bytes() == b"old png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.npy", "p.png", "scene.npy"]
+
+
+def test_all_outputs_appear_together(scene, tmp_path):
+    out, mask, png = tmp_path / "o.npy", tmp_path / "m.npy", tmp_path / "p.png"
+    res = _detect(scene, "--out", out, "--mask", mask, "--png", png)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npy", "o.npy", "p.png", "scene.npy"]
+    assert np.load(out).shape == np.load(mask).shape == (20, 24)
+
+
+def test_publishing_rolls_back_when_one_rename_fails(tmp_path, monkeypatch):
+    import fencli.output as output
+    from fencli.output import OutputPlan, write_array
+
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    a.write_bytes(b"old a")
+    plan = OutputPlan.checked(force=True, inputs={}, outputs={"--a": (a, "raster"), "--b": (b, "raster")})
+    real = output._publish
+
+    def fail_on_b(tmp, path, force):
+        if path == b:
+            raise OSError(28, "No space left on device")
+        real(tmp, path, force)
+
+    monkeypatch.setattr(output, "_publish", fail_on_b)
+    with pytest.raises(FencliError) as err:
+        with plan.publishing():
+            write_array(a, np.ones(3), force=True)
+            write_array(b, np.ones(3), force=True)
+    assert str(err.value) == f"cannot write {b}: No space left on device; no output was written"
+    assert a.read_bytes() == b"old a" and sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"]
+
+
+def test_batch_outputs_never_overwrite_an_input_scene(tmp_path):
+    from fencli.batch import run_batch
+
+    d = tmp_path / "scenes"
+    d.mkdir()
+    np.save(d / "a.npy", _cube(1))
+    np.save(d / "a.grx.npy", _cube(2))  # a scene whose name is the map of a.npy in the same folder
+    before = (d / "a.grx.npy").read_bytes()
+    with pytest.raises(FencliError) as err:
+        run_batch([d], d, method="grx", force=True, progress=False)
+    assert str(err.value) == _same_as_input("--out-dir", d / "a.grx.npy", "scene", d / "a.grx.npy")
+    assert (d / "a.grx.npy").read_bytes() == before and not (d / "summary.json").exists()

@@ -155,7 +155,7 @@ def detect(
     from fencli.io import read_scene, validate_cube
     from fencli.models import AUTO
     from fencli.objects import detect_objects, parse_threshold
-    from fencli.output import refuse_existing
+    from fencli.output import OutputPlan
     from fencli.report import print_json, save_maps_png
 
     rule = parse_threshold(threshold, far)
@@ -164,7 +164,9 @@ def detect(
     defaulted = rule is None and any((mask, objects, quicklook))
     if defaulted:
         rule = parse_threshold("auto")
-    refuse_existing([out, png, mask, objects, quicklook], force)
+    plan = OutputPlan.checked(force=force, inputs={"scene": cube, "ground truth": gt}, outputs={  # issue 23
+        "--out": (out, "raster"), "--mask": (mask, "raster"), "--objects": (objects, "objects"),
+        "--png": (png, "png"), "--quicklook": (quicklook, "png")})
     t_start = time.perf_counter()
     auto = model.lower() == AUTO
     if not auto:  # a named model fails before the scene is read
@@ -183,15 +185,16 @@ def detect(
     label = f"{'FE+' if res.model else ''}{method.upper()}"
     found = None if rule is None else detect_objects(res.scores, rule, min_pixels=min_pixels, georef=grid,
                                                      gt=scene.gt)
-    notes = write_products(scene, res.scores, found, grid, label, out=out, mask=mask, objects=objects,
-                           polygons=polygons, quicklook=quicklook, force=force)
+    with plan.publishing():  # all outputs appear together, or none (issue 23)
+        notes = write_products(scene, res.scores, found, grid, label, out=out, mask=mask, objects=objects,
+                               polygons=polygons, quicklook=quicklook, force=force)
+        if png is not None:
+            title = label + (f"  AUC {res.auc:.4f}" if res.auc is not None else "")
+            save_maps_png(png, [(title, res.scores)], scene.gt, force=force)
     if defaulted:
         notes.append(f"no --threshold/--far: objects use --threshold auto ({found.threshold.value:.6g})")
     for note in filter(None, notes):
         typer.echo(f"fencli: {note}", err=True)
-    if png is not None:
-        title = label + (f"  AUC {res.auc:.4f}" if res.auc is not None else "")
-        save_maps_png(png, [(title, res.scores)], scene.gt, force=force)
     seconds = {"read": t_read, **res.seconds, "total": time.perf_counter() - t_start}
     row = result_row(scene.name, scene.cube.shape, res, seconds, out)
     row["provider"] = enhancer.provider if enhancer is not None else None
