@@ -23,6 +23,12 @@ from fencli.tiles import iter_rows, open_cube
 
 GT_NAMES = ("map", "gt", "groundtruth", "ground_truth", "mask")  # priority order when several exist
 WAVELENGTH_NAMES = ("wavelength", "wavelengths")
+NODATA_ATTRS = ("_fillvalue", "missing_value", "nodata", "no_data", "nodata_value")  # HDF5/netCDF, case-blind
+OVERFLOW = 1e30  # |x| above this: squares and cross-products of a few million pixels leave float64's range
+FLT_MAX, DBL_MAX = float(np.finfo(np.float32).max), float(np.finfo(np.float64).max)
+# --nodata auto: these values, held by a pixel in EVERY band (B >= 2), mark nodata; no calibrated sensor
+# records one of them in all bands of a pixel (negative fill values, or the extreme float values)
+AUTO_FILLS = (-9999.0, -32768.0, -32767.0, FLT_MAX, -FLT_MAX, DBL_MAX, -DBL_MAX)
 
 
 @dataclass
@@ -34,6 +40,13 @@ class Scene:
     name: str
     path: Path
     meta: dict = field(default_factory=dict)
+    # the values that mark nodata pixels: the file's declaration (ENVI ``data ignore value``, GeoTIFF
+    # nodata (read as NaN), HDF5/netCDF ``_FillValue``/``missing_value``/``nodata``) and ``--nodata``;
+    # NaN means "NaN or +-Inf". :func:`nodata_mask` turns them into the H x W mask.
+    nodata: list[float] = field(default_factory=list)
+    # H x W bool, False where the ground truth is the format's declared nodata (left out of the
+    # metrics: ``fencli.metrics`` ``valid=``); None when every ground-truth pixel is valid.
+    gt_valid: np.ndarray | None = field(default=None, repr=False)
 
     def engine_source(self) -> Any:
         """What :mod:`fencli.engine` reads: a ``.npy`` scene as read is read by window from its file
@@ -176,13 +189,18 @@ def _layout_perm(layout: str) -> tuple[int, int, int]:
 def read_scene(path: str | os.PathLike, *, key: str | None = None,
                gt: str | os.PathLike | None = None, gt_key: str | None = None,
                layout: str = "hwb", nan: str = "error", constant_bands: str = "error",
-               validate: bool = True) -> Scene:
+               validate: bool = True, nodata: Any = None) -> Scene:
     """Read a scene as ``H x W x B`` (lazy where the format allows) plus its optional ground truth.
 
     ``layout`` names the stored axis order (``"bhw"`` for bands-first files). ``gt`` is a separate
     ground-truth file (``gt_key`` then names the array inside it); without it, ``gt_key`` or a
     conventional name finds the ground truth in the scene file. ``nan`` and ``constant_bands`` go to
     :func:`validate_cube`, whose report lands in ``meta["validation"]``.
+
+    ``Scene.nodata`` holds the nodata values the file declares plus ``nodata`` (``--nodata``: numbers,
+    ``nan`` for NaN/Inf pixels, or ``"auto"``: :func:`auto_nodata`). With ``nodata`` given (even
+    ``[]``) validation leaves those pixels out of its checks and range, as the statistics must;
+    without it validation checks every value (the overflow guard included).
     """
     if nan not in ("error", "fill"):
         raise FencliError(f"nan must be 'error' or 'fill', got {nan!r}")
@@ -224,11 +242,119 @@ def read_scene(path: str | os.PathLike, *, key: str | None = None,
         raise FencliError(f"ground truth {gt_source} is {gt_arr.shape[0]} x {gt_arr.shape[1]} but the "
                           f"scene is {cube.shape[0]} x {cube.shape[1]}{hint}")
     meta.update(layout=layout.lower(), gt_key=gt_source, dtype=str(np.dtype(cube.dtype)))
+    values = _merged_nodata(meta.pop("nodata", None) or [], nodata, cube)
+    meta["nodata"] = values
     if validate:
         cube, meta["validation"] = validate_cube(cube, nan=nan, constant_bands=constant_bands,
-                                                 name=path.name)
+                                                 name=path.name, nodata=values if nodata is not None else None)
     meta["lazy"] = isinstance(cube, (np.memmap, LazyCube))
-    return Scene(cube=cube, gt=gt_arr, name=path.stem, path=path, meta=meta)
+    return Scene(cube=cube, gt=gt_arr, name=path.stem, path=path, meta=meta, nodata=values)
+
+
+def parse_nodata(values: Any) -> list[float | str] | None:
+    """``--nodata`` as given (repeatable): numbers, ``nan`` (NaN/Inf pixels) or ``auto``; None when absent."""
+    if values is None:
+        return None
+    out: list[float | str] = []
+    for v in [values] if isinstance(values, (str, float, int)) else values:
+        text = str(v).strip().lower()
+        if text == "auto":
+            out.append("auto")
+            continue
+        try:
+            out.append(float(text))
+        except ValueError:
+            raise FencliError(f"--nodata takes a number, nan or auto, not {v!r}") from None
+    return out
+
+
+def _merged_nodata(declared: list[float], given: Any, cube: Any) -> list[float]:
+    """The declared values, then ``given`` (``"auto"`` expanded by :func:`auto_nodata`), once each."""
+    out: list[float] = []
+    for v in [*declared, *(parse_nodata(given) or [])]:
+        for value in (auto_nodata(cube) if v == "auto" else [float(v)]):
+            if not any(_same_value(value, o) for o in out):
+                out.append(value)
+    return out
+
+
+def _same_value(a: float, b: float) -> bool:
+    return a == b or (np.isnan(a) and np.isnan(b))
+
+
+def _values_in(dtype: np.dtype, nodata: list[float]) -> tuple[list[Any], bool]:
+    """The nodata values a cube of ``dtype`` can hold, cast to it, and whether non-finite counts."""
+    dtype = np.dtype(dtype)
+    nonfinite = any(np.isnan(v) or np.isinf(v) for v in nodata) and dtype.kind == "f"
+    kept = []
+    for v in nodata:
+        if np.isnan(v):
+            continue
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            if v == int(v) and info.min <= v <= info.max:
+                kept.append(dtype.type(int(v)))
+        elif dtype.kind == "f":
+            with np.errstate(over="ignore"):
+                cast = dtype.type(v)
+            if np.isfinite(cast) or np.isinf(v):
+                kept.append(cast)
+        elif dtype.kind == "b" and v in (0, 1):
+            kept.append(bool(v))
+    return kept, nonfinite
+
+
+def _nodata_rows(chunk: np.ndarray, kept: list[Any], nonfinite: bool) -> np.ndarray:
+    """H' x W' bool of one block: some band equals a nodata value (or is NaN/Inf when ``nonfinite``)."""
+    mask = np.zeros(chunk.shape[:2], dtype=bool)
+    for v in kept:
+        mask |= (chunk == v).any(axis=2)
+    if nonfinite:
+        mask |= ~np.isfinite(chunk).all(axis=2)
+    return mask
+
+
+def nodata_mask(cube: Any, nodata: Any, *, chunk_bytes: int = 64 << 20) -> np.ndarray:
+    """``H x W`` bool, True at nodata pixels: any band equals one of ``nodata`` (compared in the cube's
+    dtype, so ``-9999`` matches a float32 ``-9999.0``; values the dtype cannot hold never match), or,
+    when NaN is among them, any band is NaN or +-Inf.
+
+    What it means: these pixels are not measurements. The detectors' statistics (GRX's mean and
+    covariance, SLRX's blocks, LRX's windows) and the FEN's range leave them out, they are scored
+    NaN and written as the output's nodata, and the metrics ignore them (``valid=~mask``).
+
+    One pass over whole-row blocks of at most ``chunk_bytes``: memmaps, lazy HDF5 cubes and
+    :class:`fencli.tiles.Cube` readers are never loaded whole; the memory is the mask and one block.
+    """
+    values = [float(v) for v in (nodata or [])]
+    h, w = cube.shape[:2]
+    out = np.zeros((h, w), dtype=bool)
+    if not values:
+        return out
+    kept, nonfinite = _values_in(cube.dtype, values)
+    if not kept and not nonfinite:
+        return out
+    row = 0
+    for chunk in iter_rows(open_cube(cube), chunk_bytes):
+        out[row:row + chunk.shape[0]] = _nodata_rows(chunk, kept, nonfinite)
+        row += chunk.shape[0]
+    return out
+
+
+def auto_nodata(cube: Any, *, chunk_bytes: int = 64 << 20) -> list[float]:
+    """``--nodata auto``: the values of :data:`AUTO_FILLS` that some pixel holds in every one of its
+    bands (a cube of one band finds none: one value cannot tell a fill from a measurement). One
+    chunked pass."""
+    if cube.shape[2] < 2 or np.dtype(cube.dtype).kind not in "iuf":
+        return []
+    kept, _ = _values_in(cube.dtype, list(AUTO_FILLS))
+    found: list[Any] = []
+    for chunk in iter_rows(open_cube(cube), chunk_bytes):
+        flat = (chunk == chunk[:, :, :1]).all(axis=2)  # pixels with one value in every band
+        if flat.any():
+            first = chunk[:, :, 0][flat]
+            found += [v for v in kept if v not in found and (first == v).any()]
+    return [float(v) for v in found]
 
 
 def _read_arrays(af: ArrayFile, path: Path, key: str | None, gt: Any,
@@ -244,8 +370,23 @@ def _read_arrays(af: ArrayFile, path: Path, key: str | None, gt: Any,
         gt_arr = gt_arr.T  # stored with the same axis order as the cube
     attrs = af.attrs(name)
     meta = {"format": af.format, "key": name, "georef": attrs or None,
-            "wavelengths": _wavelengths(af, attrs, cube.shape[2])}
+            "wavelengths": _wavelengths(af, attrs, cube.shape[2]), "nodata": _declared_nodata(attrs)}
     return cube, gt_arr, gname, meta
+
+
+def _declared_nodata(attrs: dict) -> list[float]:
+    """HDF5/netCDF nodata attributes (``_FillValue``, ``missing_value``, ``nodata``...) as floats."""
+    out: list[float] = []
+    for key, value in attrs.items():
+        if key.lower() in NODATA_ATTRS:
+            for v in np.ravel(np.asarray(value)):
+                try:
+                    f = float(v)
+                except (TypeError, ValueError):
+                    continue
+                if not any(_same_value(f, o) for o in out):
+                    out.append(f)
+    return out
 
 
 def read_mask(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
@@ -277,7 +418,8 @@ def read_mask(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
 
 
 def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error",
-                  name: str = "the scene", chunk_bytes: int = 64 << 20) -> tuple[Any, dict]:
+                  name: str = "the scene", chunk_bytes: int = 64 << 20,
+                  nodata: Any = None) -> tuple[Any, dict]:
     """Check a cube in one chunked pass before any detector sees it; returns (cube, report).
 
     Errors: fewer than 5 x 5 pixels, NaN/Inf values (unless ``nan="fill"``: each is replaced by its
@@ -286,6 +428,11 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
     per-band checks' outcome, the global finite ``min``/``max`` and the per-band ``band_min``/
     ``band_max``, so callers can skip a second pass for the value range (:func:`fencli.engine.run`'s
     ``band_range``).
+
+    Values beyond +-1e30 (FLT_MAX, DBL_MAX and the like), whose squares overflow the float64
+    statistics into an all-NaN or all-zero map, are a one-line error naming ``--nodata``. With
+    ``nodata`` (values as for :func:`nodata_mask`) those pixels are left out of every check, the
+    range included, and counted in ``nodata_pixels``; a cube with nothing else is an error.
     """
     if nan not in ("error", "fill") or constant_bands not in ("error", "keep"):
         raise FencliError("nan must be 'error' or 'fill' and constant_bands 'error' or 'keep'")
@@ -298,27 +445,41 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
     floating = np.dtype(cube.dtype).kind == "f"
     lo, hi = np.full(b, np.inf), np.full(b, -np.inf)
     bad_values, bad_pixels = np.zeros(b, np.int64), 0
+    values = [float(v) for v in (nodata or [])]
+    kept, nd_nonfinite = _values_in(cube.dtype, values)
+    nodata_pixels = 0
     for chunk in iter_rows(open_cube(cube), chunk_bytes):  # bounded memory on file-backed cubes too
+        if kept or nd_nonfinite:
+            nd = _nodata_rows(chunk, kept, nd_nonfinite)
+            if nd.any():
+                nodata_pixels += int(nd.sum())
+                chunk = chunk[~nd][None]  # the valid pixels only (1 x n x b): the checks below
+                if chunk.shape[1] == 0:
+                    continue
         clo, chi = chunk.min(axis=(0, 1)), chunk.max(axis=(0, 1))
         if floating and not (np.isfinite(clo).all() and np.isfinite(chi).all()):
             finite = np.isfinite(chunk)  # NaN or Inf somewhere in this block: the slow path
-            bad_values += chunk.shape[0] * w - np.count_nonzero(finite, axis=(0, 1))
+            bad_values += chunk.shape[0] * chunk.shape[1] - np.count_nonzero(finite, axis=(0, 1))
             bad_pixels += int(np.count_nonzero(~finite.all(axis=2)))
             clo = np.where(finite, chunk, np.inf).min(axis=(0, 1))
             chi = np.where(finite, chunk, -np.inf).max(axis=(0, 1))
         np.minimum(lo, clo, out=lo)
         np.maximum(hi, chi, out=hi)
     report: dict[str, Any] = {"nonfinite_pixels": bad_pixels, "nonfinite_values": int(bad_values.sum()),
-                              "filled": False, "constant_bands": [], "notes": []}
+                              "filled": False, "constant_bands": [], "notes": [],
+                              "nodata": values, "nodata_pixels": nodata_pixels}
+    if nodata_pixels == h * w:
+        raise FencliError(f"{name}: every pixel is nodata ({_values_text(values)}): nothing to detect")
+    _refuse_overflow(lo, hi, name, values)
     if bad_pixels:
         what = f"{bad_pixels} pixel(s) with NaN/Inf values ({report['nonfinite_values']} values)"
         if nan == "error":
             raise FencliError(f"{name} has {what}; pass --nan fill to replace them by band means")
-        empty = np.flatnonzero(bad_values == h * w)
+        empty = np.flatnonzero(bad_values == h * w - nodata_pixels)
         if empty.size:
             raise FencliError(f"{name}: band(s) {_few(empty)} hold no finite value: "
                               "nothing to fill with")
-        cube = _fill_nonfinite(cube, h * w - bad_values, chunk_bytes)
+        cube = _fill_nonfinite(cube, h * w - bad_values, chunk_bytes)  # nodata pixels' values count
         report["filled"] = True
         report["notes"].append(f"filled {what} with their band means")
     report["min"], report["max"] = checked_range(float(lo.min()), float(hi.max()), f"the cube of {name}")
@@ -332,6 +493,28 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
         report["notes"].append(f"kept {constant.size} constant band(s): {_few(constant)}")
     report["band_min"], report["band_max"] = lo.tolist(), hi.tolist()  # the engine's range of any leading bands
     return cube, report
+
+
+def _values_text(values: list[float]) -> str:
+    return ", ".join("NaN/Inf" if np.isnan(v) else f"{v:.9g}" for v in values) or "none"
+
+
+def _refuse_overflow(lo: np.ndarray, hi: np.ndarray, name: str, nodata: list[float]) -> None:
+    """One line naming ``--nodata`` for values float64 statistics cannot take (|x| > 1e30: FLT_MAX,
+    DBL_MAX...), instead of overflow warnings and a silent AUC of 0.5. Only finite values reach here
+    (NaN/Inf follow ``--nan``); ``lo``/``hi`` are per band, over the valid pixels."""
+    finite_lo, finite_hi = lo[np.isfinite(lo)], hi[np.isfinite(hi)]
+    if not finite_lo.size:
+        return
+    low, high = float(finite_lo.min()), float(finite_hi.max())
+    worst = high if abs(high) >= abs(low) else low
+    if abs(worst) <= OVERFLOW:
+        return
+    label = next((f" ({t})" for v, t in ((FLT_MAX, "FLT_MAX"), (-FLT_MAX, "-FLT_MAX"), (DBL_MAX, "DBL_MAX"),
+                                          (-DBL_MAX, "-DBL_MAX")) if worst == v), "")
+    declared = f" (nodata now: {_values_text(nodata)})" if nodata else ""
+    raise FencliError(f"{name} holds {worst:.9g}{label}, beyond what float64 statistics take (|x| > 1e30)"
+                      f"{declared}: if it marks missing pixels pass --nodata {worst!r}, else rescale the data")
 
 
 def _few(indices: np.ndarray, n: int = 5) -> str:

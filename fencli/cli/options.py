@@ -24,3 +24,8 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on std
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 Tile = Annotated[Optional[int], typer.Option("--tile", help="Tile side in pixels for scenes larger than memory "
                                              "(results equal whole-scene ones). Default: from available memory; 0: whole scene in memory.")]
+Nodata = Annotated[Optional[list[str]], typer.Option(
+    "--nodata", help="A value that marks nodata pixels (repeatable): a number, nan (NaN/Inf pixels) or auto "
+    "(-9999, -32768, -32767, +-FLT_MAX or +-DBL_MAX held by a pixel in every band). Added to what the file "
+    "declares: ENVI 'data ignore value', GeoTIFF nodata, HDF5/netCDF _FillValue, missing_value or nodata.",
+    show_default=False)]

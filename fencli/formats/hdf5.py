@@ -166,8 +166,8 @@ def check_stored(path: Path, ds: Any) -> None:
     """Refuse at once a dataset that declares data it does not store: a chunked dataset with no
     chunk written, or fewer than 1% of its chunks (counted from the chunk index,
     ``id.get_num_chunks()``: metadata only, no data read), or a contiguous one with no storage
-    allocated. A partly written one (1% or more) is read: its unwritten chunks hold the fill value,
-    which the reader reports as nodata. Reading one would scan the whole declared extent of
+    allocated. A partly written one (1% or more) is read: its unwritten chunks hold the dataset's
+    fill value (nodata when a ``_FillValue`` or ``nodata`` attribute, or ``--nodata``, says so). Reading one would scan the whole declared extent of
     fill values (hours for a 100000 x 100000 x 200 declaration) to detect nothing."""
     shape = tuple(ds.shape)
     if not shape or 0 in shape:
