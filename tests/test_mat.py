@@ -112,7 +112,8 @@ def test_damaged_files_read_as_scipy_reads_them(tmp_path, compressed):
         except Exception:  # noqa: BLE001 - scipy.io cannot read it either
             ref = None
         try:
-            ours = read_scene(path, key="data").cube
+            ours = read_scene(path, key="data", validate=False).cube  # the reader: a flipped exponent byte
+            # may give a value > 1e30, which validation refuses (issue 23) though scipy.io reads it
         except FencliError:
             assert ref is None, i  # scipy.io read it: so must fencli
             continue

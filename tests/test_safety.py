@@ -330,3 +330,133 @@ def test_batch_outputs_never_overwrite_an_input_scene(tmp_path):
         run_batch([d], d, method="grx", force=True, progress=False)
     assert str(err.value) == _same_as_input("--out-dir", d / "a.grx.npy", "scene", d / "a.grx.npy")
     assert (d / "a.grx.npy").read_bytes() == before and not (d / "summary.json").exists()
+
+
+# --- item 1 (input side): nodata read, --nodata, the mask, the overflow guard -------------------
+def test_envi_data_ignore_value_is_read(tmp_path):
+    from fencli.output import write_envi_scene
+
+    hdr, _ = write_envi_scene(tmp_path / "s.hdr", _cube())
+    hdr.write_text(hdr.read_text() + "data ignore value = -9999\n")
+    got = read_scene(hdr)
+    assert got.nodata == [-9999.0] and got.meta["nodata"] == [-9999.0]
+    hdr.write_text(hdr.read_text().replace("-9999", "none"))
+    with pytest.raises(FencliError, match=r"data ignore value = 'none' is not a number"):
+        read_scene(hdr)
+
+
+def test_geotiff_nodata_is_read_as_nan(tmp_path):
+    pytest.importorskip("rasterio")
+    from fencli.output import write_geotiff
+
+    cube = _cube()
+    cube[0, 0] = -9999
+    write_geotiff(tmp_path / "s.tif", cube, None, nodata=-9999)
+    got = read_scene(tmp_path / "s.tif", validate=False)
+    assert np.isnan(got.nodata).all() and len(got.nodata) == 1 and got.meta["nodata_declared"] == -9999
+    assert np.isnan(np.asarray(got.cube)[0, 0]).all()
+    assert read_scene(tmp_path / "s.tif", nodata=[]).meta["validation"]["nodata_pixels"] == 1
+
+
+@pytest.mark.parametrize("attr", ["_FillValue", "nodata", "missing_value"])
+def test_hdf5_nodata_attributes_are_read(tmp_path, attr):
+    import h5py
+
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f.create_dataset("cube", data=_cube()).attrs[attr] = np.float32(-9999)
+    assert read_scene(tmp_path / "s.h5").nodata == [-9999.0]
+
+
+def test_mat_and_npy_declare_no_nodata_and_nodata_values_merge(tmp_path, scene):
+    import scipy.io
+
+    scipy.io.savemat(tmp_path / "s.mat", {"data": _cube()})
+    assert read_scene(tmp_path / "s.mat").nodata == [] and read_scene(scene).nodata == []
+    got = read_scene(scene, nodata=["-9999", "nan", "-9999.0"])
+    assert got.nodata[0] == -9999 and np.isnan(got.nodata[1]) and len(got.nodata) == 2
+    with pytest.raises(FencliError) as err:
+        read_scene(scene, nodata=["none"])
+    assert str(err.value) == "--nodata takes a number, nan or auto, not 'none'"
+
+
+def test_nodata_mask_any_band_equal_or_nonfinite_chunked_on_a_memmap(tmp_path):
+    from fencli.io import nodata_mask
+
+    cube = _cube(shape=(30, 20, 5))
+    cube[2, 3, 1] = -9999
+    cube[7, 0, :] = -9999
+    cube[9, 9, 4] = np.nan
+    cube[11, 1, 0] = np.inf
+    np.save(tmp_path / "c.npy", cube)
+    mm = np.load(tmp_path / "c.npy", mmap_mode="r")
+    expect = np.zeros((30, 20), bool)
+    expect[2, 3] = expect[7, 0] = True
+    for chunk_bytes in (64 << 20, 100):  # whole, and one row at a time
+        np.testing.assert_array_equal(nodata_mask(mm, [-9999], chunk_bytes=chunk_bytes), expect)
+        both = expect.copy()
+        both[9, 9] = both[11, 1] = True
+        np.testing.assert_array_equal(nodata_mask(mm, [-9999, float("nan")], chunk_bytes=chunk_bytes), both)
+    assert not nodata_mask(mm, []).any()
+    ints = np.full((6, 6, 3), 7, np.uint16)
+    ints[0, 0, 0] = 65535
+    assert nodata_mask(ints, [-9999, 65535.0]).sum() == 1  # -9999 cannot be a uint16: never matches
+    f32 = np.full((6, 6, 2), 0.1, np.float32)
+    assert nodata_mask(f32, [0.1]).all()  # compared in the cube's dtype
+
+
+def test_nodata_auto_finds_fill_values_held_in_every_band_only(tmp_path):
+    from fencli.io import auto_nodata
+
+    cube = _cube()
+    assert auto_nodata(cube) == []
+    cube[0, :5] = -9999  # a border of fill
+    cube[3, 3, 2] = -32768  # one band only: a value, not a fill
+    assert auto_nodata(cube) == [-9999.0]
+    cube[4, 4] = np.finfo(np.float32).max
+    assert auto_nodata(cube) == [-9999.0, float(np.finfo(np.float32).max)]
+    assert auto_nodata(np.full((6, 6, 1), -9999.0)) == []  # one band cannot tell a fill
+    np.save(tmp_path / "c.npy", cube)
+    assert read_scene(tmp_path / "c.npy", nodata=["auto"], validate=False).nodata == auto_nodata(cube)
+
+
+def _flt_max_scene(path: Path, dtype=np.float32, value=None) -> Path:
+    cube = _cube(3, (40, 50, 6)).astype(dtype)
+    cube[np.arange(6), np.arange(6) * 7] = np.finfo(np.float32).max if value is None else value
+    np.save(path, cube)
+    return path
+
+
+def test_flt_max_is_one_line_naming_nodata_never_a_silent_auc(tmp_path):
+    path = _flt_max_scene(tmp_path / "s.npy")
+    gt = tmp_path / "gt.npy"
+    np.save(gt, (np.arange(40 * 50).reshape(40, 50) % 97 == 0).astype(np.uint8))
+    res = _cli("detect", path, "--model", "none", "--gt", gt)
+    assert res.exit_code != 0 and str(res.exception) == (
+        "s.npy holds 3.40282347e+38 (FLT_MAX), beyond what float64 statistics take (|x| > 1e30): if it "
+        "marks missing pixels pass --nodata 3.4028234663852886e+38, else rescale the data")
+
+
+@pytest.mark.parametrize("value, shown", [(1e300, "1e+300"), (-np.finfo(np.float64).max, "-1.79769313e+308 (-DBL_MAX)"),
+                                          (5e30, "5e+30")])
+def test_values_beyond_1e30_are_refused_in_float64(tmp_path, value, shown):
+    from fencli.io import validate_cube
+
+    path = _flt_max_scene(tmp_path / "s.npy", np.float64, value)
+    with pytest.raises(FencliError) as err:
+        validate_cube(np.load(path), name="s.npy")
+    assert str(err.value).startswith(f"s.npy holds {shown}, beyond what float64 statistics take (|x| > 1e30)")
+    assert f"--nodata {float(value)!r}" in str(err.value)
+
+
+def test_nodata_pixels_leave_the_checks_and_the_range(tmp_path):
+    from fencli.io import nodata_mask, validate_cube
+
+    path = _flt_max_scene(tmp_path / "s.npy")
+    cube = np.load(path)
+    _, report = validate_cube(cube, nodata=[float(np.finfo(np.float32).max)])
+    valid = cube[~nodata_mask(cube, [float(np.finfo(np.float32).max)])]
+    assert report["nodata_pixels"] == 6 and report["max"] == float(valid.max())
+    assert report["band_min"] == valid.min(axis=0).tolist()
+    with pytest.raises(FencliError, match=r"every pixel is nodata \(-9999\): nothing to detect"):
+        validate_cube(np.full((6, 6, 2), -9999.0), nodata=[-9999])
+    assert read_scene(path, nodata=[str(np.finfo(np.float32).max)]).meta["validation"]["nodata_pixels"] == 6
