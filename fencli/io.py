@@ -150,11 +150,19 @@ def _gt_name(af: ArrayFile, key: str | None, path: Path, sole: bool = False) -> 
     return masks[0] if found is None and sole and len(masks) == 1 else found
 
 
-def _load_mask(af: ArrayFile, name: str, path: Path) -> np.ndarray:
-    return _as_mask(_reading(path, af.entries[name].load), f"{name!r} in {path.name}")
+def _load_mask(af: ArrayFile, name: str, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    return _as_truth(_reading(path, af.entries[name].load), f"{name!r} in {path.name}",
+                     _declared_nodata(af.attrs(name)))
 
 
-def _as_mask(arr: Any, source: str) -> np.ndarray:
+def _as_truth(arr: Any, source: str, nodata: list[float] = ()) -> tuple[np.ndarray, np.ndarray | None]:
+    """(anomaly mask, valid mask or None) of a ground-truth array, its values checked.
+
+    A ground truth is binary: 0 and ONE positive value (1, or 255 in an 8-bit image...). The values
+    the format declares nodata are left out (``valid`` False there, None when there are none);
+    anything else (NaN/Inf, a negative value, a third value such as 255 beside 0 and 1) is a
+    one-line error, never an anomaly.
+    """
     arr = np.asarray(arr)
     if arr.ndim == 3 and 1 in arr.shape:
         arr = arr.squeeze(axis=arr.shape.index(1))
@@ -162,7 +170,31 @@ def _as_mask(arr: Any, source: str) -> np.ndarray:
         raise FencliError(f"ground truth {source} is {' x '.join(map(str, arr.shape))}, not a 2-D map")
     if arr.dtype.kind not in "biuf":
         raise FencliError(f"ground truth {source} holds {arr.dtype} values, not numbers")
-    return arr != 0
+    if arr.dtype.kind == "b":
+        return arr, None
+    invalid = None
+    if nodata:
+        kept, nonfinite = _values_in(arr.dtype, list(nodata))
+        invalid = _nodata_rows(arr[:, :, None], kept, nonfinite)
+        invalid = invalid if invalid.any() else None
+    checked = arr if invalid is None else arr[~invalid]
+    finite = np.isfinite(checked) if arr.dtype.kind == "f" else None
+    values = np.unique(checked if finite is None else checked[finite])
+    positive = values[values > 0]
+    bad = values[values < 0].tolist() + positive[1:].tolist()
+    if finite is not None and not finite.all():
+        bad = ["NaN/Inf"] + bad
+    if bad:
+        shown = ", ".join(v if isinstance(v, str) else f"{v:g}" for v in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        one = f"{positive[0]:g}" if positive.size else "1"
+        raise FencliError(f"ground truth {source} holds values other than 0 and {one} ({shown}): save it "
+                          "as a 0/1 map, or declare its nodata value (HDF5 _FillValue or nodata attribute, "
+                          "ENVI data ignore value, GeoTIFF nodata) to leave those pixels out")
+    mask = arr > 0 if finite is None else np.nan_to_num(arr, nan=0.0) > 0
+    if invalid is not None:
+        mask &= ~invalid
+        return mask, ~invalid
+    return mask, None
 
 
 def _wavelengths(af: ArrayFile, attrs: dict, bands: int) -> list[float] | None:
@@ -235,20 +267,22 @@ def read_scene(path: str | os.PathLike, *, key: str | None = None,
         if not isinstance(cube, LazyCube):
             af.close()  # a memmap or an in-memory array no longer needs the file handle
     if gt is not None:
-        gt_arr = read_mask(gt, gt_key)
+        gt_arr = read_truth(gt, gt_key)
         gt_source = str(gt)
+    gt_arr, gt_valid = gt_arr if gt_arr is not None else (None, None)
     if gt_arr is not None and gt_arr.shape != cube.shape[:2]:
         hint = " (transposed? check --layout)" if gt_arr.shape == cube.shape[1::-1] else ""
         raise FencliError(f"ground truth {gt_source} is {gt_arr.shape[0]} x {gt_arr.shape[1]} but the "
                           f"scene is {cube.shape[0]} x {cube.shape[1]}{hint}")
-    meta.update(layout=layout.lower(), gt_key=gt_source, dtype=str(np.dtype(cube.dtype)))
+    meta.update(layout=layout.lower(), gt_key=gt_source, dtype=str(np.dtype(cube.dtype)),
+                gt_nodata_pixels=0 if gt_valid is None else int((~gt_valid).sum()))
     values = _merged_nodata(meta.pop("nodata", None) or [], nodata, cube)
     meta["nodata"] = values
     if validate:
         cube, meta["validation"] = validate_cube(cube, nan=nan, constant_bands=constant_bands,
                                                  name=path.name, nodata=values if nodata is not None else None)
     meta["lazy"] = isinstance(cube, (np.memmap, LazyCube))
-    return Scene(cube=cube, gt=gt_arr, name=path.stem, path=path, meta=meta, nodata=values)
+    return Scene(cube=cube, gt=gt_arr, name=path.stem, path=path, meta=meta, nodata=values, gt_valid=gt_valid)
 
 
 def parse_nodata(values: Any) -> list[float | str] | None:
@@ -367,7 +401,7 @@ def _read_arrays(af: ArrayFile, path: Path, key: str | None, gt: Any,
     gname = _gt_name(af, gt_key, path) if gt is None else None
     gt_arr = None if gname is None else _load_mask(af, gname, path)
     if gt_arr is not None and layout.lower().index("w") < layout.lower().index("h"):
-        gt_arr = gt_arr.T  # stored with the same axis order as the cube
+        gt_arr = tuple(None if a is None else a.T for a in gt_arr)  # stored in the cube's axis order
     attrs = af.attrs(name)
     meta = {"format": af.format, "key": name, "georef": attrs or None,
             "wavelengths": _wavelengths(af, attrs, cube.shape[2]), "nodata": _declared_nodata(attrs)}
@@ -390,7 +424,14 @@ def _declared_nodata(attrs: dict) -> list[float]:
 
 
 def read_mask(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
-    """A separate ground-truth file as an ``H x W`` bool map: nonzero = anomaly.
+    """A separate ground-truth file as an ``H x W`` bool map (see :func:`read_truth`; its declared
+    nodata pixels are False here)."""
+    return read_truth(path, key)[0]
+
+
+def read_truth(path: str | os.PathLike, key: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A separate ground-truth file as (``H x W`` bool anomaly map, valid map or None): the positive
+    value = anomaly; values the format declares nodata are not valid; any other value is an error.
 
     Array files (.mat/.npy/.npz/.h5, single-band ENVI): the array ``key``, else one named like
     :data:`GT_NAMES`, else the only 2-D array. Images (.png/.tif via Pillow): grey or palette values
@@ -399,13 +440,15 @@ def read_mask(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     """
     path = _existing(path)
     fmt = format_of(path)
+    if fmt is geotiff and (declared := _geotiff_truth(path)) is not None:
+        return _as_truth(declared, path.name, [float("nan")])  # its nodata pixels read as NaN
     if fmt in (image, geotiff):
-        return _as_mask(image.read_image(path), path.name)
+        return _as_truth(image.read_image(path), path.name)
     if fmt is envi:
-        cube, _ = envi.read_cube(path)
+        cube, meta = envi.read_cube(path)
         if cube.shape[2] != 1:
             raise FencliError(f"ground truth {path.name} has {cube.shape[2]} bands, not 1")
-        return _as_mask(cube[:, :, 0], path.name)
+        return _as_truth(cube[:, :, 0], path.name, meta.get("nodata") or [])
     af = _reading(path, partial(fmt.open_arrays, path))
     try:
         name = _gt_name(af, key, path, sole=True)
@@ -415,6 +458,19 @@ def read_mask(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
         return _load_mask(af, name, path)
     finally:
         af.close()
+
+
+def _geotiff_truth(path: Path) -> np.ndarray | None:
+    """A one-band GeoTIFF ground truth that declares nodata, read with it as NaN; else None (Pillow
+    reads it, as any image)."""
+    try:
+        import rasterio  # noqa: F401  (the gis extra; without it Pillow reads the image)
+    except ImportError:
+        return None
+    cube, _, meta = _reading(path, partial(geotiff.read_geotiff, path))
+    if meta.get("nodata") is None or cube.shape[2] != 1:
+        return None
+    return cube[:, :, 0]
 
 
 def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error",

@@ -460,3 +460,86 @@ def test_nodata_pixels_leave_the_checks_and_the_range(tmp_path):
     with pytest.raises(FencliError, match=r"every pixel is nodata \(-9999\): nothing to detect"):
         validate_cube(np.full((6, 6, 2), -9999.0), nodata=[-9999])
     assert read_scene(path, nodata=[str(np.finfo(np.float32).max)]).meta["validation"]["nodata_pixels"] == 6
+
+
+# --- item 2: the ground truth is checked ------------------------------------------------------
+def _truth() -> np.ndarray:
+    gt = np.zeros((20, 24), np.uint8)
+    gt[3:5, 4:6] = 1
+    gt[12, 15] = 1
+    return gt
+
+
+@pytest.mark.parametrize("bad, shown", [(np.nan, "NaN/Inf"), (-1, "-1"), (255, "255")])
+def test_ground_truth_values_other_than_0_1_are_one_line(scene, tmp_path, bad, shown):
+    gt = _truth().astype(np.float64 if bad is np.nan or bad < 0 else np.uint8)
+    gt[0, 0] = bad
+    np.save(tmp_path / "gt.npy", gt)
+    with pytest.raises(FencliError) as err:
+        read_scene(scene, gt=tmp_path / "gt.npy")
+    assert str(err.value) == (f"ground truth 'array' in gt.npy holds values other than 0 and 1 ({shown}): save it "
+                              "as a 0/1 map, or declare its nodata value (HDF5 _FillValue or nodata attribute, "
+                              "ENVI data ignore value, GeoTIFF nodata) to leave those pixels out")
+    res = _cli("detect", scene, "--model", "none", "--gt", tmp_path / "gt.npy")
+    assert res.exit_code != 0 and str(res.exception) == str(err.value)
+
+
+def test_a_binary_0_255_map_is_still_a_ground_truth(scene, tmp_path):
+    np.save(tmp_path / "gt.npy", _truth() * 255)
+    got = read_scene(scene, gt=tmp_path / "gt.npy")
+    np.testing.assert_array_equal(got.gt, _truth() == 1)
+    assert got.gt_valid is None and got.meta["gt_nodata_pixels"] == 0
+
+
+@pytest.mark.parametrize("attr, fill", [("_FillValue", 255), ("nodata", -1), ("_FillValue", np.nan)])
+def test_declared_ground_truth_nodata_is_left_out(tmp_path, attr, fill):
+    import h5py
+
+    gt = _truth().astype(np.float32)
+    gt[0, :] = fill
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f["cube"] = _cube()
+        f["map"] = gt
+        f["map"].attrs[attr] = np.float32(fill)
+    got = read_scene(tmp_path / "s.h5")
+    want_valid = np.ones((20, 24), bool)
+    want_valid[0, :] = False
+    np.testing.assert_array_equal(got.gt_valid, want_valid)
+    np.testing.assert_array_equal(got.gt, _truth() == 1)
+    assert got.meta["gt_nodata_pixels"] == 24
+
+
+def test_envi_ground_truth_data_ignore_value(scene, tmp_path):
+    from fencli.io import read_truth
+    from fencli.output import write_envi_scene
+
+    gt = _truth().astype(np.int16)
+    gt[5, 5] = -9999
+    hdr, _ = write_envi_scene(tmp_path / "g.hdr", gt[:, :, None])
+    with pytest.raises(FencliError, match=r"holds values other than 0 and 1 \(-9999\)"):
+        read_truth(hdr)
+    hdr.write_text(hdr.read_text() + "data ignore value = -9999\n")
+    mask, valid = read_truth(hdr)
+    assert valid.sum() == valid.size - 1 and not valid[5, 5] and mask.sum() == 5
+
+
+def test_metrics_ignore_pixels_that_are_not_valid():
+    from sklearn.metrics import roc_auc_score
+
+    from fencli.metrics import roc3d, roc_auc, roc_curve
+
+    rng = np.random.default_rng(0)
+    gt = _truth()
+    scores = rng.random(gt.shape) + gt * 0.8
+    valid = np.ones(gt.shape, bool)
+    valid[0] = valid[:, 0] = False
+    scores_wrecked = scores.copy()
+    scores_wrecked[~valid] = 1e6  # what a nodata border does to a map
+    want = roc_auc_score(gt[valid], scores[valid])
+    assert roc_auc(scores_wrecked, gt, valid) == pytest.approx(want, abs=1e-12)
+    assert roc_auc(scores_wrecked, gt) < want
+    assert roc3d(scores, gt, valid) == roc3d(scores[valid], gt[valid])
+    pf, pd, _ = roc_curve(scores_wrecked, gt, valid)
+    assert pd[-1] == 1 and pf[-1] == 1
+    with pytest.raises(FencliError, match="valid mask shape"):
+        roc_auc(scores, gt, valid[:3])
