@@ -543,3 +543,63 @@ def test_metrics_ignore_pixels_that_are_not_valid():
     assert pd[-1] == 1 and pf[-1] == 1
     with pytest.raises(FencliError, match="valid mask shape"):
         roc_auc(scores, gt, valid[:3])
+
+
+# --- item 6: batch summaries keep history ----------------------------------------------------
+def test_a_second_batch_with_another_method_keeps_the_first_rows(tmp_path):
+    from fencli.batch import run_batch
+
+    d = tmp_path / "scenes"
+    d.mkdir()
+    for i in range(2):
+        np.save(d / f"s{i}.npy", _cube(i))
+    out = tmp_path / "out"
+    run_batch([d], out, method="grx", progress=False)
+    run_batch([d], out, method="slrx", progress=False, options={"block_size": 2})
+    data = json.loads((out / "summary.json").read_text())
+    assert set(data) == {"out_dir", "counts", "scenes"} and data["out_dir"] == str(out)
+    assert [(r["scene"], r["method"]) for r in data["scenes"]] == [("s0", "grx"), ("s1", "grx"),
+                                                                   ("s0", "slrx"), ("s1", "slrx")]
+    assert data["counts"] == {"ok": 4, "skipped": 0, "error": 0}
+    import csv
+
+    with open(out / "summary.csv") as f:
+        assert [(r["scene"], r["method"]) for r in csv.DictReader(f)] == [(r["scene"], r["method"])
+                                                                          for r in data["scenes"]]
+    run_batch([d / "s1.npy"], out, method="grx", progress=False, force=True)  # the same key: replaced in place
+    again = json.loads((out / "summary.json").read_text())["scenes"]
+    assert [(r["scene"], r["method"]) for r in again] == [(r["scene"], r["method"]) for r in data["scenes"]]
+
+
+def test_an_old_bare_list_summary_is_read_and_rewritten_in_the_json_shape(tmp_path):
+    from fencli.batch import run_batch
+
+    d = tmp_path / "scenes"
+    d.mkdir()
+    np.save(d / "s0.npy", _cube())
+    out = tmp_path / "out"
+    out.mkdir()
+    old = [{"scene": "older", "path": "x.npy", "status": "ok", "method": "lrx", "model": None, "out": "x"}]
+    (out / "summary.json").write_text(json.dumps(old))
+    run_batch([d], out, method="grx", progress=False)
+    rows = json.loads((out / "summary.json").read_text())["scenes"]
+    assert [(r["scene"], r["method"]) for r in rows] == [("older", "lrx"), ("s0", "grx")]
+
+
+def test_cli_batch_json_has_the_summary_shape_and_the_table_names_method_and_model(tmp_path):
+    d = tmp_path / "scenes"
+    d.mkdir()
+    np.save(d / "s0.npy", _cube())
+    res = _cli("detect", d, "--model", "none", "--out-dir", tmp_path / "out", "--json")
+    assert res.exit_code == 0, res.output
+    printed = json.loads(res.stdout)
+    assert printed == json.loads((tmp_path / "out" / "summary.json").read_text())
+    from rich.console import Console
+
+    from fencli.batch import Row, Summary, summary_table
+
+    console = Console(width=200, record=True)
+    console.print(summary_table(Summary([Row("s0", "s0.npy", "ok", [20, 24, 6], 6, "slrx", "ferd-200", 0.9, 1.0)]),
+                                tmp_path))
+    text = console.export_text()
+    assert "method" in text and "model" in text and "slrx" in text and "ferd-200" in text

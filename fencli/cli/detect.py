@@ -283,19 +283,13 @@ def detect_many(cubes: list[Path], out_dir: Path, *, method: str, bands: int | N
                             client=client, progress=not json, enhancer=enhancer, bands=bands, tile=tile,
                             options=options, key=key)
     if json:
-        from dataclasses import asdict
+        from fencli.batch import summary_json
 
-        print_json({"out_dir": str(out_dir), "counts": summary.counts(), "scenes": [asdict(r) for r in summary.rows]})
+        print_json(summary_json(summary, out_dir))  # this run's rows; summary.json keeps earlier runs' too
     else:
-        from rich.table import Table
+        from fencli.batch import summary_table
 
-        table = Table("scene", "status", "shape", "AUC", "seconds", "error",
-                      title=f"{len(summary.rows)} scenes -> {out_dir}")
-        for r in summary.rows:
-            table.add_row(r.scene, r.status, "x".join(map(str, r.shape)) if r.shape else "",
-                          f"{r.auc:.4f}" if r.auc is not None else "", f"{r.seconds:.1f}" if r.seconds else "",
-                          r.error or "")
-        console.print(table)
+        console.print(summary_table(summary, out_dir))  # shows method and model (issue 23)
         console.print(f"summary: {out_dir / 'summary.csv'}, {out_dir / 'summary.json'}")
     if summary.failed:  # the others are done: say so in one line and exit non-zero
         raise FencliError(f"{summary.failed} of {len(summary.rows)} scenes failed (see {out_dir / 'summary.csv'})")
