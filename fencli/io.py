@@ -128,6 +128,11 @@ def _pick_cube(af: ArrayFile, key: str | None, path: Path) -> str:
     cands = sorted((n for n, e in af.entries.items() if len(e.shape) == 3 and e.numeric),
                    key=lambda n: -af.entries[n].size)
     if not cands:
+        cplx = [n for n, e in af.entries.items() if len(e.shape) == 3 and e.dtype.kind == "c"]
+        if cplx:
+            raise FencliError(f"{path.name} holds no real 3-D cube: {cplx[0]!r} "
+                              f"({af.entries[cplx[0]].describe()}) is complex; save its real part or "
+                              f"magnitude as the cube (found: {_listing(af)})")
         raise FencliError(f"{path.name} holds no 3-D numeric array (found: {_listing(af) or 'nothing'})")
     if len(cands) > 1 and af.entries[cands[0]].size == af.entries[cands[1]].size:
         raise FencliError(f"{path.name} holds two largest 3-D arrays of equal size, {cands[0]!r} and "

@@ -24,6 +24,7 @@ from fencli.georef import GeoRef, envi_fields
 
 WRITE_EXTENSIONS = (".npy", ".mat", ".h5", ".hdf5", ".hdr", ".img")
 NO_GEOREF = (".npy", ".npz", ".mat")  # formats with no place fencli puts a map grid in
+GEO_SUFFIXES = (".tif", ".tiff", ".hdr", ".img", ".h5", ".hdf5")  # raster formats that carry a map grid
 _MAT_V5_LIMIT = 2**31 - 2**16  # v5 stores byte counts in 32 bits; MATLAB caps variables at 2 GB
 TEMP_MARK = ".tmp"  # temp files are ``.<name>.<pid>.<random>.tmp<suffix>`` beside the target
 
@@ -254,6 +255,14 @@ def write_raster(path: str | Path, array: np.ndarray, georef: GeoRef | None, *,
     if georef is not None and path.suffix.lower() in NO_GEOREF:
         return f"{path.name}: {path.suffix} holds no georeferencing (use .tif or .hdr to keep it)"
     return None
+
+
+def asks_for_grid(out: Path | None, mask: Path | None, objects: Path | None) -> bool:
+    """Whether the user asked for map coordinates: a raster output in a format that carries a grid
+    (GeoTIFF, ENVI, HDF5) or an object table (its x/y columns, GeoJSON geometry). Then an input
+    without georeferencing is worth a note; a ``.npy`` score map alone is not."""
+    rasters = [p for p in (out, mask) if p is not None and Path(p).suffix.lower() in GEO_SUFFIXES]
+    return bool(rasters) or objects is not None
 
 
 def write_geotiff(path: str | Path, array: np.ndarray, georef: GeoRef | None, *, force: bool = False,

@@ -603,3 +603,58 @@ def test_cli_batch_json_has_the_summary_shape_and_the_table_names_method_and_mod
                                 tmp_path))
     text = console.export_text()
     assert "method" in text and "model" in text and "slrx" in text and "ferd-200" in text
+
+
+def test_block_size_and_block_num_below_one_name_the_flag(scene):
+    assert _cli_error("detect", scene, "--model", "none", "--method", "slrx", "--block-size", "0") == (
+        "--block-size must be at least 1, got 0")
+    assert _cli_error("detect", scene, "--model", "none", "--method", "slrx", "--block-num", "0") == (
+        "--block-num must be at least 1, got 0")
+
+
+def test_a_complex_mat_cube_is_named(tmp_path):
+    import scipy.io
+
+    rng = np.random.default_rng(0)
+    scipy.io.savemat(tmp_path / "cx.mat", {"data": rng.random((40, 50, 30)) + 1j * rng.random((40, 50, 30)),
+                                           "map": np.zeros((40, 50), np.uint8)})
+    want = ("cx.mat holds no real 3-D cube: 'data' (40 x 50 x 30 complex128) is complex; save its real part or "
+            "magnitude as the cube (found: data (40 x 50 x 30 complex128), map (40 x 50 uint8))")
+    with pytest.raises(FencliError) as err:
+        read_scene(tmp_path / "cx.mat")
+    assert str(err.value) == want
+    with pytest.raises(FencliError) as err:
+        read_scene(tmp_path / "cx.mat", key="data")
+    assert str(err.value) == "'data' in cx.mat is 40 x 50 x 30 complex128, not a 3-D numeric cube"
+
+
+def test_a_complex_mat73_cube_is_named(tmp_path):
+    import h5py
+
+    path = tmp_path / "cx.mat"
+    with h5py.File(path, "w", userblock_size=512) as f:
+        ds = f.create_dataset("data", data=np.zeros((30, 50, 40), [("real", "<f8"), ("imag", "<f8")]))
+        ds.attrs["MATLAB_class"] = np.bytes_("double")
+        f.create_dataset("map", data=np.zeros((50, 40), "u1")).attrs["MATLAB_class"] = np.bytes_("uint8")
+    with open(path, "r+b") as out:
+        out.write(b"MATLAB 7.3 MAT-file".ljust(116) + bytes(8) + b"\x00\x02IM")
+    with pytest.raises(FencliError, match=r"^cx.mat holds no real 3-D cube: 'data' \(40 x 50 x 30 complex128\) "
+                                          r"is complex"):
+        read_scene(path)
+
+
+NO_GRID = "fencli: input has no georeferencing: outputs are on the pixel grid (x = column, y = row)"
+
+
+@pytest.mark.parametrize("args, noted", [(["--out", "o.npy"], False), (["--out", "o.mat"], False),
+                                         (["--out", "o.tif"], True), (["--out", "o.hdr"], True),
+                                         (["--objects", "o.csv"], True), (["--mask", "m.h5"], True),
+                                         (["--quicklook", "q.png"], False)])
+def test_the_no_georeferencing_note_only_when_map_coordinates_are_asked_for(scene, tmp_path, monkeypatch,
+                                                                            args, noted):
+    if args[1].endswith(".tif"):
+        pytest.importorskip("rasterio")
+    monkeypatch.chdir(tmp_path)
+    res = _cli("detect", scene, "--model", "none", *args)
+    assert res.exit_code == 0, res.output
+    assert (NO_GRID in res.stderr) == noted

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 def detector_options(block_size: int | None, block_num: int | None, windows: tuple[int, int] | None) -> dict:
     """The detector options the flags gave; the detector refuses those it does not take."""
+    for flag, value in (("--block-size", block_size), ("--block-num", block_num)):
+        if value is not None and value < 1:  # before the default block side is worked out from it
+            raise FencliError(f"{flag} must be at least 1, got {value}")
     given = {"block_size": block_size, "block_num": block_num,
              "inner": windows[0] if windows else None, "outer": windows[1] if windows else None}
     return {k: v for k, v in given.items() if v is not None}
@@ -59,7 +62,7 @@ def write_products(scene, scores, found, grid, label: str, *, out: Path | None, 
     """Write the map, mask, object table and quick-look on the input's grid; returns stderr notes."""
     from fencli.georef import describe
     from fencli.objects import write_objects
-    from fencli.output import write_raster
+    from fencli.output import asks_for_grid, write_raster
     from fencli.quicklook import save_quicklook
 
     notes = []
@@ -74,7 +77,7 @@ def write_products(scene, scores, found, grid, label: str, *, out: Path | None, 
     if quicklook is not None:
         save_quicklook(quicklook, scene.cube, scores, found.labels, wavelengths=scene.meta.get("wavelengths"),
                        title=label, threshold=found.threshold.value, force=force)
-    if grid is None and any(p is not None for p in (out, mask, objects, quicklook)):
+    if grid is None and asks_for_grid(out, mask, objects):  # not on every --out x.npy (issue 23)
         notes.append(describe(None))
     return notes
 

@@ -121,9 +121,13 @@ def open_arrays(path: Path, matlab_classes: Collection[str] = ()) -> ArrayFile:
     entries: dict[str, Entry] = {}
 
     def visit(name: str, obj: Any) -> None:
-        if not isinstance(obj, h5py.Dataset) or obj.dtype.kind not in "biuf" or obj.size == 0:
+        if not isinstance(obj, h5py.Dataset) or obj.size == 0:
             return
         dtype = obj.dtype
+        if dtype.names is not None and set(dtype.names) == {"real", "imag"}:  # MATLAB's complex
+            dtype = np.result_type(dtype["real"], np.complex64)
+        if dtype.kind not in "biufc":
+            return
         if matlab:
             cls = obj.attrs.get("MATLAB_class", b"")
             cls = cls.decode() if isinstance(cls, bytes) else str(cls)
