@@ -380,6 +380,17 @@ def nodata_mask(cube: Any, nodata: Any, *, chunk_bytes: int = 64 << 20) -> np.nd
     return out
 
 
+def valid_pixels(scene: Scene, *, chunk_bytes: int = 64 << 20) -> np.ndarray | None:
+    """``H x W`` bool of the pixels the metrics count: not nodata in the cube (:func:`nodata_mask`
+    of ``scene.nodata``) and not nodata in the ground truth (``scene.gt_valid``); None when every
+    pixel counts. What ``fencli.metrics`` takes as ``valid=``."""
+    valid = None if scene.gt_valid is None else scene.gt_valid.copy()
+    if scene.nodata:
+        cube_valid = ~nodata_mask(scene.cube, scene.nodata, chunk_bytes=chunk_bytes)
+        valid = cube_valid if valid is None else valid & cube_valid
+    return None if valid is None or valid.all() else valid
+
+
 def auto_nodata(cube: Any, *, chunk_bytes: int = 64 << 20) -> list[float]:
     """``--nodata auto``: the values of :data:`AUTO_FILLS` that some pixel holds in every one of its
     bands (a cube of one band finds none: one value cannot tell a fill from a measurement). One

@@ -658,3 +658,47 @@ def test_the_no_georeferencing_note_only_when_map_coordinates_are_asked_for(scen
     res = _cli("detect", scene, "--model", "none", *args)
     assert res.exit_code == 0, res.output
     assert (NO_GRID in res.stderr) == noted
+
+
+def test_a_fifo_header_blocks_neither_the_output_checks_nor_the_reader(tmp_path):
+    fifo = tmp_path / "scene.hdr"
+    os.mkfifo(fifo)
+    t0 = time.perf_counter()
+    res = _cli("detect", fifo, "--model", "none", "--out", tmp_path / "o.npy")
+    assert str(res.exception).startswith(f"{fifo} is a FIFO (named pipe), not a regular file")
+    assert time.perf_counter() - t0 < 10 and not (tmp_path / "o.npy").exists()
+
+
+def test_geotiff_ground_truth_nodata_is_left_out(scene, tmp_path):
+    pytest.importorskip("rasterio")
+    from fencli.output import write_geotiff
+
+    gt = _truth().astype(np.float32)
+    gt[0, 0] = gt[19, 23] = -1
+    write_geotiff(tmp_path / "gt.tif", gt, None, nodata=-1)
+    got = read_scene(scene, gt=tmp_path / "gt.tif")
+    assert got.meta["gt_nodata_pixels"] == 2 and not got.gt_valid[0, 0] and got.gt.sum() == 5
+    write_geotiff(tmp_path / "plain.tif", gt, None)  # no nodata declared: -1 is an error
+    with pytest.raises(FencliError, match=r"ground truth plain.tif holds values other than 0 and 1 \(-1\)"):
+        read_scene(scene, gt=tmp_path / "plain.tif")
+
+
+def test_valid_pixels_combine_the_cube_and_ground_truth_nodata(tmp_path):
+    import h5py
+
+    from fencli.io import valid_pixels
+
+    cube = _cube()
+    cube[2, 3] = -9999
+    gt = _truth().astype(np.float32)
+    gt[0, 0] = 255
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f["cube"] = cube
+        f["cube"].attrs["_FillValue"] = -9999.0
+        f["map"] = gt
+        f["map"].attrs["nodata"] = 255
+    got = read_scene(tmp_path / "s.h5")
+    valid = valid_pixels(got)
+    assert valid.sum() == valid.size - 2 and not valid[2, 3] and not valid[0, 0]
+    np.save(tmp_path / "clean.npy", _cube())
+    assert valid_pixels(read_scene(tmp_path / "clean.npy")) is None

@@ -59,6 +59,8 @@ def source_files(path: Path) -> list[Path]:
         if format_of(path) is not envi:
             return files
         hdr = envi.header_for(path)
+        if not hdr.is_file():  # a FIFO named x.hdr would block the read: the reader refuses it
+            return files
         fields = envi.parse_header(hdr.read_text(errors="replace"), hdr)
         if "data file" in fields:
             data = hdr.parent / fields["data file"]
