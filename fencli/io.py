@@ -551,7 +551,7 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
         if empty.size:
             raise FencliError(f"{name}: band(s) {_few(empty)} hold no finite value: "
                               "nothing to fill with")
-        cube = _fill_nonfinite(cube, h * w - bad_values, chunk_bytes)  # nodata pixels' values count
+        cube = _fill_nonfinite(cube, h * w - nodata_pixels - bad_values, chunk_bytes, kept)
         report["filled"] = True
         report["notes"].append(f"filled {what} with their band means")
     report["min"], report["max"] = checked_range(float(lo.min()), float(hi.max()), f"the cube of {name}")
@@ -594,11 +594,15 @@ def _few(indices: np.ndarray, n: int = 5) -> str:
     return shown + (f" and {indices.size - n} more" if indices.size > n else "")
 
 
-def _fill_nonfinite(cube: Any, n_finite: np.ndarray, chunk_bytes: int) -> np.ndarray:
-    """An in-memory copy with each NaN/Inf replaced by its band's mean of its ``n_finite`` finite values."""
+def _fill_nonfinite(cube: Any, n_finite: np.ndarray, chunk_bytes: int, nodata: list[Any] = ()) -> np.ndarray:
+    """An in-memory copy with each NaN/Inf replaced by its band's mean of its ``n_finite`` finite values
+    (pixels holding one of the ``nodata`` values, already cast to the dtype, count for nothing)."""
     out = np.array(cube)  # never write into the user's file through a memmap
     total = np.zeros(out.shape[2])
     for chunk in iter_rows(open_cube(out), chunk_bytes):
-        total += np.where(np.isfinite(chunk), chunk, 0).sum(axis=(0, 1), dtype=np.float64)
+        keep = np.isfinite(chunk)
+        if nodata:
+            keep &= ~_nodata_rows(chunk, list(nodata), False)[:, :, None]
+        total += np.where(keep, chunk, 0).sum(axis=(0, 1), dtype=np.float64)
     np.copyto(out, (total / n_finite).astype(out.dtype), where=~np.isfinite(out))
     return out

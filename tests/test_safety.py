@@ -702,3 +702,15 @@ def test_valid_pixels_combine_the_cube_and_ground_truth_nodata(tmp_path):
     assert valid.sum() == valid.size - 2 and not valid[2, 3] and not valid[0, 0]
     np.save(tmp_path / "clean.npy", _cube())
     assert valid_pixels(read_scene(tmp_path / "clean.npy")) is None
+
+
+def test_nan_fill_means_leave_nodata_pixels_out():
+    from fencli.io import validate_cube
+
+    cube = np.ones((6, 6, 2), np.float32)
+    cube[:, :, 1] = 2
+    cube[5, 5, 0] = 3  # band 0: thirty-four 1s and one 3 outside nodata
+    cube[0, 0] = -9999
+    cube[1, 1, 0] = np.nan
+    filled, report = validate_cube(cube, nan="fill", constant_bands="keep", nodata=[-9999])
+    assert filled[1, 1, 0] == np.float32(36 / 34) and report["filled"] and report["nodata_pixels"] == 1
