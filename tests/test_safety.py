@@ -714,3 +714,24 @@ def test_nan_fill_means_leave_nodata_pixels_out():
     cube[1, 1, 0] = np.nan
     filled, report = validate_cube(cube, nan="fill", constant_bands="keep", nodata=[-9999])
     assert filled[1, 1, 0] == np.float32(36 / 34) and report["filled"] and report["nodata_pixels"] == 1
+
+
+def test_enhance_checks_its_output_before_the_forward_pass(scene, tmp_path):
+    assert _cli_error("enhance", scene, "--model", "adaptive", "--out", tmp_path / "x.txt") == (
+        "--out x.txt: a cube is written as .npy, .mat, .h5, .hdf5, .hdr, .img, not .txt")
+    (tmp_path / "dir.npy").mkdir()
+    assert _cli_error("enhance", scene, "--model", "adaptive", "--out", tmp_path / "dir.npy") == (
+        f"--out {tmp_path / 'dir.npy'} is a folder; give a file name")
+    out = tmp_path / "e.npy"
+    assert _cli("enhance", scene, "--model", "adaptive", "--out", out).exit_code == 0
+    assert np.load(out).shape == (20, 24, 6) and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_an_envi_ground_truth_data_file_is_an_input_too(scene, tmp_path):
+    from fencli.output import write_envi_scene
+
+    hdr, img = write_envi_scene(tmp_path / "g.hdr", _truth()[:, :, None])
+    res = _detect(scene, "--gt", hdr, "--mask", img, "--force")
+    assert str(res.exception) == _same_as_input("--mask", f"{img} writes {hdr}, which", "ground truth", hdr)
+    res = _detect(scene, "--gt", img, "--out", hdr, "--force")
+    assert str(res.exception) == _same_as_input("--out", hdr, "ground truth's ENVI header", hdr)
