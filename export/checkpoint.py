@@ -13,6 +13,7 @@ from the folder name: a name ending in ``-supp`` means ``supp`` (as in the publi
 from __future__ import annotations
 
 import hashlib
+import re
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -49,10 +50,23 @@ def _load_state_dict(path: Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # not a torch file, or a pickle weights_only refuses
-        raise FencliError(f"cannot load {path}: {str(err).splitlines()[0]}") from None
+        raise FencliError(f"cannot load {path}: {refusal(err)}") from None
     if not isinstance(obj, Mapping) or not isinstance(obj.get("state_dict"), Mapping):
         raise FencliError(f"{path} is not a {{'state_dict': ...}} checkpoint")
     return dict(obj["state_dict"])
+
+
+def refusal(err: BaseException) -> str:
+    """One line for a file ``torch.load(weights_only=True)`` refused: PyTorch's own text runs over
+    several lines and suggests ``weights_only=False``, which would run the file's code."""
+    text = str(err)
+    if "Weights only load failed" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f" ({found.group(1)})" if found else ""
+        return (f"it holds Python objects{what}, not only tensors; fencli loads weights only and never runs "
+                "code from a checkpoint")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 def _shape_of(sd: Mapping[str, Tensor], key: str, path: Path, ndim: int) -> tuple[int, ...]:

@@ -3,7 +3,8 @@
 Each scene's scores go to ``OUT_DIR/<scene>.<tag>.npy`` (atomically); a scene whose output exists is
 skipped unless ``force``, so an interrupted campaign resumes where it stopped. A scene that fails
 (corrupt file, too few bands, ...) becomes an ``error`` row and the batch goes on; the caller turns
-``Summary.failed`` into a non-zero exit status. ``summary.csv`` and ``summary.json`` list every scene.
+``Summary.failed`` into a non-zero exit status. ``summary.csv`` and ``summary.json`` list every scene,
+keeping the rows of earlier runs with another method or model (rows keyed by scene, method, model).
 """
 
 from __future__ import annotations
@@ -121,13 +122,21 @@ def _guarded(process: Callable[..., dict], path: Path, out: Path) -> tuple[dict 
         return None, f"{type(err).__name__}: {err} ({Path(last.filename).name}:{last.lineno})"
 
 
+def _summary_rows(out_dir: Path) -> list[dict]:
+    """The rows of ``out_dir/summary.json``: the ``{out_dir, counts, scenes}`` object, or the bare list
+    of rows older fencli wrote; none when it is absent or unreadable."""
+    try:
+        data = json.loads((out_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return []
+    rows = data.get("scenes") if isinstance(data, dict) else data
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+
 def _earlier_rows(out_dir: Path) -> dict[str, dict]:
     """An earlier run's summary rows by output path, so a resumed batch keeps their figures."""
-    try:
-        rows = json.loads((out_dir / "summary.json").read_text())
-        return {r["out"]: r for r in rows if r.get("status") in ("ok", "skipped") and r.get("out")}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return {}
+    return {r["out"]: r for r in _summary_rows(out_dir)
+            if r.get("status") in ("ok", "skipped") and isinstance(r.get("out"), str)}
 
 
 def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str = "grx",
@@ -143,7 +152,9 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str 
     earlier = _earlier_rows(out_dir)
     rows: list[Row] = []
     todo = []
-    for i, (p, name) in enumerate(zip(paths, scene_names(paths))):
+    names = scene_names(paths)
+    _check_outputs(paths, [out_dir / f"{name}.{tag}.npy" for name in names], out_dir)
+    for i, (p, name) in enumerate(zip(paths, names)):
         out = out_dir / f"{name}.{tag}.npy"
         prev = earlier.get(str(out), {})
         rows.append(Row(name, str(p), "skipped", method=method, model=model, out=str(out),
@@ -170,15 +181,71 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str 
     return summary
 
 
+def _check_outputs(paths: list[Path], outs: list[Path], out_dir: Path) -> None:
+    """Before any scene: the folder takes files, and no map or summary is one of the input scenes
+    (however spelled: symlinks, hard links), ``--force`` or not (issue 23)."""
+    from fencli.output import OutputPlan
+
+    plan = OutputPlan(force=True, inputs={"scene": paths})
+    for out in outs:
+        plan.add("--out-dir", out, "npy")
+    plan.add("--out-dir", out_dir / "summary.json", "json")
+    plan.add("--out-dir", out_dir / "summary.csv", "csv")
+    plan.check()
+
+
 def _row(row: Row, fields: dict | None, error: str | None) -> Row:
     if error is not None:
         return Row(row.scene, row.path, "error", method=row.method, model=row.model, error=error)
     return Row(row.scene, row.path, "ok", method=row.method, model=row.model, out=row.out, **fields)
 
 
-def write_summary(summary: Summary, out_dir: Path) -> None:
-    """``summary.json`` (list of rows) and ``summary.csv`` in ``out_dir``, each written atomically."""
-    data = [asdict(r) for r in summary.rows]
-    write_text(out_dir / "summary.json", json.dumps(data, indent=1) + "\n", force=True)  # rewritten every run
-    rows = ([d[k] if k != "shape" or not d[k] else "x".join(map(str, d[k])) for k in FIELDS] for d in data)
+def _key(row: dict) -> tuple:
+    return row.get("scene"), row.get("method"), row.get("model")
+
+
+def summary_json(summary: Summary | list[dict], out_dir: Path) -> dict:
+    """The shape of ``summary.json`` and of ``fencli detect --out-dir ... --json``:
+    ``{"out_dir", "counts": {ok, skipped, error}, "scenes": [rows]}``."""
+    rows = [asdict(r) for r in summary.rows] if isinstance(summary, Summary) else summary
+    counts = {s: sum(r.get("status") == s for r in rows) for s in ("ok", "skipped", "error")}
+    return {"out_dir": str(out_dir), "counts": counts, "scenes": rows}
+
+
+def write_summary(summary: Summary, out_dir: Path) -> list[dict]:
+    """``summary.json`` (:func:`summary_json`) and ``summary.csv`` in ``out_dir``, each written
+    atomically; returns the rows written.
+
+    The folder's history is kept: rows are keyed by (scene, method, model), so this run's rows
+    replace the earlier rows with the same key, in place, and earlier rows of other keys (a run with
+    another method or model in the same folder) stay, this run's new keys following them.
+    """
+    current = [asdict(r) for r in summary.rows]
+    mine = {_key(r): r for r in current}
+    data, placed = [], set()
+    for old in _summary_rows(out_dir):
+        key = _key(old)
+        if key in placed:
+            continue
+        data.append(mine.get(key, old))
+        placed.add(key)
+    data += [r for r in current if _key(r) not in placed]
+    text = json.dumps(summary_json(data, out_dir), indent=1) + "\n"
+    write_text(out_dir / "summary.json", text, force=True)  # rewritten every run, history kept
+    rows = ([d.get(k) if k != "shape" or not d.get(k) else "x".join(map(str, d[k])) for k in FIELDS] for d in data)
     write_text(out_dir / "summary.csv", csv_text(FIELDS, rows, line_end="\r\n"), force=True)  # csv's default line end
+    return data
+
+
+def summary_table(summary: Summary, out_dir: Path) -> Any:
+    """The terminal table of a batch run: scene, method, model, status, shape, AUC, seconds, error."""
+    from rich.table import Table
+
+    table = Table("scene", "method", "model", "status", "shape", "AUC", "seconds", "error",
+                  title=f"{len(summary.rows)} scenes -> {out_dir}")
+    for r in summary.rows:
+        table.add_row(r.scene, r.method or "", r.model or "none", r.status,
+                      "x".join(map(str, r.shape)) if r.shape else "",
+                      f"{r.auc:.4f}" if r.auc is not None else "", f"{r.seconds:.1f}" if r.seconds else "",
+                      r.error or "")
+    return table

@@ -14,12 +14,21 @@ import numpy as np
 from fencli.errors import FencliError
 
 
-def _flatten(scores: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _flatten(scores: np.ndarray, gt: np.ndarray,
+             valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and labels as vectors; with ``valid`` (H x W bool) only the pixels where it is True:
+    nodata pixels of the scene or of the ground truth are neither anomaly nor background."""
     scores = np.asarray(scores, dtype=np.float64)
     gt = np.asarray(gt)
     if scores.shape != gt.shape:
         raise FencliError(f"ground truth shape {gt.shape} differs from the map's {scores.shape}")
     labels = gt.reshape(-1) != 0
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != gt.shape:
+            raise FencliError(f"valid mask shape {valid.shape} differs from the map's {scores.shape}")
+        keep = valid.reshape(-1)
+        scores, labels = scores.reshape(-1)[keep], labels[keep]
     if labels.all() or not labels.any():
         raise FencliError("the ground truth must hold both anomalous and background pixels")
     return scores.reshape(-1), labels
@@ -37,9 +46,10 @@ def rankdata(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def roc_auc(scores: np.ndarray, gt: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for the nonzero pixels of ``gt`` (ties count 1/2)."""
-    s, y = _flatten(scores, gt)
+def roc_auc(scores: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """Area under the ROC curve of ``scores`` for the nonzero pixels of ``gt`` (ties count 1/2), over
+    the pixels where ``valid`` is True (all when None)."""
+    s, y = _flatten(scores, gt, valid)
     if np.isnan(s).any():
         return float("nan")
     n_pos = int(y.sum())
@@ -47,9 +57,11 @@ def roc_auc(scores: np.ndarray, gt: np.ndarray) -> float:
     return float(u / (n_pos * (y.size - n_pos)))
 
 
-def roc_curve(scores: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(false-alarm rate, detection rate, thresholds) at every distinct score, highest first."""
-    s, y = _flatten(scores, gt)
+def roc_curve(scores: np.ndarray, gt: np.ndarray,
+              valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(false-alarm rate, detection rate, thresholds) at every distinct score, highest first (over
+    the ``valid`` pixels)."""
+    s, y = _flatten(scores, gt, valid)
     order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
     last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # last index of each distinct score
@@ -60,9 +72,10 @@ def roc_curve(scores: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return pf, pd, np.r_[np.inf, s[last]]
 
 
-def roc3d(scores: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    """Chang's 3D-ROC areas on min-max normalized scores (the HAD100 benchmark's metrics)."""
-    s, y = _flatten(scores, gt)
+def roc3d(scores: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None) -> dict[str, float]:
+    """Chang's 3D-ROC areas on min-max normalized scores (the HAD100 benchmark's metrics), over the
+    pixels where ``valid`` is True (all when None: the scene's and the ground truth's nodata left out)."""
+    s, y = _flatten(scores, gt, valid)
     span = s.max() - s.min()
     s = (s - s.min()) / span if span > 0 else np.zeros_like(s)
     auc_df = roc_auc(s, y)

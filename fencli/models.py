@@ -113,6 +113,8 @@ def no_default_reason(scene_bands: int, bands: int | None, command: str = "") ->
 def pick_model(command: str, model: str, scene_bands: int, bands: int | None = None) -> tuple[str, str | None]:
     """``--model`` as given, or for ``auto`` the default model (``none`` when there is none) and the
     reason it is raw. ``bands`` is an explicit ``--bands``, which the model must then take exactly."""
+    if bands is not None and bands < 1:  # before any note about which model would have taken them
+        raise FencliError(f"--bands must be at least 1, got {bands}")
     if model.lower() != AUTO:
         return model, None
     name = default_model(command, bands if bands is not None else scene_bands, exact=bands is not None)
@@ -150,7 +152,7 @@ def resolve_model(name_or_path: str | os.PathLike | None) -> Path | None:
     if entry is not None:
         raise FencliError(f"model {text!r} is not installed (searched {where}); make it with "
                           f"`fencli export --checkpoint <FERD checkpoints>/{entry.source} --name {text}`")
-    known = ", ".join(registry()) or "none registered"
+    known = ", ".join([ADAPTIVE, "none", *registry()])
     raise FencliError(f"unknown model {text!r} (known: {known}; or give a .onnx path)")
 
 

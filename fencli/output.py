@@ -11,6 +11,8 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from fencli.georef import GeoRef, envi_fields
 
 WRITE_EXTENSIONS = (".npy", ".mat", ".h5", ".hdf5", ".hdr", ".img")
 NO_GEOREF = (".npy", ".npz", ".mat")  # formats with no place fencli puts a map grid in
+GEO_SUFFIXES = (".tif", ".tiff", ".hdr", ".img", ".h5", ".hdf5")  # raster formats that carry a map grid
 _MAT_V5_LIMIT = 2**31 - 2**16  # v5 stores byte counts in 32 bits; MATLAB caps variables at 2 GB
 TEMP_MARK = ".tmp"  # temp files are ``.<name>.<pid>.<random>.tmp<suffix>`` beside the target
 
@@ -38,6 +41,11 @@ def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     which the next write to the same target removes.
     """
     path = Path(path).expanduser()
+    plan = _STAGING.get()
+    if plan is not None and plan.covers(path):  # one of a run's outputs: published with the others
+        with plan.stage(path) as tmp:
+            yield tmp
+        return
     if path.is_dir():
         raise FencliError(f"{path} is a folder; give a file name")
     if path.exists() and not force:
@@ -249,6 +257,14 @@ def write_raster(path: str | Path, array: np.ndarray, georef: GeoRef | None, *,
     return None
 
 
+def asks_for_grid(out: Path | None, mask: Path | None, objects: Path | None) -> bool:
+    """Whether the user asked for map coordinates: a raster output in a format that carries a grid
+    (GeoTIFF, ENVI, HDF5) or an object table (its x/y columns, GeoJSON geometry). Then an input
+    without georeferencing is worth a note; a ``.npy`` score map alone is not."""
+    rasters = [p for p in (out, mask) if p is not None and Path(p).suffix.lower() in GEO_SUFFIXES]
+    return bool(rasters) or objects is not None
+
+
 def write_geotiff(path: str | Path, array: np.ndarray, georef: GeoRef | None, *, force: bool = False,
                   descriptions: list[str] | None = None, nodata: float | None = None) -> Path:
     """Write an ``H x W`` or ``H x W x B`` array as a compressed GeoTIFF, atomically.
@@ -281,3 +297,232 @@ def write_geotiff(path: str | Path, array: np.ndarray, georef: GeoRef | None, *,
             for i, text in enumerate(descriptions or [], start=1):
                 dst.set_band_description(i, text)
     return Path(path)
+
+
+# --- a run's outputs as one plan: checked before any work, published together ---------------------
+RASTER_SUFFIXES = (".tif", ".tiff", ".hdr", ".img", ".h5", ".hdf5", ".npy", ".mat")
+OUTPUT_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {  # kind -> (what it holds, suffixes that fit)
+    "raster": ("map", RASTER_SUFFIXES),
+    "cube": ("cube", WRITE_EXTENSIONS),
+    "npy": ("streamed cube", (".npy",)),
+    "objects": ("object table", (".csv", ".geojson", ".json")),
+    "png": ("PNG image", (".png",)),
+    "csv": ("CSV table", (".csv",)),
+    "json": ("JSON file", (".json",)),
+}
+_STAGING: ContextVar[OutputPlan | None] = ContextVar("fencli_output_plan", default=None)
+
+
+def _identity(path: Path) -> tuple[str, tuple[int, int] | None]:
+    """What makes two spellings the same file: the path with every symlink resolved, and the
+    ``(device, inode)`` of an existing file (a hard link has another path, the same inode)."""
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+        return real, (st.st_dev, st.st_ino)
+    except OSError:
+        return real, None
+
+
+def envi_pair(path: Path) -> list[Path]:
+    """The two files :func:`write_envi_scene` writes for ``x.hdr`` or ``x.img``."""
+    hdr = path if path.suffix.lower() == ".hdr" else path.with_suffix(".hdr")
+    data = path.with_suffix(".img") if path.suffix.lower() == ".hdr" else path
+    return [hdr, data]
+
+
+@dataclass
+class PlannedOutput:
+    flag: str  # the option that names it, for the messages: --out, --mask...
+    path: Path  # as given
+    kind: str
+    files: list[Path] = field(default_factory=list)  # what it writes: two files for ENVI
+
+
+class OutputPlan:
+    """Every output of one run, checked before any work and published together at the end.
+
+    :meth:`check` refuses, whatever the ``force``: an output whose suffix does not fit what it
+    holds, a folder, a missing or unwritable folder (probed by creating a file, which root's
+    permission bits would not tell), two outputs that are the same file, an output that is the same
+    file as an input (the scene, its ENVI header or data file, the ground truth), however spelled:
+    symlinks resolved, hard links by inode. Without ``force`` an existing output is refused.
+
+    Inside :meth:`publishing`, every :func:`atomic_path` to a planned file writes a temp file beside
+    it; when the block ends without error all are renamed to their names together (files a
+    ``--force`` run replaces are kept aside until all are in place, and put back if any rename
+    fails), and on any error (or Ctrl-C) the temps are removed: all outputs appear, or none.
+    """
+
+    def __init__(self, *, force: bool = False, inputs: dict[str, Any] | None = None) -> None:
+        self.force = force
+        self.inputs: list[tuple[str, Path]] = []
+        for role, value in (inputs or {}).items():
+            for p in ([] if value is None else value if isinstance(value, (list, tuple)) else [value]):
+                self.add_input(role, p)
+        self.outputs: list[PlannedOutput] = []
+        self._staged: list[tuple[Path, Path]] = []  # (temp, target)
+
+    def add_input(self, role: str, path: str | os.PathLike) -> None:
+        """An input and, for an ENVI raster, its header and data file (``role`` names it in messages)."""
+        from fencli.formats import source_files
+
+        for i, f in enumerate(source_files(Path(path).expanduser())):
+            part = "header" if f.suffix.lower() == ".hdr" else "data file"
+            self.inputs.append((role if i == 0 else f"{role}'s ENVI {part}", f))
+
+    def add(self, flag: str, path: str | os.PathLike | None, kind: str) -> None:
+        if path is None:
+            return
+        path = Path(path).expanduser()
+        ext = path.suffix.lower()
+        files = envi_pair(path) if kind in ("raster", "cube") and ext in (".hdr", ".img") else [path]
+        self.outputs.append(PlannedOutput(flag, path, kind, files))
+
+    @classmethod
+    def checked(cls, *, force: bool, inputs: dict[str, Any], outputs: dict[str, tuple[Any, str]]) -> OutputPlan:
+        """A plan of ``outputs`` (``flag: (path or None, kind)``), checked; see :meth:`check`."""
+        plan = cls(force=force, inputs=inputs)
+        for flag, (path, kind) in outputs.items():
+            plan.add(flag, path, kind)
+        return plan.check()
+
+    def check(self) -> OutputPlan:
+        seen: dict[Any, tuple[str, Path]] = {}
+        ins = []
+        for role, f in self.inputs:
+            real, ino = _identity(f)
+            ins.append((role, f, real, ino))
+        probed: set[str] = set()
+        for out in self.outputs:
+            what, fits = OUTPUT_KINDS[out.kind]
+            ext = out.path.suffix.lower()
+            if ext not in fits:
+                raise FencliError(f"{out.flag} {out.path.name}: {'an' if what[0] in 'aeiou' else 'a'} {what} is written as "
+                                  f"{', '.join(fits)}, not {ext or '(no extension)'}")
+            for f in out.files:
+                if f.is_dir():
+                    raise FencliError(f"{out.flag} {f} is a folder; give a file name")
+                real, ino = _identity(f)
+                for role, src, in_real, in_ino in ins:
+                    if real == in_real or (ino is not None and ino == in_ino):
+                        said = f"{out.flag} {f}" if f == out.path else f"{out.flag} {out.path} writes {f}, which"
+                        raise FencliError(f"{said} is the same file as the {role} {src}: an output "
+                                          "never overwrites an input, --force or not")
+                for key in filter(None, (real, ino)):
+                    if key in seen and seen[key][1] is not out:
+                        raise FencliError(f"{seen[key][0]} and {out.flag} both name {f}: give each "
+                                          "output its own file")
+                    seen[key] = (out.flag, out)  # type: ignore[assignment]
+                folder = f.parent
+                if not folder.is_dir():
+                    raise FencliError(f"cannot write {out.flag} {f}: folder {folder} does not exist")
+                if str(folder.resolve()) not in probed:
+                    _probe(folder, f"{out.flag} {f}")
+                    probed.add(str(folder.resolve()))
+                if not self.force and os.path.lexists(f):
+                    raise FencliError(f"{f} exists: pass --force to overwrite it")
+        return self
+
+    def covers(self, path: Path) -> bool:
+        real = os.path.realpath(path)
+        return any(os.path.realpath(f) == real for out in self.outputs for f in out.files)
+
+    @contextmanager
+    def stage(self, path: Path) -> Iterator[Path]:
+        """A temp file beside ``path``, kept for :meth:`publishing` to rename when the run succeeds."""
+        import tempfile
+
+        remove_stale_temps(path)
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.",
+                                        suffix=f"{TEMP_MARK}{path.suffix}", dir=path.parent)
+        except OSError as err:
+            raise FencliError(f"cannot write in {path.parent}: {err.strerror or err}") from None
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise FencliError(f"cannot write {path}: {err.strerror or err}") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._staged.append((tmp, path))
+
+    @contextmanager
+    def publishing(self) -> Iterator[OutputPlan]:
+        """Stage every planned write made in the block; publish all when it ends well, none otherwise."""
+        token = _STAGING.set(self)
+        try:
+            yield self
+        except BaseException:
+            self._discard()
+            raise
+        finally:
+            _STAGING.reset(token)
+        self._publish_all()
+
+    def _discard(self) -> None:
+        for tmp, _ in self._staged:
+            tmp.unlink(missing_ok=True)
+        self._staged.clear()
+
+    def _publish_all(self) -> None:
+        import tempfile
+
+        staged, self._staged = self._staged, []
+        backups: dict[Path, Path | None] = {}
+        done: list[Path] = []
+        try:
+            for tmp, target in staged:  # keep what --force replaces until every output is in place
+                if self.force and target.exists():
+                    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.",
+                                                suffix=f"{TEMP_MARK}{target.suffix}", dir=target.parent)
+                    os.close(fd)
+                    try:
+                        os.unlink(name)
+                        os.link(target, name)
+                        backups[target] = Path(name)
+                    except OSError:  # no hard links here: that one cannot be put back
+                        backups[target] = None
+                        Path(name).unlink(missing_ok=True)
+            for tmp, target in staged:
+                _publish(tmp, target, self.force)
+                done.append(target)
+            for tmp, _ in staged:  # published by a hard link: the temp name goes
+                tmp.unlink(missing_ok=True)
+        except BaseException as err:
+            for target in reversed(done):
+                old = backups.get(target)
+                if old is not None:
+                    os.replace(old, target)
+                elif target not in backups:
+                    target.unlink(missing_ok=True)
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+            if isinstance(err, OSError):
+                raise FencliError(f"cannot write {staged[len(done)][1]}: {err.strerror or err}; "
+                                  "no output was written") from None
+            if isinstance(err, FencliError):
+                raise FencliError(f"{err}; no output was written") from None
+            raise
+        finally:
+            for old in backups.values():
+                if old is not None:
+                    old.unlink(missing_ok=True)
+
+
+def _probe(folder: Path, what: str) -> None:
+    """Fail now if ``folder`` takes no new file (read-only, /proc, full quota), before any work."""
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=".fencli-probe.", dir=folder)
+    except OSError as err:
+        raise FencliError(f"cannot write {what}: folder {folder} is not writable "
+                          f"({err.strerror or err})") from None
+    os.close(fd)
+    os.unlink(name)

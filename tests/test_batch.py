@@ -35,7 +35,7 @@ def test_batch_writes_every_good_scene_and_reports_the_bad_one(campaign, tmp_pat
     assert summary.failed == 1
     for name, cube in cubes.items():
         np.testing.assert_allclose(np.load(out / f"{name}.grx.npy"), grx(cube), rtol=1e-5)
-    rows = {r["scene"]: r for r in json.loads((out / "summary.json").read_text())}
+    rows = {r["scene"]: r for r in json.loads((out / "summary.json").read_text())["scenes"]}
     assert rows["bad"]["status"] == "error" and "npy" in rows["bad"]["error"].lower()
     assert rows["s1"]["shape"] == [24, 9, 8] and rows["s1"]["status"] == "ok"
     with open(out / "summary.csv") as f:
@@ -59,7 +59,7 @@ def test_batch_resumes_and_force_recomputes(campaign, tmp_path):
     summary = run_batch([d / "s0.npy", d / "s1.npy"], out, process=process, progress=False)
     assert calls == ["s1.npy"]
     assert [r.status for r in summary.rows] == ["skipped", "ok"]
-    first = json.loads((out / "summary.json").read_text())[0]
+    first = json.loads((out / "summary.json").read_text())["scenes"][0]
     assert first["status"] == "skipped" and first["shape"] and first["bands"] and first["seconds"]  # kept
     assert (out / "s0.grx.npy").stat().st_mtime_ns == stamp
     run_batch([d / "s0.npy"], out, process=process, force=True, progress=False)

@@ -33,7 +33,7 @@ def _same_as_scipy(path) -> None:
     arrays = mat.open_arrays(path)
     listed = {name: (tuple(shape), mat.DTYPES[cls]) for name, shape, cls in scipy.io.whosmat(path)
               if cls in mat.DTYPES and name != "complex"}  # whosmat calls it "double"; not a scene
-    assert {name: (e.shape, e.dtype) for name, e in arrays.entries.items()} == listed
+    assert {name: (e.shape, e.dtype) for name, e in arrays.entries.items() if e.dtype.kind != "c"} == listed
     for name, entry in arrays.entries.items():
         ours, ref = entry.load(), scipy.io.loadmat(path, variable_names=[name])[name]
         assert ours.dtype == ref.dtype and ours.shape == ref.shape, name
@@ -45,7 +45,9 @@ def _same_as_scipy(path) -> None:
 def test_every_numeric_type_reads_as_scipy_reads_it(tmp_path, compressed):
     scipy.io.savemat(tmp_path / "v.mat", VARIABLES, do_compression=compressed)
     assert mat._scan(tmp_path / "v.mat") is not None  # the fast path, not the fallback
-    assert set(mat.open_arrays(tmp_path / "v.mat").entries) == NUMERIC
+    entries = mat.open_arrays(tmp_path / "v.mat").entries
+    assert set(entries) == NUMERIC | {"complex"}  # complex is listed (messages name it), never numeric
+    assert entries["complex"].dtype == np.complex128 and not entries["complex"].numeric
     _same_as_scipy(tmp_path / "v.mat")
 
 
@@ -112,9 +114,10 @@ def test_damaged_files_read_as_scipy_reads_them(tmp_path, compressed):
         except Exception:  # noqa: BLE001 - scipy.io cannot read it either
             ref = None
         try:
-            ours = read_scene(path, key="data").cube
-        except FencliError:
-            assert ref is None, i  # scipy.io read it: so must fencli
+            ours = read_scene(path, key="data", validate=False).cube  # the reader: a flipped exponent byte
+            # may give a value > 1e30, which validation refuses (issue 23) though scipy.io reads it
+        except FencliError as err:  # a flipped byte in the map may give it values other than 0/1 (issue 23)
+            assert ref is None or str(err).startswith("ground truth 'map' in d.mat holds values other"), i
             continue
         if ref is not None:
             np.testing.assert_array_equal(ours, ref, err_msg=str(i))

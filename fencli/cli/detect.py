@@ -52,7 +52,7 @@ def write_products(scene, scores, found, grid, label: str, *, out: Path | None, 
     """Write the map, mask, object table and quick-look on the input's grid; returns stderr notes."""
     from fencli.georef import describe
     from fencli.objects import write_objects
-    from fencli.output import write_raster
+    from fencli.output import asks_for_grid, write_raster
     from fencli.quicklook import save_quicklook
 
     notes = []
@@ -67,7 +67,7 @@ def write_products(scene, scores, found, grid, label: str, *, out: Path | None, 
     if quicklook is not None:
         save_quicklook(quicklook, scene.cube, scores, found.labels, wavelengths=scene.meta.get("wavelengths"),
                        title=label, threshold=found.threshold.value, force=force)
-    if grid is None and any(p is not None for p in (out, mask, objects, quicklook)):
+    if grid is None and asks_for_grid(out, mask, objects):  # not on every --out x.npy (issue 23)
         notes.append(describe(None))
     return notes
 
@@ -146,7 +146,7 @@ def detect(
     from fencli.io import read_scene
     from fencli.models import AUTO
     from fencli.objects import detect_objects, parse_threshold
-    from fencli.output import refuse_existing
+    from fencli.output import OutputPlan
     from fencli.report import print_json, save_maps_png
 
     rule = parse_threshold(threshold, far)
@@ -155,7 +155,9 @@ def detect(
     defaulted = rule is None and any((mask, objects, quicklook))
     if defaulted:
         rule = parse_threshold("auto")
-    refuse_existing([out, png, mask, objects, quicklook], force)
+    plan = OutputPlan.checked(force=force, inputs={"scene": cube, "ground truth": gt}, outputs={  # issue 23
+        "--out": (out, "raster"), "--mask": (mask, "raster"), "--objects": (objects, "objects"),
+        "--png": (png, "png"), "--quicklook": (quicklook, "png")})
     t_start = time.perf_counter()
     auto = model.lower() == AUTO
     if not auto:  # a named model fails before the scene is read
@@ -173,15 +175,16 @@ def detect(
     label = f"{'FE+' if res.model else ''}{method.upper()}"
     found = None if rule is None else detect_objects(res.scores, rule, min_pixels=min_pixels, georef=grid,
                                                      gt=scene.gt)
-    notes = write_products(scene, res.scores, found, grid, label, out=out, mask=mask, objects=objects,
-                           polygons=polygons, quicklook=quicklook, force=force)
+    with plan.publishing():  # all outputs appear together, or none (issue 23)
+        notes = write_products(scene, res.scores, found, grid, label, out=out, mask=mask, objects=objects,
+                               polygons=polygons, quicklook=quicklook, force=force)
+        if png is not None:
+            title = label + (f"  AUC {res.auc:.4f}" if res.auc is not None else "")
+            save_maps_png(png, [(title, res.scores)], scene.gt, force=force)
     if defaulted:
         notes.append(f"no --threshold/--far: objects use --threshold auto ({found.threshold.value:.6g})")
     for note in filter(None, notes):
         typer.echo(f"fencli: {note}", err=True)
-    if png is not None:
-        title = label + (f"  AUC {res.auc:.4f}" if res.auc is not None else "")
-        save_maps_png(png, [(title, res.scores)], scene.gt, force=force)
     seconds = {"read": t_read, **res.seconds, "total": time.perf_counter() - t_start}
     row = result_row(scene.name, scene.cube.shape, res, seconds, out)
     row["provider"] = enhancer.provider if enhancer is not None else None
@@ -269,19 +272,13 @@ def detect_many(cubes: list[Path], out_dir: Path, *, method: str, bands: int | N
                             client=client, progress=not json, enhancer=enhancer, bands=bands, tile=tile,
                             options=options, key=key)
     if json:
-        from dataclasses import asdict
+        from fencli.batch import summary_json
 
-        print_json({"out_dir": str(out_dir), "counts": summary.counts(), "scenes": [asdict(r) for r in summary.rows]})
+        print_json(summary_json(summary, out_dir))  # this run's rows; summary.json keeps earlier runs' too
     else:
-        from rich.table import Table
+        from fencli.batch import summary_table
 
-        table = Table("scene", "status", "shape", "AUC", "seconds", "error",
-                      title=f"{len(summary.rows)} scenes -> {out_dir}")
-        for r in summary.rows:
-            table.add_row(r.scene, r.status, "x".join(map(str, r.shape)) if r.shape else "",
-                          f"{r.auc:.4f}" if r.auc is not None else "", f"{r.seconds:.1f}" if r.seconds else "",
-                          r.error or "")
-        console.print(table)
+        console.print(summary_table(summary, out_dir))  # shows method and model (issue 23)
         console.print(f"summary: {out_dir / 'summary.csv'}, {out_dir / 'summary.json'}")
     if summary.failed:  # the others are done: say so in one line and exit non-zero
         raise FencliError(f"{summary.failed} of {len(summary.rows)} scenes failed (see {out_dir / 'summary.csv'})")

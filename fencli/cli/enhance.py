@@ -53,7 +53,7 @@ def enhance(
     from fencli.engine import enhance as run_enhance, kept_bands, plan_tile
     from fencli.io import read_scene
     from fencli.models import AUTO, pick_model
-    from fencli.output import atomic_path, refuse_existing, write_array
+    from fencli.output import OutputPlan, atomic_path, write_array
     from fencli.enhancers import load_session
     from fencli.report import ProgressBar, print_json
 
@@ -70,28 +70,30 @@ def enhance(
     h, w, nb = scene.cube.shape
     nb = kept_bands(nb, bands, session)  # the model's bands, or for the adaptive FEN every band kept
     target = out or default_output(cube, scene.meta.get("format"))
-    refuse_existing([target], force)  # fail before the forward pass, not after it
     streamed = plan_tile(scene.cube.shape, nb, tile) > 0 and (tile is not None or target.suffix.lower() == ".npy")
     if streamed and target.suffix.lower() != ".npy":
         raise FencliError(f"--tile streams the enhanced cube to a .npy file, not {target.suffix or target.name}: "
                           "pass --out NAME.npy")
+    # fail before the forward pass, not after it; never onto the input, --force or not
+    plan = OutputPlan.checked(force=force, inputs={"scene": cube}, outputs={"--out": (target, "cube")})
     start = time.perf_counter()
-    if streamed:
-        from fencli.tiles import create_raw
+    with plan.publishing():  # the output appears whole when the run succeeds, else nothing does
+        if streamed:
+            from fencli.tiles import create_raw
 
-        with atomic_path(target, force=force) as tmp, create_raw(tmp, (h, w, nb)) as sink, \
-                ProgressBar(f"{cube.name} in tiles", h * w * 2, enabled=not json) as progress:
-            checked = scene.meta["validation"]  # read_scene's per-band range spares a pass over the file
-            run_enhance(scene.engine_source(), session, bands=bands, tile=tile, out=sink, progress=progress,
-                        band_range=(checked["band_min"], checked["band_max"]))
-        written = target
-    else:
-        enhanced = run_enhance(scene.cube, session, bands=bands, tile=0)
-    seconds = time.perf_counter() - start
-    if not streamed:
-        wavelengths = scene.meta.get("wavelengths")
-        meta = {"georef": scene.meta.get("georef"), "wavelengths": wavelengths[:nb] if wavelengths else None}
-        written = write_array(target, enhanced, force=force, meta=meta)
+            with atomic_path(target, force=force) as tmp, create_raw(tmp, (h, w, nb)) as sink, \
+                    ProgressBar(f"{cube.name} in tiles", h * w * 2, enabled=not json) as progress:
+                checked = scene.meta["validation"]  # read_scene's per-band range spares a pass over the file
+                run_enhance(scene.engine_source(), session, bands=bands, tile=tile, out=sink, progress=progress,
+                            band_range=(checked["band_min"], checked["band_max"]))
+            written = target
+        else:
+            enhanced = run_enhance(scene.cube, session, bands=bands, tile=0)
+        seconds = time.perf_counter() - start
+        if not streamed:
+            wavelengths = scene.meta.get("wavelengths")
+            meta = {"georef": scene.meta.get("georef"), "wavelengths": wavelengths[:nb] if wavelengths else None}
+            written = write_array(target, enhanced, force=force, meta=meta)
     label = session.name if session.bands is None else str(session.path)  # adaptive: no single model file
     summary = {"input": str(cube), "output": str(written), "model": label, "model_name": session.name,
                "bands": nb, "variant": session.info.variant, "device": session.device,

@@ -36,7 +36,8 @@ def export(
     try:
         from export.onnx_export import export_checkpoint
     except ImportError as err:
-        raise FencliError(f"fencli export needs the export extra (torch, onnx): {err}") from None
+        raise FencliError(f"fencli export needs the export extra (torch, onnx): pip install 'fencli[export]' "
+                          f"({err})") from None
     name = name or name_for_source(folder) or Path(folder).resolve().name
     out = out or default_export_dir() / f"{name}.onnx"
     if out.suffix.lower() != ".onnx":

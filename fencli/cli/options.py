@@ -10,6 +10,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from fencli.errors import FencliError
+
 Cube = Annotated[Path, typer.Argument(help="Scene file: .mat (v5/v7.3), .npy, .npz, .h5/.hdf5, ENVI .hdr or GeoTIFF .tif.",
                                        show_default=False)]
 Key = Annotated[Optional[str], typer.Option("--key", help="Name of the cube array (default: the largest 3-D array).")]
@@ -32,20 +34,31 @@ Tile = Annotated[Optional[int], typer.Option("--tile", help="Tile side in pixels
 def detector_flags() -> dict[str, tuple[Any, str]]:
     """Every registered detector's options as command-line flags: ``name -> (type, help)``. Detectors
     that share an option name (``ridge``) share its flag; the help names each one's default."""
+    return {name: (typ, help) for name, (typ, help, _) in _detector_flags().items()}
+
+
+def _detector_flags() -> dict[str, tuple[Any, str, float | None]]:
     from fencli.detectors import REGISTRY
 
-    flags: dict[str, tuple[Any, list[str], list[str]]] = {}
+    flags: dict[str, tuple[Any, list[str], list[str], list[float]]] = {}
     for cls in REGISTRY.values():
         for opt in cls.options:
-            typ, helps, defaults = flags.setdefault(opt.name, (opt.type, [], []))
+            typ, helps, defaults, minima = flags.setdefault(opt.name, (opt.type, [], [], []))
+            if opt.minimum is not None:
+                minima.append(opt.minimum)
             if typ != opt.type:
                 raise TypeError(f"option {opt.name} is {typ} in one detector and {opt.type} in {cls.__name__}")
             if opt.help not in helps:
                 helps.append(opt.help)
             if opt.default is not None and opt.default is not False:
                 defaults.append(f"{cls.name} {opt.default!r}")
-    return {name: (typ, " ".join(helps) + (f" [default: {', '.join(defaults)}]" if defaults else ""))
-            for name, (typ, helps, defaults) in flags.items()}
+    return {name: (typ, " ".join(helps) + (f" [default: {', '.join(defaults)}]" if defaults else ""),
+                   min(minima) if minima else None)
+            for name, (typ, helps, defaults, minima) in flags.items()}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def method_help() -> str:
@@ -61,15 +74,19 @@ def with_detector_options(command: Callable[..., Any], derive: bool = True) -> C
     ``derive=False`` adds none and imports no detector (a command line that does not run it)."""
     sig = inspect.signature(command, eval_str=True)
     own = [p for p in sig.parameters.values() if p.name != "detector_options"]
-    flags = detector_flags() if derive else {}
+    flags = _detector_flags() if derive else {}
     extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                               annotation=Annotated[Optional[typ], typer.Option("--" + name.replace("_", "-"),
-                                                                                help=help, show_default=False)])
-             for name, (typ, help) in flags.items() if name not in sig.parameters]
+                               annotation=Annotated[Optional[typ], typer.Option(_flag(name), help=help,
+                                                                                show_default=False)])
+             for name, (typ, help, _) in flags.items() if name not in sig.parameters]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         given = {k: kwargs.pop(k) for k in flags if k in kwargs and k not in sig.parameters}
+        for k, v in given.items():  # named as the user typed it, before any detector sees it
+            low = flags[k][2]
+            if low is not None and v is not None and v < low:
+                raise FencliError(f"{_flag(k)} must be at least {low:g}, got {v}")
         return command(**kwargs, detector_options={k: v for k, v in given.items() if v is not None})
 
     params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra
@@ -79,3 +96,10 @@ def with_detector_options(command: Callable[..., Any], derive: bool = True) -> C
     wrapper.__signature__ = sig.replace(parameters=params)
     wrapper.__annotations__ = {p.name: p.annotation for p in params}
     return wrapper
+
+
+Nodata = Annotated[Optional[list[str]], typer.Option(
+    "--nodata", help="A value that marks nodata pixels (repeatable): a number, nan (NaN/Inf pixels) or auto "
+    "(-9999, -32768, -32767, +-FLT_MAX or +-DBL_MAX held by a pixel in every band). Added to what the file "
+    "declares: ENVI 'data ignore value', GeoTIFF nodata, HDF5/netCDF _FillValue, missing_value or nodata.",
+    show_default=False)]

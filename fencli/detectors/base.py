@@ -26,16 +26,13 @@ REGISTRY: dict[str, type[Detector]] = {}  # name -> class, in the order the clas
 @dataclass(frozen=True)
 class Option:
     """One detector option: its keyword, Python type (``int``, ``float``, ``bool``, ``tuple[int, int]``),
-    default and help; the command line spells it ``--name-with-dashes``."""
+    default, help and smallest value (None: any); ``fencli detect`` spells it ``--name-with-dashes``."""
 
     name: str
     type: Any
     default: Any
     help: str
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+    minimum: float | None = None
 
 
 class Detector:
@@ -70,6 +67,9 @@ class Detector:
             takes = f"its options are {', '.join(known)}" if known else "it takes no options"
             raise FencliError(f"{self.name} has no option {', '.join(unknown)}: {takes}")
         self.params = {k: (o.default if options.get(k) is None else options[k]) for k, o in known.items()}
+        for k, o in known.items():
+            if o.minimum is not None and options.get(k) is not None and options[k] < o.minimum:
+                raise FencliError(f"{self.name} option {k} must be at least {o.minimum:g}, got {options[k]}")
         self.vrange: tuple[float, float] | None = None
         self.stats: RXStats | None = None
 

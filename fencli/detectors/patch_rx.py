@@ -33,8 +33,8 @@ class SLRX(Detector):
 
     name = "slrx"
     summary = "fixed-patch local RX (FERD): block, surround and full-image distances multiplied"
-    options = (Option("block_size", int, None, "SLRX block side in pixels (default: bands // block-num)."),
-               Option("block_num", int, 25, "SLRX: the reference's divisor of the BAND count."),
+    options = (Option("block_size", int, None, "SLRX block side in pixels (default: bands // block-num).", 1),
+               Option("block_num", int, 25, "SLRX: the reference's divisor of the BAND count.", 1),
                Option("ridge", float, SLRX_RIDGE, "Ridge added to local covariances, in [0, 1] units (LRX default 0, "
                                                    "SLRX default 1e-06)."))
     maps, needs_stats, needs_range, keep_pixels = 3, True, True, True

@@ -48,3 +48,24 @@ def format_of(path: Path) -> ModuleType:
         raise FencliError(f"{path.name}: unknown format {ext or '(no extension)'}; readable: "
                           f"{', '.join(READ_EXTENSIONS)} (ENVI data needs its .hdr beside it)"
                           ) from None
+
+
+def source_files(path: Path) -> list[Path]:
+    """The files reading ``path`` opens: ``path``, and for an ENVI raster also its header or data
+    file (the header's ``data file`` field, else the file beside it). Best effort, never raises: a
+    path that does not read fails later in the reader, with its own message."""
+    files = [path]
+    try:
+        if format_of(path) is not envi:
+            return files
+        hdr = envi.header_for(path)
+        if not hdr.is_file():  # a FIFO named x.hdr would block the read: the reader refuses it
+            return files
+        fields = envi.parse_header(hdr.read_text(errors="replace"), hdr)
+        if "data file" in fields:
+            data = hdr.parent / fields["data file"]
+        else:
+            data = path if path.suffix.lower() != ".hdr" else envi.data_for(hdr)
+    except (FencliError, OSError, ValueError):
+        return files
+    return files + [f for f in (hdr, data) if f != path]

@@ -142,9 +142,20 @@ def read_cube(path: Path) -> tuple[np.memmap, dict]:
         raise unreadable(path, err) from None
     georef = {k: fields[k] for k in GEOREF_FIELDS if k in fields}
     wavelengths = float_list(fields["wavelength"]) if "wavelength" in fields else None
-    return cube, {"format": "envi", "key": None, "georef": georef or None,
+    return cube, {"format": "envi", "key": None, "georef": georef or None, "nodata": ignore_value(fields, hdr),
                   "wavelengths": wavelengths if wavelengths is not None and len(wavelengths) == bands else None,
                   "data_file": str(data), "interleave": interleave, "header": fields}
+
+
+def ignore_value(fields: dict[str, str], source: Path | str = "header") -> list[float]:
+    """The header's ``data ignore value`` (ENVI's nodata) as a one-item list; empty when absent."""
+    text = fields.get("data ignore value", "").strip()
+    if not text:
+        return []
+    try:
+        return [float(text.split()[0])]
+    except ValueError:
+        raise FencliError(f"ENVI header {source}: data ignore value = {text!r} is not a number") from None
 
 
 def format_header(shape: tuple[int, int, int], dtype: np.dtype, *, interleave: str = "bsq",

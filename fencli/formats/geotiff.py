@@ -37,6 +37,7 @@ def read_geotiff(path: str | Path) -> tuple[np.ndarray, GeoRef | None, dict[str,
             warnings.simplefilter("ignore", rio.errors.NotGeoreferencedWarning)
             with rio.open(path) as src:
                 data = src.read(masked=src.nodata is not None)
+                declared = None if src.nodata is None else float(src.nodata)
                 transform, crs = src.transform, src.crs
                 descriptions = list(src.descriptions)
                 band_tags = [src.tags(i) for i in range(1, src.count + 1)]
@@ -47,7 +48,7 @@ def read_geotiff(path: str | Path) -> tuple[np.ndarray, GeoRef | None, dict[str,
     georef = None
     if not transform.is_identity or crs is not None:
         georef = GeoRef(tuple(transform)[:6], crs.to_wkt() if crs else None)
-    meta = {"georef": georef, "descriptions": descriptions,
+    meta = {"georef": georef, "descriptions": descriptions, "nodata": declared,
             "wavelengths": _wavelengths(descriptions, band_tags)}
     return np.moveaxis(data, 0, -1), georef, meta
 
@@ -56,7 +57,9 @@ def read_cube(path: Path) -> tuple[np.ndarray, dict]:
     """A GeoTIFF cube and the scene metadata :func:`fencli.io.read_scene` reports (transform, CRS)."""
     cube, grid, extra = read_geotiff(path)
     georef = None if grid is None else {"transform": list(grid.transform), "crs": grid.crs}
-    return cube, {"format": "geotiff", "key": None, "georef": georef,
+    nodata = [float("nan")] if extra["nodata"] is not None else []  # its pixels were read as NaN
+    return cube, {"format": "geotiff", "key": None, "georef": georef, "nodata": nodata,
+                  "nodata_declared": extra["nodata"],
                   "wavelengths": extra["wavelengths"], "descriptions": extra["descriptions"]}
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from fencli.errors import FencliError
 from fencli.formats.base import ArrayFile, Entry
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -120,9 +121,13 @@ def open_arrays(path: Path, matlab_classes: Collection[str] = ()) -> ArrayFile:
     entries: dict[str, Entry] = {}
 
     def visit(name: str, obj: Any) -> None:
-        if not isinstance(obj, h5py.Dataset) or obj.dtype.kind not in "biuf" or obj.size == 0:
+        if not isinstance(obj, h5py.Dataset) or obj.size == 0:
             return
         dtype = obj.dtype
+        if dtype.names is not None and set(dtype.names) == {"real", "imag"}:  # MATLAB's complex
+            dtype = np.result_type(dtype["real"], np.complex64)
+        if dtype.kind not in "biufc":
+            return
         if matlab:
             cls = obj.attrs.get("MATLAB_class", b"")
             cls = cls.decode() if isinstance(cls, bytes) else str(cls)
@@ -149,6 +154,7 @@ def open_arrays(path: Path, matlab_classes: Collection[str] = ()) -> ArrayFile:
 def _array(path: Path, ds: Any, reverse: bool) -> np.ndarray | LazyCube:
     """A memmap of a contiguous uncompressed dataset, else a :class:`LazyCube` over it."""
     perm = tuple(reversed(range(ds.ndim))) if reverse else tuple(range(ds.ndim))
+    check_stored(path, ds)
     offset = None
     if ds.chunks is None and ds.compression is None and not getattr(ds, "external", None):
         try:
@@ -158,6 +164,46 @@ def _array(path: Path, ds: Any, reverse: bool) -> np.ndarray | LazyCube:
     if offset is not None and path.stat().st_size >= offset + ds.size * ds.dtype.itemsize:
         return np.memmap(path, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape).transpose(perm)
     return LazyCube(ds, perm)
+
+
+def check_stored(path: Path, ds: Any) -> None:
+    """Refuse at once a dataset that declares data it does not store: a chunked dataset with no
+    chunk written, or fewer than 1% of its chunks (counted from the chunk index,
+    ``id.get_num_chunks()``: metadata only, no data read), or a contiguous one with no storage
+    allocated. A partly written one (1% or more) is read: its unwritten chunks hold the dataset's
+    fill value (nodata when a ``_FillValue`` or ``nodata`` attribute, or ``--nodata``, says so). Reading one would scan the whole declared extent of
+    fill values (hours for a 100000 x 100000 x 200 declaration) to detect nothing."""
+    shape = tuple(ds.shape)
+    if not shape or 0 in shape:
+        return
+    declared = f"{' x '.join(map(str, shape))} {ds.dtype.name} ({_size(ds.size * ds.dtype.itemsize)})"
+    where = f"{path.name}: dataset {ds.name!r} declares {declared}"
+    try:
+        if ds.chunks is not None:
+            total = 1
+            for n, c in zip(shape, ds.chunks):
+                total *= -(-n // c)
+            stored = ds.id.get_num_chunks()
+            if stored == 0:
+                raise FencliError(f"{where} but stores no data (none of its {total} chunks was ever "
+                                  "written): refusing to scan it")
+            if stored * 100 < total:
+                raise FencliError(f"{where} but stores only {stored} of its {total} chunks (over 99% "
+                                  "never written, read as fill values): refusing to scan it")
+        elif ds.id.get_storage_size() == 0 and not getattr(ds, "external", None):
+            raise FencliError(f"{where} but stores no data (never written): refusing to scan it")
+    except FencliError:
+        raise
+    except Exception:  # an HDF5 library without the chunk query: read as before
+        return
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if nbytes < 1000 or unit == "TB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1000
+    return ""
 
 
 def _plain_attrs(attrs: Any) -> dict:

@@ -40,7 +40,8 @@ def open_arrays(path: Path) -> ArrayFile:
     except (struct.error, ValueError, KeyError, zlib.error):  # UnicodeDecodeError is a ValueError
         found = None
     if found is not None:
-        return ArrayFile({name: Entry(shape, dtype, partial(_read, path, offset, name))
+        return ArrayFile({name: Entry(shape, dtype, partial(_load if dtype.kind == "c" else _read, path,
+                                                            *(() if dtype.kind == "c" else (offset,)), name))
                           for name, (shape, dtype, offset) in found.items()}, "mat-v5")
     import scipy.io
 
@@ -76,10 +77,12 @@ def _matrix(payload: memoryview, load: bool) -> tuple[str, tuple[int, ...], np.d
         raise ValueError("truncated array header")
     flags, dims, name = head
     word = struct.unpack("<I", flags[:4])[0]
-    if word & 0xFF not in _CLASS or word & 0x800:  # cells, structs, text, sparse; complex
+    if word & 0xFF not in _CLASS:  # cells, structs, text, sparse
         return None
     shape = struct.unpack(f"<{len(dims) // 4}i", dims)
     dtype = np.dtype(bool if word & 0x200 else _CLASS[word & 0xFF])
+    if word & 0x800:  # complex: listed (so a message can name it), never a cube; scipy.io loads it
+        return (None if load else (name.decode(), shape, np.result_type(dtype, np.complex64), None))
     if not load:
         return name.decode(), shape, dtype, None
     kind, data = next(parts)
