@@ -23,6 +23,23 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from fencli import __version__
+
+        print(f"fencli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print fencli's version and exit."),
+) -> None:
+    # The options before the command name; no docstring, so the help stays the app's.
+    pass
+
+
 def _register() -> None:
     from fencli.cli import detect  # noqa: F401  (each module adds its commands to ``app``)
     from fencli.cli import enhance, export, models  # noqa: F401
