@@ -355,6 +355,7 @@ def test_checkpoint_has_the_published_layout_and_exports_to_onnx(scenes: dict[st
     y = sess.run(None, {sess.get_inputs()[0].name: fen_input(np.asarray(val.cube)[..., :BANDS])})[0]
     want = roc_auc_score(val.gt.ravel() != 0, rx_reference(y[0].transpose(1, 2, 0)).ravel())
     assert row["auc"] == pytest.approx(want, abs=1e-6)
+    assert result.val_auc == pytest.approx(want, abs=1e-4)  # the run's own validation: the same FEN (one epoch)
 
 
 # A fresh interpreter in which ``import torch`` fails, as on a runtime-only install.
