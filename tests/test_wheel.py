@@ -142,10 +142,12 @@ def test_wheel_holds_only_the_fencli_name_with_models_and_export_stage(wheel, di
 def test_installed_cli_runs_the_fen_outside_the_checkout(venv):
     run = lambda *args: _run([venv["fencli"], *args], cwd=venv["cwd"], env=venv["env"])  # noqa: E731
     where = json.loads(_run([venv["python"], "-c", "import json, fencli, fencli.models as m; print(json.dumps("
-                            "[fencli.__file__, str(m.REPO_WEIGHTS), m.IN_PACKAGE]))"],
+                            "[fencli.__file__, str(m.REPO_WEIGHTS), m.IN_PACKAGE, str(m.default_export_dir())]))"],
                             cwd=venv["cwd"], env=venv["env"]).stdout)
     site = Path(venv["python"]).parents[1]
     assert Path(where[0]).is_relative_to(site) and Path(where[1]).is_relative_to(site) and where[2], where
+    # `fencli export` writes to the user cache, never into site-packages
+    assert where[3] == str(Path(venv["env"]["XDG_CACHE_HOME"]) / "fencli")
 
     assert run("--version").stdout.strip() == f"fencli {__version__}"
 
