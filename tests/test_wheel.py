@@ -195,10 +195,12 @@ try:
     refused = None
 except fencli.FencliError as err:
     refused = str(err)
+seconds = res.seconds if isinstance(res.seconds, dict) else {"total": res.seconds}
+assert seconds and all(float(v) >= 0 for v in seconds.values()), res.seconds
 print(json.dumps({
-    "file": fencli.__file__, "model": str(res.model), "raw_model": raw.model, "auc": res.auc,
-    "metrics": res.metrics, "scores_shape": list(np.shape(res.scores)), "slrx_auc": slrx.auc,
-    "seconds": res.seconds, "enhanced_shape": list(enhanced.shape), "refused": refused}))
+    "file": fencli.__file__, "model": str(res.model), "raw_model": raw.model, "auc": float(res.auc),
+    "metrics": {k: float(v) for k, v in res.metrics.items()}, "scores_shape": list(np.shape(res.scores)),
+    "slrx_auc": float(slrx.auc), "enhanced_shape": list(enhanced.shape), "refused": refused}))
 """
 
 
