@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import fencli
-from export.onnx_export import OPSET, max_rel_diff, trimmed_layer1, write_atomic
-from export.resnet import wide_resnet101_2_layers
+from .onnx_export import OPSET, max_rel_diff, trimmed_layer1, write_atomic
+from .resnet import wide_resnet101_2_layers
 from fencli.adaptive import CORE_INPUTS, CORE_NAME, CORE_OUTPUT, HEAD_WIDTH, output_layer
 from fencli.convh import CONVH_WIDTH
 from fencli.errors import FencliError

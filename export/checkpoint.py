@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from export.fen import FEN, Variant
+from .fen import FEN, Variant
 from fencli.errors import FencliError
 
 FILES = ("convh.pt", "enc.pt", "pc.pt")

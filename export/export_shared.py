@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from export.onnx_export import export_all_shared
+from .onnx_export import export_all_shared
 
 DEFAULT_DEST = Path(__file__).resolve().parents[1] / ".cache" / "weights"
 

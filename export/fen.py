@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from export.resnet import wide_resnet101_2_layers
+from .resnet import wide_resnet101_2_layers
 
 PAD = 4
 Variant = Literal["plain", "supp"]

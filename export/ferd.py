@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from export.fen import FEN, PAD, head_width_for
-from export.resnet import Bottleneck, make_layer, wide_resnet101_2_layers
+from .fen import FEN, PAD, head_width_for
+from .resnet import Bottleneck, make_layer, wide_resnet101_2_layers
 
 TEACHER_LAYERS = ("layer1", "layer2", "layer3")
 LOSS_WEIGHTS = {"bce": 0.1, "mse": 0.1, "cos": 1.0}  # the reference's

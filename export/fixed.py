@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 import fencli
-from export.data import TrainScene
-from export.run import (RunLog, TrainConfig, TrainResult, check_new_out, check_recipe, create_out,
+from .data import TrainScene
+from .run import (RunLog, TrainConfig, TrainResult, check_new_out, check_recipe, create_out,
                         files_sha256, load_training_data)
 from fencli.adaptive import (CORE_INPUTS, CORE_OUTPUT, HEAD_WIDTH, OUTPUT_SEED, SceneFen, get_adaptive,
                              output_layer, scene_convh)

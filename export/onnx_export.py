@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import fencli
-from export.checkpoint import checkpoint_sha256, default_variant, load_checkpoint
-from export.fen import FEN, PAD, Variant
+from .checkpoint import checkpoint_sha256, default_variant, load_checkpoint
+from .fen import FEN, PAD, Variant
 from fencli.errors import FencliError
 from fencli.models import registry
 from fencli.runtime import FORMAT, expected_preprocessing
@@ -162,7 +162,7 @@ def write_atomic(out: Path, data: bytes) -> Path:
 def export_checkpoint(folder: str | Path, out: str | Path, variant: Variant | None = None,
                       force: bool = False, torchscript: bool = False, dynamo: bool = False) -> Path:
     """Import a checkpoint folder (published ``.pt`` files, or the TorchScript trio) and export it."""
-    from export.checkpoint import SCRIPT_FILES, FILES, load_torchscript
+    from .checkpoint import SCRIPT_FILES, FILES, load_torchscript
 
     folder = Path(folder)
     variant = variant or default_variant(folder)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.data import TrainScene, collect_files, load_scene
+from .data import TrainScene, collect_files, load_scene
 from fencli.errors import FencliError
 from fencli.preprocess import band_count, select_bands
 

@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.data import CropSampler, TrainScene, default_crop, load_scene
-from export.ferd import FERD, TEACHER_DEPTHS, check_crop, ferd_loss
-from export.fixed import background_stats
-from export.run import (CHECKPOINT, RunLog, TrainConfig, TrainResult, check_new_out, check_recipe,
+from .data import CropSampler, TrainScene, default_crop, load_scene
+from .ferd import FERD, TEACHER_DEPTHS, check_crop, ferd_loss
+from .fixed import background_stats
+from .run import (CHECKPOINT, RunLog, TrainConfig, TrainResult, check_new_out, check_recipe,
                         create_out, files_sha256, load_training_data)
 from fencli.convh import CONVH_WIDTH, principal_convh
 from fencli.detectors import grx
@@ -139,8 +139,8 @@ def write_fen_checkpoint(state: dict, folder: Path) -> None:
 
 def export_onnx(fen_dir: Path, onnx_path: Path, cfg: TrainConfig, steps: int) -> None:
     """ONNX export of the FEN checkpoint folder (parity-checked), with how it was made in its metadata."""
-    from export.checkpoint import load_checkpoint
-    from export.onnx_export import export_model
+    from .checkpoint import load_checkpoint
+    from .onnx_export import export_model
 
     recipe = {k: v for k, v in asdict(cfg).items() if k not in ("data", "val", "out", "device")}
     extra = {"recipe": json.dumps(recipe, sort_keys=True), "steps": str(steps), "seed": str(cfg.seed),
@@ -182,7 +182,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     ``adaptive`` recipe has no steps: :func:`export.fixed.build`."""
     check_recipe(cfg.recipe)
     if cfg.recipe == "adaptive":
-        from export.fixed import build
+        from .fixed import build
 
         return build(cfg, resume=resume, force=force, echo=echo)
     if cfg.device == "cuda" and not torch.cuda.is_available():

@@ -10,7 +10,8 @@
 A name resolves to the first ``<name>.onnx`` found in:
 
 1. each folder of ``$FENCLI_WEIGHTS`` (``os.pathsep``-separated);
-2. the checkout's ``weights/`` folder (beside the ``fencli`` package);
+2. the shipped models, :data:`REPO_WEIGHTS`: ``fencli/weights/`` inside an installed wheel (package
+   data), else the checkout's ``weights/`` folder beside the ``fencli`` package;
 3. the user cache ``$XDG_CACHE_HOME/fencli`` (default ``~/.cache/fencli``).
 
 An explicit file path always wins; ``none`` means "no model" (``None``).
@@ -26,7 +27,9 @@ from pathlib import Path
 
 from fencli.errors import FencliError
 
-REPO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"  # an installed wheel: pyproject maps weights/ here
+IN_PACKAGE = PACKAGE_WEIGHTS.is_dir()  # False in a checkout (and an editable install of one)
+REPO_WEIGHTS = PACKAGE_WEIGHTS if IN_PACKAGE else Path(__file__).resolve().parents[1] / "weights"
 REGISTRY = REPO_WEIGHTS / "registry.json"
 SUFFIX = ".onnx"
 ADAPTIVE = "adaptive"  # the adaptive FEN (fencli.adaptive): not one ONNX file but a shipped core + NumPy
@@ -47,8 +50,10 @@ def search_dirs() -> list[Path]:
 
 
 def default_export_dir() -> Path:
-    """Where ``fencli export`` writes by default: the checkout's ``weights/``, else the user cache."""
-    return REPO_WEIGHTS if REPO_WEIGHTS.is_dir() and os.access(REPO_WEIGHTS, os.W_OK) else user_cache_dir()
+    """Where ``fencli export`` writes by default: the checkout's ``weights/``, else the user cache
+    (never into an installed package's ``fencli/weights``, which pip owns)."""
+    writable = not IN_PACKAGE and REPO_WEIGHTS.is_dir() and os.access(REPO_WEIGHTS, os.W_OK)
+    return REPO_WEIGHTS if writable else user_cache_dir()
 
 
 AUTO = "auto"  # the --model value that means "the default model for this command and scene"

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
 
-from conftest import rx_reference
+from conftest import pair_auc, rx_reference
 from fencli.errors import FencliError
 
 SHAPE = (14, 15, 6)
@@ -151,7 +150,7 @@ def test_batch_reports_each_scenes_auc_against_its_ground_truth(tmp_path):
         gt[3 + i, 4:6] = 1
         cube[gt == 1] += 0.8 * i  # s0's targets are plain background, s1's stand out
         np.savez(scenes / f"s{i}.npz", data=cube, map=gt)
-        want[f"s{i}"] = roc_auc_score(gt.ravel(), rx_reference(cube).ravel())
+        want[f"s{i}"] = pair_auc(rx_reference(cube), gt)
     res = _detect(scenes, "--model", "none", "--out-dir", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
     rows = {r["scene"]: r for r in json.loads(res.output)["scenes"]}

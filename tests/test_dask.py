@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("distributed")
+pytest.importorskip("distributed", reason="the Dask tests need the dask extra (pip install 'fencli[dask]')")
 
 from test_engine import B, TorchEnhancer, random_fen  # noqa: E402
 

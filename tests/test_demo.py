@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -22,6 +24,11 @@ def test_demo_finds_the_planted_targets_and_writes_the_figure(tmp_path):
     auc = {r["method"]: r["auc"] for r in rows}
     # roof-material objects in fields: common spectra, out of place; one pixel alone says little
     assert 0.6 < auc["grx"] < 0.9 and 0.6 < auc["slrx"] < 0.9
+    from conftest import pair_auc, rx_reference
+    from fencli.synthetic import demo_scene
+
+    cube, gt = demo_scene()  # the raw GRX row is the textbook RX of the embedded scene
+    assert auc["grx"] == pytest.approx(pair_auc(rx_reference(cube), gt), abs=1e-9)
     assert png.stat().st_size > 10_000
 
     again = run_fencli("demo", "--model", "none", "--png", png, cwd=tmp_path)

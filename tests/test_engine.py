@@ -18,16 +18,22 @@ from fencli.synthetic import planted_scene
 from fencli.tiles import Cube, RawCube, create_raw
 from tests.test_detectors import slrx_loop
 
-torch = pytest.importorskip("torch")
-from export.fen import FEN  # noqa: E402
-
-torch.set_num_threads(1)  # tiny tiles: threads only contend on a shared machine
+try:  # the export extra: only the tests that run a PyTorch FEN need it (random_fen skips them)
+    import torch
+except ImportError:
+    torch = None
+else:
+    torch.set_num_threads(1)  # tiny tiles: threads only contend on a shared machine
 
 B = 12
+NEEDS_TORCH = "a PyTorch FEN needs torch (pip install 'fencli[export]')"
 
 
 def random_fen(bands: int = B, variant: str = "plain", seed: int = 0) -> FEN:
     """A FEN with random weights and BN statistics, strong enough that a short halo shows."""
+    pytest.importorskip("torch", reason=NEEDS_TORCH)
+    from export.fen import FEN
+
     torch.manual_seed(seed)
     m = FEN(bands, variant=variant).eval()
     for mod in m.modules():
@@ -211,6 +217,7 @@ def test_tiled_slrx_equals_detectors_slrx(scene):
 
 @pytest.mark.parametrize("variant", ["plain", "supp"])
 def test_onnx_session_tiles_equal_its_whole_scene_enhance(scene, tmp_path, variant):
+    pytest.importorskip("torch", reason=NEEDS_TORCH)
     from export import onnx_export
     from fencli import runtime
 
@@ -232,6 +239,7 @@ def test_onnx_session_tiles_equal_its_whole_scene_enhance(scene, tmp_path, varia
 def test_shared_tiled_fe_grx_matches_whole_scene_and_reference_auc(shared, auc_reference, tmp_path_factory,
                                                                    method="grx"):
     """Published 200bands-supp checkpoint through ONNX, abu-airport-1 in 37-px tiles (norm folded)."""
+    pytest.importorskip("torch", reason=NEEDS_TORCH)
     from export import onnx_export
     from fencli import detectors as det
     from fencli import runtime

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-onnx = pytest.importorskip("onnx")
+torch = pytest.importorskip("torch", reason="the PyTorch FEN needs torch (pip install 'fencli[export]')")
+onnx = pytest.importorskip("onnx", reason="needs onnx (pip install 'fencli[export]')")
 
 from export.checkpoint import (  # noqa: E402
     checkpoint_sha256, default_variant, load_checkpoint, load_torchscript)

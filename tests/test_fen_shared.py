@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="the PyTorch FEN needs torch (pip install 'fencli[export]')")
 
 from conftest import CHECKPOINTS, ROOT, SCENES, load_shared_scene  # noqa: E402
 from fencli import detectors  # noqa: E402

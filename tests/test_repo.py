@@ -3,6 +3,7 @@ one way (no cycle, lazy imports inside functions included)."""
 
 import ast
 import re
+from pathlib import Path
 
 from conftest import ROOT
 
@@ -62,3 +63,13 @@ def test_fencli_modules_import_without_a_cycle():
 
     for module in sorted(graph):
         visit(module, [])
+
+
+def test_the_export_stage_is_one_copy_in_a_checkout():
+    """``fencli export`` / ``fencli train`` import the stage the tests and ``python -m export.*`` use
+    (the top-level ``export`` of this checkout), not a second copy as ``fencli.export``; an installed
+    wheel has only ``fencli.export`` (tests/test_wheel.py runs it)."""
+    import export.run
+    from fencli.cli.export import stage
+
+    assert stage("run") is export.run and Path(export.run.__file__).resolve().parent == ROOT / "export"

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     """(torch FEN, its ONNX path, its checkpoint folder) for a random 12-band model."""
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="a random FEN is made with torch (pip install 'fencli[export]')")
     from export.onnx_export import export_model
     from tests.test_fen import random_fen, save_checkpoint
 
@@ -31,6 +31,13 @@ def synthetic(tmp_path_factory):
     base = tmp_path_factory.mktemp("rt")
     path = export_model(model, base / "syn-12.onnx", source="syn", source_sha256="ab" * 32)
     return model, path, save_checkpoint(model, base / "ckpt-12")
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Path:
+    """A fencli FEN ONNX file that takes no torch to make: the embedded fencli-50 (50 bands). The tests
+    of the runtime alone use it, so they run on a runtime-only install; ``synthetic`` needs torch."""
+    return fmodels.REPO_WEIGHTS / "fencli-50.onnx"
 
 
 def _torch_enhance(model, cube):
@@ -58,22 +65,22 @@ def test_enhance_matches_torch_and_ignores_extra_bands(synthetic):
     np.testing.assert_array_equal(session.enhance(cube2), out)
 
 
-def test_enhance_rejects_bad_scenes(synthetic):
-    session = get_session(synthetic[1], device="cpu")
-    with pytest.raises(FencliError, match="11 bands but model syn-12.onnx needs 12"):
-        session.enhance(np.random.rand(10, 10, 11))
+def test_enhance_rejects_bad_scenes(shipped):
+    session = get_session(shipped, device="cpu")
+    with pytest.raises(FencliError, match="49 bands but model fencli-50.onnx needs 50"):
+        session.enhance(np.random.rand(10, 10, 49))
     with pytest.raises(FencliError, match="4 x 9; the FEN needs at least 5 x 5"):
-        session.enhance(np.random.rand(4, 9, 12))
+        session.enhance(np.random.rand(4, 9, 50))
     with pytest.raises(FencliError, match="H x W x bands"):
         session.enhance(np.random.rand(10, 12))
-    bad = np.random.rand(8, 8, 12)
+    bad = np.random.rand(8, 8, 50)
     bad[3, 3, 2] = np.nan
     with pytest.raises(FencliError, match="NaN"):
         session.enhance(bad)
-    session.enhance(np.random.rand(5, 5, 12))  # the smallest legal scene runs
+    session.enhance(np.random.rand(5, 5, 50))  # the smallest legal scene runs
 
 
-def test_model_without_fencli_metadata(tmp_path, synthetic):
+def test_model_without_fencli_metadata(tmp_path, shipped):
     import onnx
     from onnx import TensorProto, helper
 
@@ -84,7 +91,7 @@ def test_model_without_fencli_metadata(tmp_path, synthetic):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), str(bare))
     with pytest.raises(FencliError, match="no fencli FEN metadata"):
         FENSession(bare)
-    proto = onnx.load(str(synthetic[1]))
+    proto = onnx.load(str(shipped))
     for p in proto.metadata_props:
         if p.key == "preprocessing":
             p.value = json.dumps({**json.loads(p.value), "scale": 1.0})
@@ -97,8 +104,8 @@ def test_model_without_fencli_metadata(tmp_path, synthetic):
         FENSession(tmp_path / "junk.onnx")
 
 
-def test_devices_and_threads(synthetic):
-    path = synthetic[1]
+def test_devices_and_threads(shipped):
+    path = shipped
     if not cuda_usable():
         with pytest.raises(FencliError, match="no usable CUDA GPU"):
             FENSession(path, device="cuda")
@@ -109,8 +116,8 @@ def test_devices_and_threads(synthetic):
         FENSession(path, threads=0)
 
 
-def test_sessions_are_cached_per_file_device_threads(synthetic, tmp_path):
-    path = synthetic[1]
+def test_sessions_are_cached_per_file_device_threads(shipped, tmp_path):
+    path = shipped
     assert get_session(path, "cpu", 2) is get_session(str(path), "cpu", 2)
     assert get_session(path, "cpu", 2) is not get_session(path, "cpu", 1)
     copy = tmp_path / "copy.onnx"
@@ -198,10 +205,10 @@ def test_cli_export_and_models(synthetic, tmp_path, monkeypatch):
     assert listed["ferd-50"]["installed"] is True and listed["ferd-50"]["path"] == str(tmp_path / "ferd-50.onnx")
 
 
-def _small_scene(tmp_path: Path) -> tuple[np.ndarray, Path]:
+def _small_scene(tmp_path: Path, bands: int = 14) -> tuple[np.ndarray, Path]:
     from conftest import planted_scene
 
-    cube, _ = planted_scene(h=20, w=22, bands=14)
+    cube, _ = planted_scene(h=20, w=22, bands=bands)
     src = tmp_path / "scene.npy"
     np.save(src, cube)
     return cube, src
@@ -237,7 +244,7 @@ sys.modules["torch"] = None  # any `import torch` now raises ImportError
 import numpy as np
 from fencli.runtime import get_session
 import fencli, fencli.models, fencli.preprocess, fencli.detectors
-cube = np.random.default_rng(0).random((9, 11, 12)).astype(np.float32)
+cube = np.random.default_rng(0).random((9, 11, int(sys.argv[3]))).astype(np.float32)
 y = get_session(sys.argv[1], device="auto").enhance(cube)
 np.save(sys.argv[2], y)
 import fencli.io  # noqa
@@ -249,22 +256,22 @@ app(["enhance", sys.argv[2] + ".in.npy", "--model", sys.argv[1], "--out", sys.ar
 """
 
 
-def test_runtime_without_torch(synthetic, tmp_path):
+def test_runtime_without_torch(shipped, tmp_path):
     out = tmp_path / "y.npy"
-    proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(synthetic[1]), str(out)],
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(shipped), str(out), "50"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    cube = np.random.default_rng(0).random((9, 11, 12)).astype(np.float32)
-    expected = get_session(synthetic[1], device="cpu").enhance(cube)
+    cube = np.random.default_rng(0).random((9, 11, 50)).astype(np.float32)
+    expected = get_session(shipped, device="cpu").enhance(cube)
     np.testing.assert_allclose(np.load(out), expected, rtol=0, atol=1e-6 * np.abs(expected).max())
     np.testing.assert_array_equal(np.load(str(out) + ".cli.npy"), np.load(out))  # the CLI, torch-free too
 
 
-def test_cli_detect_reports_the_provider(synthetic, tmp_path):
+def test_cli_detect_reports_the_provider(shipped, tmp_path):
     import fencli.cli.detect  # noqa: F401  (registers the command)
 
-    _, src = _small_scene(tmp_path)
-    res = _cli("detect", src, "--model", synthetic[1], "--device", "cpu", "--threads", "1", "--json")
+    _, src = _small_scene(tmp_path, bands=52)
+    res = _cli("detect", src, "--model", shipped, "--device", "cpu", "--threads", "1", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["provider"] == "CPUExecutionProvider"
     res = _cli("detect", src, "--model", "none", "--json")

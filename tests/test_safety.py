@@ -153,16 +153,12 @@ def test_a_pickle_bomb_checkpoint_is_one_line_and_never_runs(tmp_path):
 
 
 def test_export_extra_hint_names_the_pip_command(monkeypatch, tmp_path):
-    import builtins
+    from fencli.cli import export as export_cli
 
-    real = builtins.__import__
+    def no_torch(module):
+        raise ImportError("No module named 'torch'")
 
-    def no_torch(name, *args, **kw):
-        if name.startswith("export.onnx_export"):
-            raise ImportError("No module named 'torch'")
-        return real(name, *args, **kw)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+    monkeypatch.setattr(export_cli, "stage", no_torch)  # what importing the export stage meets without torch
     msg = _cli_error("export", "--checkpoint", tmp_path)
     assert msg == ("fencli export needs the export extra (torch, onnx): pip install 'fencli[export]' "
                    "(No module named 'torch')")

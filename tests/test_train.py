@@ -13,15 +13,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-import torch
-
-from export.data import CropSampler, TrainScene, clean_origins, collect_files, load_scene
-from export.ferd import FERD, ferd_loss
-from export.fen import FEN
-from export.train import TrainConfig, build_model, train
+from export.data import CropSampler, TrainScene, clean_origins, collect_files, load_scene  # no torch
+from export.run import TrainConfig, check_recipe  # no torch
 from fencli.detectors import RXStats
 from fencli.errors import FencliError
 from conftest import planted_scene
+
+try:  # the train extra: the FERD network, its training and the ferd recipe's CLI checks need it; the
+    # crops, the data layout and the adaptive recipe do not, and run on a runtime-only install
+    import torch
+except ImportError:
+    torch = None
+else:
+    from export.ferd import FERD, ferd_loss
+    from export.fen import FEN
+    from export.train import build_model, train
+needs_torch = pytest.mark.skipif(torch is None, reason="needs torch (pip install 'fencli[train]')")
 
 BANDS = 12
 
@@ -52,6 +59,7 @@ def net() -> FERD:
 
 
 # --- architecture --------------------------------------------------------------------------
+@needs_torch
 def test_every_stage_has_the_specified_shape_for_a_64_crop(net: FERD) -> None:
     net.eval()
     x = torch.rand(1, BANDS, 64, 64) * 0.2 - 0.1
@@ -75,11 +83,13 @@ def test_every_stage_has_the_specified_shape_for_a_64_crop(net: FERD) -> None:
         np.testing.assert_allclose(net.fen()(x).numpy(), (out.enhanced + x).numpy(), rtol=1e-5, atol=1e-6)
 
 
+@needs_torch
 def test_crop_must_be_a_multiple_of_8(net: FERD) -> None:
     with pytest.raises(ValueError, match="multiple of 8"):
         net(torch.zeros(1, BANDS, 20, 20))
 
 
+@needs_torch
 def test_teacher_stays_frozen_and_in_eval_mode(net: FERD) -> None:
     net.train()
     assert not any(m.training for m in (net.layer1, net.layer2, net.layer3))
@@ -91,6 +101,7 @@ def test_teacher_stays_frozen_and_in_eval_mode(net: FERD) -> None:
     net.eval()
 
 
+@needs_torch
 def test_teacher_loads_torchvision_keys_and_refuses_incomplete_ones(net: FERD) -> None:
     original = {k: v.clone() for k, v in net.state_dict().items() if k.startswith(("layer1", "layer2", "layer3"))}
     teacher = {k: v + 1 if v.is_floating_point() else v for k, v in original.items()}
@@ -103,6 +114,7 @@ def test_teacher_loads_torchvision_keys_and_refuses_incomplete_ones(net: FERD) -
     net.load_teacher(original)
 
 
+@needs_torch
 def test_teacher_layer1_from_a_ferd_enc_pt(tmp_path: Path) -> None:
     torch.manual_seed(5)
     src = FEN(BANDS)
@@ -117,6 +129,7 @@ def test_teacher_layer1_from_a_ferd_enc_pt(tmp_path: Path) -> None:
         build_model(TrainConfig(data=[], bands=BANDS, out="x", teacher_layer1=str(tmp_path / "nope")), print)
 
 
+@needs_torch
 def test_light_teacher_has_one_pair_and_the_same_fen() -> None:
     torch.manual_seed(0)
     light = FERD(BANDS, depth=1)
@@ -143,6 +156,7 @@ def test_light_teacher_has_one_pair_and_the_same_fen() -> None:
         FERD(BANDS, depth=2)
 
 
+@needs_torch
 def test_pca_init_sets_convh_to_the_background_principal_directions(scenes: dict[str, Path]) -> None:
     from export.train import PCA_INIT_NORM, init_convh_pca
 
@@ -161,6 +175,7 @@ def test_pca_init_sets_convh_to_the_background_principal_directions(scenes: dict
     assert abs(float(w[0] @ top)) / np.linalg.norm(w[0]) == pytest.approx(1.0, abs=1e-5)
 
 
+@needs_torch
 def test_default_bands_and_crop_follow_the_data(scenes: dict[str, Path], tmp_path: Path) -> None:
     from export.data import default_crop
     from export.run import default_bands
@@ -182,6 +197,7 @@ def test_default_bands_and_crop_follow_the_data(scenes: dict[str, Path], tmp_pat
 
 
 # --- losses and optimisation ---------------------------------------------------------------
+@needs_torch
 def test_smoke_steps_finite_losses_and_decreasing_on_a_fixed_batch(scenes: dict[str, Path], net: FERD) -> None:
     sampler = CropSampler([load_scene(scenes["bg"], BANDS)], crop=16)
     x = torch.from_numpy(sampler.draw(2, seed=0, step=0)[0])
@@ -203,6 +219,7 @@ def test_smoke_steps_finite_losses_and_decreasing_on_a_fixed_batch(scenes: dict[
     assert torch.equal(before[1], net.layer1[0].conv1.weight)  # the teacher does not
 
 
+@needs_torch
 def test_loss_matches_the_reference_formula(net: FERD) -> None:
     net.eval()
     x = torch.rand(2, BANDS, 8, 8) * 0.2 - 0.1
@@ -273,6 +290,7 @@ def full_run(scenes: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     return out, train(_cfg(scenes, out))
 
 
+@needs_torch
 def test_resume_continues_the_same_run(scenes: dict[str, Path], full_run, tmp_path: Path) -> None:
     out_full, result = full_run
     assert result.steps == 2 and result.best_epoch == 1 and 0.5 < result.val_auc <= 1
@@ -293,6 +311,7 @@ def test_resume_continues_the_same_run(scenes: dict[str, Path], full_run, tmp_pa
     assert "resume at step 1 of 2" in (tmp_path / "train.log").read_text()
 
 
+@needs_torch
 def test_checkpoint_has_the_published_layout_and_exports_to_onnx(scenes: dict[str, Path], full_run) -> None:
     import onnxruntime as ort
 
@@ -326,7 +345,7 @@ def test_checkpoint_has_the_published_layout_and_exports_to_onnx(scenes: dict[st
     assert res.exit_code == 0, res.output
     row = json.loads(res.output)
     assert row["model"] == Path(result.onnx).stem and row["bands"] == BANDS
-    from sklearn.metrics import roc_auc_score
+    roc_auc_score = pytest.importorskip("sklearn.metrics", reason="needs scikit-learn (dev)").roc_auc_score
 
     from conftest import rx_reference
     from fencli.io import read_scene
@@ -336,6 +355,7 @@ def test_checkpoint_has_the_published_layout_and_exports_to_onnx(scenes: dict[st
     y = sess.run(None, {sess.get_inputs()[0].name: fen_input(np.asarray(val.cube)[..., :BANDS])})[0]
     want = roc_auc_score(val.gt.ravel() != 0, rx_reference(y[0].transpose(1, 2, 0)).ravel())
     assert row["auc"] == pytest.approx(want, abs=1e-6)
+    assert result.val_auc == pytest.approx(want, abs=1e-4)  # the run's own validation: the same FEN (one epoch)
 
 
 # A fresh interpreter in which ``import torch`` fails, as on a runtime-only install.
@@ -348,8 +368,9 @@ sys.meta_path.insert(0, _NoTorch())
 """
 
 
-@pytest.mark.parametrize("case", ["no scene", "smaller than a crop", "too few bands", "out not writable",
-                                  "no torch"])
+@pytest.mark.parametrize("case", [  # the ferd recipe's checks run after its torch import; "no torch" runs anywhere
+    *(pytest.param(c, marks=needs_torch) for c in ("no scene", "smaller than a crop", "too few bands",
+                                                   "out not writable")), "no torch"])
 def test_cli_train_bad_input_is_one_line_and_writes_nothing(case: str, scenes: dict[str, Path],
                                                             tmp_path: Path) -> None:
     import subprocess
@@ -380,6 +401,7 @@ def test_cli_train_bad_input_is_one_line_and_writes_nothing(case: str, scenes: d
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "small.npy"]
 
 
+@needs_torch
 def test_cli_bad_input_is_one_line(scenes: dict[str, Path], tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -400,7 +422,9 @@ def test_recipe_adaptive_is_the_adaptive_fen_fixed_to_the_training_backgrounds(s
     from fencli.preprocess import fen_input, fen_scale
     from fencli.runtime import FENSession
 
-    res = train(_cfg(scenes, tmp_path / "run", val=[], recipe="adaptive"))
+    from export.fixed import build  # what train() runs for this recipe (test_cli_... runs it through the CLI)
+
+    res = build(_cfg(scenes, tmp_path / "run", val=[], recipe="adaptive"))
     assert res.steps == 0 and res.checkpoint == "" and Path(res.onnx).is_file()
     session = FENSession(res.onnx, device="cpu")
     meta = session.session.get_modelmeta().custom_metadata_map
@@ -414,6 +438,22 @@ def test_recipe_adaptive_is_the_adaptive_fen_fixed_to_the_training_backgrounds(s
     np.testing.assert_allclose(fixed, want, rtol=0, atol=1e-6 * np.abs(want).max())
     other = SceneFen(scene_convh(RXStats(BANDS).fit(poisoned), None), get_adaptive("cpu"))(fen_input(cube))
     assert np.abs(other - want).max() > 1e-3 * np.abs(want).max()
+    with pytest.raises(FencliError, match="--recipe must be one of ferd, adaptive"):
+        check_recipe("distill")  # what train() and the CLI call first
+
+
+@needs_torch
+def test_train_runs_the_adaptive_recipe_as_build_and_refuses_unknown_recipes(scenes: dict[str, Path],
+                                                                              tmp_path: Path) -> None:
+    from export.fixed import build
+    from fencli.preprocess import fen_input
+    from fencli.runtime import FENSession
+
+    a = train(_cfg(scenes, tmp_path / "a", val=[], recipe="adaptive"))
+    b = build(_cfg(scenes, tmp_path / "b", val=[], recipe="adaptive"))
+    assert a.steps == b.steps == 0 and a.checkpoint == b.checkpoint == ""
+    x = fen_input(load_scene(scenes["val"], BANDS).cube)
+    np.testing.assert_array_equal(FENSession(a.onnx, device="cpu").run(x), FENSession(b.onnx, device="cpu").run(x))
     with pytest.raises(FencliError, match="--recipe must be one of ferd, adaptive"):
         train(_cfg(scenes, tmp_path / "bad", recipe="distill"))
 

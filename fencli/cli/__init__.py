@@ -23,6 +23,23 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from fencli import __version__
+
+        print(f"fencli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print fencli's version and exit."),
+) -> None:
+    # The options before the command name; no docstring, so the help stays the app's.
+    pass
+
+
 def _register(args: list[str] | None = None) -> None:
     """Add every command to ``app``. ``detect`` gets one flag per option of the detectors registered
     by now, which imports them (NumPy): only when ``args`` (the command line) runs ``detect``, or

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 from typing import Optional
 
 import typer
 
 from fencli.cli import app
 from fencli.errors import FencliError
-from fencli.models import default_export_dir, name_for_source
+from fencli.models import IN_PACKAGE, default_export_dir, name_for_source
+
+CHECKOUT_STAGE = Path(__file__).resolve().parents[2] / "export"  # the repository's export/ beside fencli/
+
+
+def stage(module: str) -> ModuleType:
+    """The export stage's ``module`` (``onnx_export``, ``run``, ``fixed``, ``train``, ...).
+
+    An installed wheel carries it as ``fencli.export`` (pyproject maps the repository's ``export/``
+    there). A checkout imports it as the top-level ``export`` package the tests and ``python -m
+    export.adaptive`` use, so one copy of each module is loaded; an editable install run from
+    elsewhere (no ``export`` on ``sys.path``) falls back to ``fencli.export``.
+    """
+    if not IN_PACKAGE and (CHECKOUT_STAGE / "__init__.py").is_file():
+        spec = importlib.util.find_spec("export")
+        if spec is not None and spec.origin and Path(spec.origin).resolve().parent == CHECKOUT_STAGE:
+            return importlib.import_module(f"export.{module}")
+    return importlib.import_module(f"fencli.export.{module}")
 
 
 @app.command()
@@ -34,7 +54,7 @@ def export(
         raise FencliError(f"--variant must be plain or supp, not {variant!r}")
     folder = checkpoint or torchscript
     try:
-        from export.onnx_export import export_checkpoint
+        export_checkpoint = stage("onnx_export").export_checkpoint
     except ImportError as err:
         raise FencliError(f"fencli export needs the export extra (torch, onnx): pip install 'fencli[export]' "
                           f"({err})") from None

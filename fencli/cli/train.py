@@ -65,18 +65,19 @@ def train(
       fencli train had100/ --teacher-depth 3 --init random --crop 64   # the reference network\n
       fencli train a.mat b.mat --recipe adaptive           # no gradient step: how fencli-B are made
     """
-    from export.run import TrainConfig, check_recipe
+    from fencli.cli.export import stage  # export/ in a checkout, fencli.export installed
 
+    TrainConfig, check_recipe = stage("run").TrainConfig, stage("run").check_recipe
     check_recipe(recipe)
     if recipe == "adaptive":  # NumPy and ONNX only: a runtime install builds it
-        from export.fixed import build as run
+        run = stage("fixed").build
     else:
         try:
             import torch  # noqa: F401  (the one dependency the runtime install lacks)
         except ImportError:
             raise FencliError("fencli train needs PyTorch: pip install 'fencli[train]' "
                               "(or --recipe adaptive)") from None
-        from export.train import train as run
+        run = stage("train").train
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
