@@ -141,7 +141,19 @@ def detect(
         return detect_many(cubes, out_dir, method=method, bands=bands, model=model, key=key, options=options,
                            tile=tile, engine=engine, scheduler=scheduler, device=device, threads=threads,
                            json=json, force=force)
-    cube = cubes[0]
+    one_scene(cubes[0], method, options, bands=bands, model=model, gt=gt, gt_key=gt_key, key=key, layout=layout,
+              nan=nan, constant_bands=constant_bands, out=out, png=png, threshold=threshold, far=far, mask=mask,
+              objects=objects, polygons=polygons, min_pixels=min_pixels, quicklook=quicklook, tile=tile,
+              engine=engine, scheduler=scheduler, device=device, threads=threads, json=json, force=force)
+
+
+def one_scene(cube: Path, method: str, options: dict, *, bands: int | None, model: str, gt: Path | None,
+              gt_key: str | None, key: str | None, layout: str, nan: str, constant_bands: str, out: Path | None,
+              png: Path | None, threshold: str | None, far: str | None, mask: Path | None, objects: Path | None,
+              polygons: bool, min_pixels: int, quicklook: Path | None, tile: int | None, engine: str,
+              scheduler: str | None, device: str, threads: int | None, json: bool, force: bool) -> None:
+    """One scene: outputs checked, read, model chosen, :func:`fencli.api.run_scene`, products written
+    together, then the table or the JSON contract."""
     from fencli import georef as geo
     from fencli.io import read_scene
     from fencli.models import AUTO
