@@ -29,6 +29,21 @@ _MAT_V5_LIMIT = 2**31 - 2**16  # v5 stores byte counts in 32 bits; MATLAB caps v
 TEMP_MARK = ".tmp"  # temp files are ``.<name>.<pid>.<random>.tmp<suffix>`` beside the target
 
 
+def temp_beside(path: Path) -> Path:
+    """A new empty temporary file beside ``path`` (same folder, so publishing it is one rename),
+    named so that :func:`remove_stale_temps` recognises it; stale ones of dead processes go first."""
+    import tempfile
+
+    remove_stale_temps(path)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=f"{TEMP_MARK}{path.suffix}",
+                                    dir=path.parent)
+    except OSError as err:
+        raise FencliError(f"cannot write in {path.parent}: {err.strerror or err}") from None
+    os.close(fd)
+    return Path(name)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Yield a temp path beside ``path`` (same extension) and publish it as ``path`` on success.
@@ -52,16 +67,7 @@ def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         raise FencliError(f"{path} already exists; pass --force to overwrite it")
     if not path.parent.is_dir():
         raise FencliError(f"cannot write {path}: folder {path.parent} does not exist")
-    import tempfile
-
-    remove_stale_temps(path)
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.",
-                                    suffix=f"{TEMP_MARK}{path.suffix}", dir=path.parent)
-    except OSError as err:
-        raise FencliError(f"cannot write in {path.parent}: {err.strerror or err}") from None
-    os.close(fd)
-    tmp = Path(name)
+    tmp = temp_beside(path)
     try:
         yield tmp
         mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
@@ -431,16 +437,7 @@ class OutputPlan:
     @contextmanager
     def stage(self, path: Path) -> Iterator[Path]:
         """A temp file beside ``path``, kept for :meth:`publishing` to rename when the run succeeds."""
-        import tempfile
-
-        remove_stale_temps(path)
-        try:
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.",
-                                        suffix=f"{TEMP_MARK}{path.suffix}", dir=path.parent)
-        except OSError as err:
-            raise FencliError(f"cannot write in {path.parent}: {err.strerror or err}") from None
-        os.close(fd)
-        tmp = Path(name)
+        tmp = temp_beside(path)
         try:
             yield tmp
             os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pickle
 from types import SimpleNamespace
 
@@ -24,6 +26,9 @@ except ImportError:
     torch = None
 else:
     torch.set_num_threads(1)  # tiny tiles: threads only contend on a shared machine
+
+if TYPE_CHECKING:  # the export extra
+    from export.fen import FEN
 
 B = 12
 NEEDS_TORCH = "a PyTorch FEN needs torch (pip install 'fencli[export]')"
