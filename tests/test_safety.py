@@ -264,7 +264,7 @@ def test_a_failed_write_leaves_no_output_at_all(scene, tmp_path, monkeypatch):
         raise FencliError("the PNG could not be drawn")
 
     monkeypatch.setattr(fencli.report, "save_maps_png", broken)
-    out, mask, objs = tmp_path / "o.npy", tmp_path / "m.tif", tmp_path / "objs.csv"
+    out, mask, objs = tmp_path / "o.npy", tmp_path / "m.npy", tmp_path / "objs.csv"
     res = _detect(scene, "--out", out, "--mask", mask, "--objects", objs, "--png", tmp_path / "p.png")
     assert str(res.exception) == "the PNG could not be drawn"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.npy"]  # no map, no temp files
@@ -520,8 +520,7 @@ def test_envi_ground_truth_data_ignore_value(scene, tmp_path):
 
 
 def test_metrics_ignore_pixels_that_are_not_valid():
-    from sklearn.metrics import roc_auc_score
-
+    from conftest import pair_auc
     from fencli.metrics import roc3d, roc_auc, roc_curve
 
     rng = np.random.default_rng(0)
@@ -531,7 +530,7 @@ def test_metrics_ignore_pixels_that_are_not_valid():
     valid[0] = valid[:, 0] = False
     scores_wrecked = scores.copy()
     scores_wrecked[~valid] = 1e6  # what a nodata border does to a map
-    want = roc_auc_score(gt[valid], scores[valid])
+    want = pair_auc(scores[valid], gt[valid])
     assert roc_auc(scores_wrecked, gt, valid) == pytest.approx(want, abs=1e-12)
     assert roc_auc(scores_wrecked, gt) < want
     assert roc3d(scores, gt, valid) == roc3d(scores[valid], gt[valid])
