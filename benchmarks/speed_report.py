@@ -130,7 +130,7 @@ def slrx_flops(h: int, w: int, b: int, bs: int) -> dict[str, float]:
     """FLOPs of SLRX on an ``h x w x b`` cube with ``bs`` blocks: the floor (each covariance formed
     by syrk, each factorization a Cholesky, each distance one triangular solve) and what fencli
     executes (each block row's own-block Gram matrices by one stacked GEMM, the full map's triangle
-    in four row blocks: 1.25x trmm's FLOPs; see detectors.py)."""
+    in four row blocks: 1.25x trmm's FLOPs; see fencli/detectors/stats.py)."""
     n = h * w
     full = n * b * b + 2 * b**3 / 3 + n * b * b  # scatter (syrk), Cholesky and L^-1, the map (trmm)
     floor, executed = full, full + 0.25 * n * b * b
