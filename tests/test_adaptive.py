@@ -50,6 +50,7 @@ def test_any_band_count_equals_the_torch_composition(fen, bands):
     assert y.shape == (11, 9, bands) and y.dtype == np.float32
     core = AdaptiveCore(fen.info.seed).eval()
     ref = FEN(bands, head_width=adaptive.HEAD_WIDTH).eval()
+    ref.layer1 = ref.layer1[:len(core.layer1)]  # FERD's pad 4 / zero-padded convs / crop 4, the core's blocks
     ref.layer1.load_state_dict(core.layer1.state_dict())
     ref.conv1.load_state_dict(core.conv1.state_dict())
     convh = adaptive.scene_convh(RXStats(bands).fit(cube), (float(cube.min()), float(cube.max())))
@@ -198,9 +199,10 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, case):
 
 # The measured AUCs of the README table (one fixed configuration, all bands of each scene): a change
 # of ConvH, core, output layer or seeds moves them by far more than the tolerance.
-SHARED_AUC = {
-    "grx": {"abu-airport-1": 0.947046, "abu-airport-2": 0.975807, "hydice": 0.988306, "sandiego": 0.977821},
-    "slrx": {"abu-airport-1": 0.969973, "abu-airport-2": 0.982766, "hydice": 0.99381, "sandiego": 0.9863},
+SHARED_AUC = {  # the one-block core (issue 24); the three-block core measured 0.947046 0.975807 0.988306
+    # 0.977821 (GRX) and 0.969973 0.982766 0.99381 0.9863 (SLRX)
+    "grx": {"abu-airport-1": 0.945295, "abu-airport-2": 0.97144, "hydice": 0.989522, "sandiego": 0.977244},
+    "slrx": {"abu-airport-1": 0.970146, "abu-airport-2": 0.98212, "hydice": 0.994039, "sandiego": 0.985769},
 }
 
 
@@ -239,7 +241,7 @@ def test_shipped_core_is_what_the_build_command_makes(tmp_path):
         return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
 
     shipped, rebuilt = weights(adaptive.core_path()), weights(build(tmp_path / "core.onnx"))
-    assert shipped.keys() == rebuilt.keys() and len(shipped) > 10
+    assert shipped.keys() == rebuilt.keys() and len(shipped) >= 5  # one block's 4 convs + the head's
     for name, value in shipped.items():
         np.testing.assert_array_equal(value, rebuilt[name])
 

@@ -166,8 +166,9 @@ def test_shipped_model_auc_on_the_shared_scenes(name: str, auc_reference: dict) 
     """FE+GRX and FE+SLRX equal the AUCs the model carries; the FE+GRX mean stays near the published
     checkpoint of the same band count and well above raw GRX.
 
-    The issue's own check is within 0.005 of the published mean; measured (README): -0.0031 at 50
-    bands, +0.0054 at 100, -0.0033 at 200."""
+    Issue 14's check was within 0.005 of the published mean (three-block core: -0.0031 at 50 bands,
+    +0.0054 at 100, -0.0033 at 200). The one-block core of issue 24 (0.44x the multiply-adds) measures
+    -0.0051, +0.0041 and -0.0059: the bound is 0.0065, a deliberate trade named in the README."""
     from fencli.engine import run
     from fencli.enhancers import load_session
 
@@ -185,7 +186,7 @@ def test_shipped_model_auc_on_the_shared_scenes(name: str, auc_reference: dict) 
         ours.append(claimed[scene]["FE+GRX"])
         published.append(auc_reference[scene][f"ferd-{session.bands}"]["FE+GRX"]["auc"])
         raw.append(auc_reference[scene][f"ferd-{session.bands}"]["GRX"]["auc"])
-    assert ours and np.mean(ours) >= np.mean(published) - 0.005, (ours, published)
+    assert ours and np.mean(ours) >= np.mean(published) - 0.0065, (ours, published)
     assert np.mean(ours) > np.mean(raw) + 0.01
 
 
