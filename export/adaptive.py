@@ -20,6 +20,7 @@ NumPy; running them inside the graph keeps the whole forward pass in one ONNX Ru
 from __future__ import annotations
 
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -48,13 +49,24 @@ COMMAND = "python -m export.adaptive --force"
 class AdaptiveCore(nn.Module):
     """The FEN with ConvH and the output layer as inputs: ``(x, convh, w_out, b_out) -> y``, any B."""
 
-    def __init__(self, seed: int = SEED, blocks: int = BLOCKS, dilation: int = DILATION) -> None:
+    def __init__(self, seed: int = SEED, blocks: int = BLOCKS, dilation: int = DILATION, groups: int = 1,
+                 orthogonal: bool = False) -> None:
         super().__init__()
         torch.manual_seed(seed)
         self.layer1 = wide_resnet101_2_layers(upto=1)["layer1"][:blocks]  # all 3 drawn: same weights
         self.conv1 = nn.Conv2d(256, HEAD_WIDTH, 1)
         for block in self.layer1:
+            if groups != 1:  # drawn after the head: every other weight stays the same
+                c = block.conv2.in_channels
+                block.conv2 = nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False)
             block.conv2.dilation, block.conv2.padding = (dilation, dilation), (dilation, dilation)
+        if orthogonal:  # a comparison: orthogonal draws at the default init's expected Frobenius norm
+            with torch.no_grad():
+                for m in self.modules():
+                    if isinstance(m, nn.Conv2d):
+                        out_c, fan = m.weight.shape[0], m.weight[0].numel()
+                        nn.init.orthogonal_(m.weight)
+                        m.weight.mul_(math.sqrt(out_c / (3 * min(out_c, fan))))
 
     def forward(self, x: Tensor, convh: Tensor, w_out: Tensor, b_out: Tensor) -> Tensor:
         g = F.relu(self.conv1(trimmed_layer1(self.layer1, F.conv2d(x, convh))))
@@ -71,14 +83,15 @@ def example_inputs(bands: int, shape: tuple[int, int, int], seed: int) -> tuple[
     return x, convh, weight[:, :, None, None], bias
 
 
-def build(out: Path, force: bool = False, seed: int = SEED, blocks: int = BLOCKS, dilation: int = DILATION) -> Path:
+def build(out: Path, force: bool = False, seed: int = SEED, blocks: int = BLOCKS, dilation: int = DILATION,
+          groups: int = 1, orthogonal: bool = False) -> Path:
     """Export the seeded core to ``out`` with its metadata, after an ONNX Runtime parity check."""
     import onnx
     import onnxruntime as ort
 
     if out.exists() and not force:
         raise FencliError(f"{out} exists: pass --force to overwrite it")
-    model = AdaptiveCore(seed, blocks, dilation).eval()
+    model = AdaptiveCore(seed, blocks, dilation, groups, orthogonal).eval()
     nbhw = {0: "batch", 1: "bands", 2: "height", 3: "width"}
     axes = {"x": nbhw, "convh": {1: "bands"}, "w_out": {0: "bands"}, "b_out": {0: "bands"}, CORE_OUTPUT: nbhw}
     tmp = out.with_name(f".{out.name}.export")
@@ -123,6 +136,9 @@ if __name__ == "__main__":
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--blocks", type=int, default=BLOCKS, help="layer1 blocks (the comparisons; shipped: %(default)s)")
     ap.add_argument("--dilation", type=int, default=DILATION, help="of the 3x3 convs (shipped: %(default)s)")
+    ap.add_argument("--groups", type=int, default=1, help="of the 3x3 convs (128: depthwise; shipped: 1)")
+    ap.add_argument("--orthogonal", action="store_true", help="orthogonal draws (a comparison; shipped: no)")
     ap.add_argument("--seed", type=int, default=SEED)
     a = ap.parse_args()
-    print(json.dumps({"core": str(build(a.out, force=a.force, seed=a.seed, blocks=a.blocks, dilation=a.dilation))}))
+    print(json.dumps({"core": str(build(a.out, force=a.force, seed=a.seed, blocks=a.blocks, dilation=a.dilation,
+                                        groups=a.groups, orthogonal=a.orthogonal))}))

@@ -66,7 +66,7 @@ def trimmed_layer1(layer1: nn.Module, f: Tensor) -> Tensor:
         d = block.conv2.dilation[0]
         skip = f if block.downsample is None else block.downsample(f)
         out = F.relu(block.bn1(block.conv1(f)))
-        out = F.relu(block.bn2(F.conv2d(out, block.conv2.weight, dilation=d)))
+        out = F.relu(block.bn2(F.conv2d(out, block.conv2.weight, dilation=d, groups=block.conv2.groups)))
         f = F.relu(block.bn3(block.conv3(out)) + skip[:, :, d:-d, d:-d])
     return f
 
