@@ -68,7 +68,7 @@ def bench(
 
     from fencli import bench as B
     from fencli.enhancers import load_enhancer
-    from fencli.models import installed_embedded
+    from fencli.models import ADAPTIVE, ADAPTIVE_CORE, find_installed, installed_embedded
     from fencli.output import refuse_existing
     from fencli.report import console, print_json
 
@@ -79,8 +79,10 @@ def bench(
     if threads is not None:
         B.limit_blas_threads(threads)
     auto = model is None or model.strip().lower() == "auto"
-    # auto: every installed embedded model, of which each scene gets the one default_model picks for it
-    names = [e.name for e in installed_embedded()] if auto else [m.strip() for m in model.split(",") if m.strip()]
+    # auto: each scene gets the model default_model picks for it: the adaptive FEN (or, without its
+    # core, the installed embedded model with the most bands the scene has)
+    fallback = [ADAPTIVE] if find_installed(ADAPTIVE_CORE) else [e.name for e in installed_embedded()]
+    names = fallback if auto else [m.strip() for m in model.split(",") if m.strip()]
     enhancers = [e for e in (load_enhancer(n, device, threads) for n in names) if e is not None]
     if had100 is not None:
         if scenes:
