@@ -1,8 +1,9 @@
 """Synthetic scenes with planted anomalies: the demo's embedded default and the tests' known answers.
 
 :func:`planted_scene` (the tests'): a smooth mixture of a few endmember spectra (what RX models well)
-with small patches partly of a foreign material. :func:`city_scene` (the demo's): fields, roads and
-roofs, with small objects of a material the scene already holds, out of place: what the FEN is for.
+with small patches partly of a foreign material. :func:`town_scene` (the demo's) and :func:`city_scene`:
+fields, roads and roofs, with small objects of a material the scene already holds, out of place:
+what the FEN is for.
 :func:`dense_targets_scene`: the FEN's weak kind (issue 24), dozens of 1-4 pixel objects of a few
 foreign materials covering about 2% of the scene, close together.
 """
@@ -45,11 +46,70 @@ def planted_scene(h: int = 40, w: int = 48, bands: int = 30, n_anomalies: int = 
     return cube.astype(np.float32), gt
 
 
-def demo_scene(seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
-    """The embedded default: :func:`city_scene`, 100 x 100 pixels x 200 bands, 12 roof-material
-    objects (2 x 2 and 3 x 3) inside fields, as a sensor-like uint16 cube (as the public scenes)."""
-    cube, gt = city_scene(100, 100, 200, n_targets=12, seed=seed)
+DEMO_SEED = 11  # the layout of the demo's town (parcels, crossing, targets); see demo_scene
+
+
+def demo_scene(seed: int = DEMO_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """The embedded default: :func:`town_scene`, 100 x 100 pixels x 200 bands, 12 roof-material
+    objects (2 x 2 and 3 x 3) inside fields, as a sensor-like uint16 cube (as the public scenes).
+
+    The seed fixes one layout of the town. It was picked among the first few by looking at the
+    figure (issue 24: a picture where the FE map shows the targets, not the roads); the AUCs of
+    seeds 7-11 are in the README, so the pick is visible."""
+    cube, gt = town_scene(100, 100, 200, n_targets=12, seed=seed)
     return np.round(np.clip(cube, 0.0, None) * 4000).astype(np.uint16), gt
+
+
+def town_scene(h: int = 100, w: int = 100, bands: int = 200, n_targets: int = 12, seed: int = DEMO_SEED,
+               noise: float = 0.02, road_width: int = 4, block: tuple[int, int] = (14, 18)) -> tuple[np.ndarray, np.ndarray]:
+    """Farmland by a small town: (cube ``h x w x bands`` float32, ground truth uint8).
+
+    Fields (parcels of vegetation, soil, crop and tree mixtures with a within-field texture), two
+    asphalt roads ``road_width`` wide that cross, and by the crossing one built-up block of roof
+    material (``block`` rows x columns) on a paved lot. Targets: 2 x 2 and 3 x 3 objects of that roof
+    material inside fields, away from roads and the town: a spectrum the scene holds plenty of (the
+    block), anomalous only by where it is. Unlike :func:`city_scene`, no small houses stand in the
+    fields, so roof-in-field is the targets' alone: GRX, seeing each pixel alone, finds them
+    common; the FEN's 3 x 3 context sees a roof in a field.
+    """
+    rng = np.random.default_rng(seed)
+    veg, soil, crop, tree, asphalt, roof = _material_spectra(bands, rng, 6)
+    field_materials = np.stack([veg, soil, crop, tree])
+    abund = np.zeros((h, w, 4))
+    rows = np.sort(np.r_[0, rng.choice(np.arange(12, h - 12), 4, replace=False), h])
+    cols = np.sort(np.r_[0, rng.choice(np.arange(12, w - 12), 4, replace=False), w])
+    for r0, r1 in zip(rows[:-1], rows[1:]):
+        for c0, c1 in zip(cols[:-1], cols[1:]):
+            abund[r0:r1, c0:c1] = rng.dirichlet(np.full(4, 0.6))
+    abund *= np.exp(0.25 * rng.standard_normal(abund.shape))  # within-field texture
+    abund /= abund.sum(-1, keepdims=True)
+    cube = abund @ field_materials
+    paved = np.zeros((h, w), bool)
+    rr, cc = rows[2], cols[3]
+    paved[rr:rr + road_width, :] = True
+    paved[:, cc:cc + road_width] = True
+    bh, bw = block
+    roofs = np.zeros((h, w), bool)
+    roofs[max(0, rr - 2 - bh):rr - 2, cc + road_width + 2:min(w, cc + road_width + 2 + bw)] = True
+    paved[max(0, rr - 12 - bh):rr, cc + road_width:min(w, cc + road_width + 12 + bw)] = True  # the lot
+    paved &= ~roofs
+    cube[paved] = asphalt * rng.uniform(0.95, 1.05, (paved.sum(), 1))
+    cube[roofs] = roof * rng.uniform(0.9, 1.1, (roofs.sum(), 1))
+    gt = np.zeros((h, w), np.uint8)
+    busy = paved | roofs
+    placed = 0
+    while placed < n_targets:
+        size = 2 + placed % 2
+        r, c = rng.integers(3, h - 3 - size), rng.integers(3, w - 3 - size)
+        patch = (slice(r, r + size), slice(c, c + size))
+        if busy[r - 3:r + size + 3, c - 3:c + size + 3].any():
+            continue
+        cube[patch] = roof
+        gt[patch] = 1
+        busy[r - 3:r + size + 3, c - 3:c + size + 3] = True
+        placed += 1
+    cube += noise * cube.mean() * rng.standard_normal(cube.shape)  # sensor noise, after the targets
+    return cube.astype(np.float32), gt
 
 
 def _material_spectra(bands: int, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -72,8 +132,8 @@ def city_scene(h: int = 100, w: int = 100, bands: int = 200, n_targets: int = 12
     and a within-field texture), two roads, and rows of roofs along them, plus sensor noise. Targets
     are 2 x 2 and 3 x 3 objects of roof material (``fraction`` of each pixel) inside fields, away from
     roads and houses: a spectrum the scene holds plenty of, anomalous only by where it is. GRX sees
-    each pixel alone and finds it common; the FEN sees a 7 x 7 neighbourhood, where a roof inside a
-    field is rare.
+    each pixel alone and finds it common. (The demo's scene until issue 24: its houses in the fields
+    are roof-in-field too, so a FEN's map lit them and the roads as much as the targets.)
     """
     rng = np.random.default_rng(seed)
     veg, soil, crop, tree, asphalt, roof = _material_spectra(bands, rng, 6)
