@@ -4,7 +4,8 @@ Every configuration is a core file (``python -m export.adaptive OUT --blocks N``
 same adaptive FEN (ConvH from the scene, seeded output layer), so only the core differs. Raw GRX and
 SLRX are computed alongside. All bands of every scene, one fixed configuration per row, nothing
 tuned per scene. Leave-one-scene-out: for each scene, the configuration with the best mean on the
-other five is scored on it; the mean of those is the selection's honest estimate.
+other five is scored on it; the mean of those is the selection's honest estimate. ``--baseline``
+names configurations shown but not selectable (today's core: over the cost budget).
 
     python benchmarks/fen_depth.py CONFIG=CORE.onnx [CONFIG=CORE.onnx ...] [--centre CONFIG=CORE.onnx]
         [--shared ../shared] [--json benchmarks/results/fen_depth.json]
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--centre", help="NAME=core.onnx: that core cut to its centre taps")
     ap.add_argument("--shared", type=Path, default=HERE.parents[1] / "shared")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--baseline", action="append", default=[], help="a configuration shown, not selectable")
     args = ap.parse_args()
     cores = dict(c.split("=", 1) for c in args.configs)
     if args.centre:
@@ -93,12 +95,13 @@ def main() -> None:
         print("|---|" + "---:|" * (len(SCENES) + 1))
         for c, aucs in table[m].items():
             print(f"| {c} | " + " | ".join(f"{aucs[s]:.4f}" for s in SCENES) + f" | {np.mean(list(aucs.values())):.4f} |")
-        fe = {c: v for c, v in table[m].items() if c != "raw"}
+        fe = {c: v for c, v in table[m].items() if c != "raw" and c not in args.baseline}
         sel = loso(fe)
         print(f"leave-one-scene-out ({m}): " + ", ".join(f"{s}: {c} {a:.4f}" for s, (c, a) in sel.items())
               + f"; mean {np.mean([a for _, a in sel.values()]):.4f}")
     result = {"scenes": list(SCENES), "auc": table, "fen_seconds_total": seconds, "cores": cores,
-              "loso": {m: loso({c: v for c, v in table[m].items() if c != "raw"}) for m in METHODS}}
+              "loso": {m: loso({c: v for c, v in table[m].items() if c != "raw" and c not in args.baseline})
+                       for m in METHODS}, "not_selectable": args.baseline}
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
 
