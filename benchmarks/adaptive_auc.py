@@ -62,7 +62,7 @@ def main() -> None:
             cells = [f"{aucs[s]:.4f}" if s in aucs else "-" for s in SCENES]
             print(f"| {config} | {'FE+' if 'raw' not in config else ''}{m.upper()} | {' | '.join(cells)} | "
                   f"{np.mean(list(aucs.values())):.4f} ({len(aucs)}) |")
-    print(json.dumps(table))
+    print(json.dumps({k: v for k, v in table.items() if not k.startswith("published")}))  # no ../shared values
 
 
 if __name__ == "__main__":
