@@ -223,3 +223,13 @@ def test_the_documented_command_rebuilds_the_shipped_weights(name: str, shared: 
         np.testing.assert_array_equal(numpy_helper.to_array(t), weights[t.name], err_msg=t.name)
     again = {p.key: p.value for p in rebuilt.metadata_props}
     assert {k: v for k, v in meta.items() if k not in ("auc", "name", "train_seconds")} == again
+
+
+def test_batch_default_is_the_adaptive_fen_and_json_names_it(tmp_path: Path) -> None:
+    """Many scenes (--out-dir) without --model: the same default as every command, named in the JSON."""
+    for i in range(2):
+        np.save(tmp_path / f"s{i}.npy", planted_scene(h=18, w=20, bands=40 + 20 * i, seed=30 + i)[0])
+    res = _fencli(tmp_path, "detect", "s0.npy", "s1.npy", "--out-dir", "maps", "--json")
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)["scenes"]
+    assert [(r["model"], r["bands"]) for r in rows] == [("adaptive", 40), ("adaptive", 60)]
