@@ -169,7 +169,8 @@ def summary() -> list[str]:
     return lines
 
 
-ISSUE24 = ("fen_depth", "core_speed", "scale_fe_grx_issue24", "adaptive_auc")  # adaptive_core_section's inputs
+ISSUE24 = ("fen_depth", "core_speed", "scale_fe_grx_issue24", "adaptive_auc", "core_speed_loaded",
+           "scale_fe_grx_issue24_loaded")  # adaptive_core_section's inputs
 
 
 def adaptive_core_section() -> list[str]:
@@ -210,12 +211,15 @@ def adaptive_core_section() -> list[str]:
             f"({sp['scene']}, {' x '.join(map(str, sp['shape']))}; 1-min load {sp['load_1min']} on 2 cores, shared): "
             + "; ".join(f"{k.upper()} {sp[k]['ratio_median']:.2f}x ({sp[k]['median_ms']['new']:.0f} vs "
                         f"{sp[k]['median_ms']['baseline']:.0f} ms)" for k in ("fen", "fe+grx", "fe+slrx")) + "."]
+    ld = doc["core_speed_loaded"]
+    out += ["", f"The same under 1-min load {ld['load_1min']}: " + "; ".join(
+        f"{k.upper()} {ld[k]['ratio_median']:.2f}x" for k in ("fen", "fe+grx", "fe+slrx")) + " (`results/core_speed_loaded.json`)."]
     sc = doc["scale_fe_grx_issue24"]
     lg = sc["large"]
     out += ["", f"Scale, {' x '.join(map(str, lg['shape']))} FE+GRX out of core with `{sc['fen']}`: {lg['seconds']:.0f} s wall, "
             f"{lg['cpu_us_per_pixel']:.1f} CPU us per pixel, {lg['peak_rss_gb']:.3f} GB peak at 1-min load "
             f"{sc['cpu_load_1min']} (before: 97.44 s, 37.67 CPU us per pixel, 0.802 GB at load 1.41, "
-            "`results/scale_fe_grx_engine.json`).", ""]
+            "`results/scale_fe_grx_engine.json`); a run under load: `results/scale_fe_grx_issue24_loaded.json`.", ""]
     return out
 
 
