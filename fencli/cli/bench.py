@@ -37,7 +37,7 @@ def _table(rows: list[dict], title: str):
 @app.command()
 def bench(
     scenes: Annotated[Optional[list[Path]], typer.Argument(help="Scene files, or `demo` for the synthetic demo scene (default: the shared scenes when present, else the demo scene).", show_default=False)] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="FEN model(s), comma-separated names or .onnx paths, or 'none'. Default (auto): each scene beside fencli's embedded model with the most bands it has.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="FEN model(s), comma-separated names or .onnx paths, or 'none'. Default (auto): each scene raw and with the adaptive FEN on every band.")] = None,
     bands: Bands = None,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated detectors: grx, slrx, lrx (lrx is opt-in: 6-7 s per 100 x 100 x 200 scene on 2 cores).")] = "grx,slrx",
     repeat: Annotated[Optional[int], typer.Option("--repeat", help="Timed runs per row; the table shows the best and the median (default 3; 1 with --had100).")] = None,
