@@ -2,18 +2,25 @@
 
 The core is the whole FEN with its two band-count-dependent layers taken as graph inputs: it reads
 ``x`` (``N x B x H x W``), ``convh`` (``64 x B x 1 x 1``), ``w_out`` (``B x 256 x 1 x 1``) and ``b_out``
-(``B``) and computes ConvH, reflect pad 4, Wide-ResNet ``layer1``, crop 4, the head's ``1x1 256 -> 256``
-+ ReLU, the ``256 -> B`` output conv + ReLU and the residual. Its stored weights (layer1 and the
-``256 -> 256`` conv) do not depend on B: drawn once with ``torch.manual_seed(SEED)`` by PyTorch's own
-module initialisation (the issue-11 ablation found random ones as good as trained ones); eval-mode
-BatchNorm with fresh running statistics is the identity up to ``1/sqrt(1 + eps)``. No published
-weight enters it. ``fencli.adaptive`` computes the per-scene ``convh`` and the seeded output layer in
+(``B``) and computes ConvH, the first :data:`BLOCKS` Wide-ResNet blocks of ``layer1`` on a reflect pad
+of their receptive radius (one pixel per block: the same function as FERD's reflect pad 4 / crop 4),
+the head's ``1x1 256 -> 256`` + ReLU, the ``256 -> B`` output conv + ReLU and the residual. Its stored
+weights (those blocks and the ``256 -> 256`` conv) do not depend on B: drawn once with
+``torch.manual_seed(SEED)`` by PyTorch's own module initialisation (the issue-11 ablation found random
+ones as good as trained ones), the whole three-block ``layer1`` drawn and the first ``BLOCKS`` kept, so
+the kept weights and the head are the ones the three-block core had; eval-mode BatchNorm with fresh
+running statistics is the identity up to ``1/sqrt(1 + eps)``. No published weight enters it.
+
+One block, not three (issue 24): the last two blocks cost two thirds of the core's multiply-adds and
+measured nothing on the shared scenes (README, "The adaptive FEN"). The metadata's
+``receptive_radius`` (= the block count) is the halo a tiled run needs. ``fencli.adaptive`` computes the per-scene ``convh`` and the seeded output layer in
 NumPy; running them inside the graph keeps the whole forward pass in one ONNX Runtime call.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -24,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import fencli
-from .onnx_export import OPSET, max_rel_diff, trimmed_layer1, write_atomic
+from .onnx_export import OPSET, max_rel_diff, receptive_radius, trimmed_layer1, write_atomic
 from .resnet import wide_resnet101_2_layers
 from fencli.adaptive import CORE_INPUTS, CORE_NAME, CORE_OUTPUT, HEAD_WIDTH, output_layer
 from fencli.convh import CONVH_WIDTH
@@ -33,6 +40,8 @@ from fencli.models import REPO_WEIGHTS
 from fencli.runtime import CORE_FORMAT
 
 SEED = 0
+BLOCKS = 1  # Wide-ResNet blocks of layer1 kept (FERD's FEN has 3)
+DILATION = 1  # of their 3x3 convs (FERD: 1); receptive radius = BLOCKS * DILATION
 INIT = "pytorch-default"  # nn.Conv2d / nn.BatchNorm2d defaults, no re-initialisation
 COMMAND = "python -m export.adaptive --force"
 
@@ -40,11 +49,24 @@ COMMAND = "python -m export.adaptive --force"
 class AdaptiveCore(nn.Module):
     """The FEN with ConvH and the output layer as inputs: ``(x, convh, w_out, b_out) -> y``, any B."""
 
-    def __init__(self, seed: int = SEED) -> None:
+    def __init__(self, seed: int = SEED, blocks: int = BLOCKS, dilation: int = DILATION, groups: int = 1,
+                 orthogonal: bool = False) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        self.layer1 = wide_resnet101_2_layers(upto=1)["layer1"]
+        self.layer1 = wide_resnet101_2_layers(upto=1)["layer1"][:blocks]  # all 3 drawn: same weights
         self.conv1 = nn.Conv2d(256, HEAD_WIDTH, 1)
+        for block in self.layer1:
+            if groups != 1:  # drawn after the head: every other weight stays the same
+                c = block.conv2.in_channels
+                block.conv2 = nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False)
+            block.conv2.dilation, block.conv2.padding = (dilation, dilation), (dilation, dilation)
+        if orthogonal:  # a comparison: orthogonal draws at the default init's expected Frobenius norm
+            with torch.no_grad():
+                for m in self.modules():
+                    if isinstance(m, nn.Conv2d):
+                        out_c, fan = m.weight.shape[0], m.weight[0].numel()
+                        nn.init.orthogonal_(m.weight)
+                        m.weight.mul_(math.sqrt(out_c / (3 * min(out_c, fan))))
 
     def forward(self, x: Tensor, convh: Tensor, w_out: Tensor, b_out: Tensor) -> Tensor:
         g = F.relu(self.conv1(trimmed_layer1(self.layer1, F.conv2d(x, convh))))
@@ -61,14 +83,15 @@ def example_inputs(bands: int, shape: tuple[int, int, int], seed: int) -> tuple[
     return x, convh, weight[:, :, None, None], bias
 
 
-def build(out: Path, force: bool = False, seed: int = SEED) -> Path:
+def build(out: Path, force: bool = False, seed: int = SEED, blocks: int = BLOCKS, dilation: int = DILATION,
+          groups: int = 1, orthogonal: bool = False) -> Path:
     """Export the seeded core to ``out`` with its metadata, after an ONNX Runtime parity check."""
     import onnx
     import onnxruntime as ort
 
     if out.exists() and not force:
         raise FencliError(f"{out} exists: pass --force to overwrite it")
-    model = AdaptiveCore(seed).eval()
+    model = AdaptiveCore(seed, blocks, dilation, groups, orthogonal).eval()
     nbhw = {0: "batch", 1: "bands", 2: "height", 3: "width"}
     axes = {"x": nbhw, "convh": {1: "bands"}, "w_out": {0: "bands"}, "b_out": {0: "bands"}, CORE_OUTPUT: nbhw}
     tmp = out.with_name(f".{out.name}.export")
@@ -84,12 +107,14 @@ def build(out: Path, force: bool = False, seed: int = SEED) -> Path:
         tmp.unlink(missing_ok=True)
     meta = {"format": CORE_FORMAT, "width": str(CONVH_WIDTH), "head_width": str(HEAD_WIDTH),
             "seed": str(seed), "init": INIT, "fencli_version": fencli.__version__,
+            "blocks": str(blocks), "dilation": str(dilation), "receptive_radius": str(receptive_radius(model.layer1)),
             "inputs": ",".join(CORE_INPUTS), "output_name": CORE_OUTPUT, "command": COMMAND}
     del proto.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
     proto.producer_name = "fencli"
-    proto.doc_string = "fencli adaptive FEN core: seeded random Wide-ResNet layer1 + head (no published weights)"
+    proto.doc_string = (f"fencli adaptive FEN core: seeded random Wide-ResNet layer1 ({blocks} block(s)) + head "
+                        "(no published weights)")
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
@@ -104,6 +129,16 @@ def build(out: Path, force: bool = False, seed: int = SEED) -> Path:
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--force"]
-    target = Path(args[0]) if args else REPO_WEIGHTS / f"{CORE_NAME}.onnx"
-    print(json.dumps({"core": str(build(target, force="--force" in sys.argv[1:]))}))
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m export.adaptive", description=__doc__.splitlines()[0])
+    ap.add_argument("out", nargs="?", type=Path, default=REPO_WEIGHTS / f"{CORE_NAME}.onnx")
+    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--blocks", type=int, default=BLOCKS, help="layer1 blocks (the comparisons; shipped: %(default)s)")
+    ap.add_argument("--dilation", type=int, default=DILATION, help="of the 3x3 convs (shipped: %(default)s)")
+    ap.add_argument("--groups", type=int, default=1, help="of the 3x3 convs (128: depthwise; shipped: 1)")
+    ap.add_argument("--orthogonal", action="store_true", help="orthogonal draws (a comparison; shipped: no)")
+    ap.add_argument("--seed", type=int, default=SEED)
+    a = ap.parse_args()
+    print(json.dumps({"core": str(build(a.out, force=a.force, seed=a.seed, blocks=a.blocks, dilation=a.dilation,
+                                        groups=a.groups, orthogonal=a.orthogonal))}))

@@ -102,7 +102,8 @@ def build(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
             "input_name": CORE_INPUTS[0], "output_name": CORE_OUTPUT,
             "recipe": json.dumps(recipe, sort_keys=True), "steps": "0", "seed": str(core.info.seed),
             "training_data": json.dumps([Path(f).name for f in cfg.data]),
-            "training_data_sha256": cfg.data_sha256}
+            "training_data_sha256": cfg.data_sha256,
+            "receptive_radius": str(core.info.receptive_radius)}  # the tile halo it needs (the core's)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     with atomic_path(out / "fen.onnx", force=True) as tmp:
         Path(tmp).write_bytes(frozen(convh, meta))

@@ -54,14 +54,26 @@ class TrimmedFEN(nn.Module):
 
 
 def trimmed_layer1(layer1: nn.Module, f: Tensor) -> Tensor:
-    """``crop4(layer1(reflect_pad4(f)))`` computed as :class:`TrimmedFEN` explains: same values, 9% fewer FLOPs."""
-    f = F.pad(f, (PAD - 1,) * 4, mode="reflect")
+    """``crop4(layer1(reflect_pad4(f)))`` computed as :class:`TrimmedFEN` explains: same values, 9% fewer FLOPs.
+
+    Each block has one 3x3 conv, reaching its dilation in pixels (1 in FERD), so the reflect pad is
+    the blocks' :func:`receptive_radius` (3 for FERD's ``layer1``; the adaptive core's own, issue 24)."""
+    radius = receptive_radius(layer1)
+    if not 1 <= radius <= PAD:
+        raise ValueError(f"layer1 reaches {radius} px: the FEN's pad of {PAD} covers 1 to {PAD}")
+    f = F.pad(f, (radius,) * 4, mode="reflect")
     for block in layer1:
+        d = block.conv2.dilation[0]
         skip = f if block.downsample is None else block.downsample(f)
         out = F.relu(block.bn1(block.conv1(f)))
-        out = F.relu(block.bn2(F.conv2d(out, block.conv2.weight)))
-        f = F.relu(block.bn3(block.conv3(out)) + skip[:, :, 1:-1, 1:-1])
+        out = F.relu(block.bn2(F.conv2d(out, block.conv2.weight, dilation=d, groups=block.conv2.groups)))
+        f = F.relu(block.bn3(block.conv3(out)) + skip[:, :, d:-d, d:-d])
     return f
+
+
+def receptive_radius(layer1: nn.Module) -> int:
+    """Pixels ``layer1`` reaches on each side: the sum of its 3x3 convs' dilations."""
+    return sum(block.conv2.dilation[0] for block in layer1)
 
 
 def _to_onnx_model(model: FEN, dynamo: bool, trim: bool = True):

@@ -7,9 +7,12 @@ ablation). So the adaptive FEN takes ConvH from the scene itself and keeps the r
 1. **ConvH** (NumPy): the scene's 64 leading spectral directions, the top right singular vectors of
    its FEN input (from its :class:`fencli.detectors.RXStats`, which a tiled run gathers in a
    streaming pass), scaled so that the output has unit mean square per channel (:func:`scene_convh`).
-2. **Core** (``weights/adaptive-core.onnx``, built by ``python -m export.adaptive``): reflect pad 4,
-   Wide-ResNet ``layer1``, crop 4, the head's ``1x1 256 -> 256`` + ReLU; weights drawn once with a
-   fixed seed and shipped, identical for every band count.
+2. **Core** (``weights/adaptive-core.onnx``, built by ``python -m export.adaptive``): the first
+   Wide-ResNet block of ``layer1`` (one 3x3 conv: receptive radius 1, on a reflect pad of 1; FERD
+   keeps three blocks, which cost three times as much and measured no better, issue 24), the head's
+   ``1x1 256 -> 256`` + ReLU; weights drawn once with a fixed seed and shipped, identical for every
+   band count. The core's metadata names its ``receptive_radius``: a tiled run's halo
+   (:attr:`AdaptiveFEN.halo`).
 3. **Output layer**: ``1x1 256 -> B`` + bias + ReLU, then the residual ``+ x``; weights drawn per band
    count from a seeded NumPy generator with PyTorch's default ``Conv2d`` distribution.
 
@@ -56,6 +59,7 @@ class CoreInfo:
     init: str
     fencli_version: str
     variant: str = "plain"
+    receptive_radius: int = 3  # pixels the core reaches on each side (a core without the key: 3 blocks)
 
 
 def read_core_metadata(meta: dict[str, str], path: Path) -> CoreInfo:
@@ -65,7 +69,7 @@ def read_core_metadata(meta: dict[str, str], path: Path) -> CoreInfo:
                           "rebuild it with `python -m export.adaptive`")
     try:
         info = CoreInfo(int(meta["width"]), int(meta["head_width"]), int(meta["seed"]), meta["init"],
-                        meta.get("fencli_version", ""))
+                        meta.get("fencli_version", ""), receptive_radius=int(meta.get("receptive_radius", 3)))
         io = (tuple(meta["inputs"].split(",")), meta["output_name"])
     except (KeyError, ValueError) as err:
         raise FencliError(f"{path} has incomplete adaptive-core metadata ({err})") from None
@@ -168,8 +172,14 @@ class AdaptiveFEN(OnnxModel):
     name = ADAPTIVE
     bands = None
 
-    def __init__(self, device: str = "auto", threads: int | None = None) -> None:
-        super().__init__(core_path(), device, threads, read_core_metadata)
+    def __init__(self, device: str = "auto", threads: int | None = None, path: str | Path | None = None) -> None:
+        """``path``: another core file (the benchmarks' comparisons); default the installed one."""
+        super().__init__(path or core_path(), device, threads, read_core_metadata)
+
+    @property
+    def halo(self) -> int:
+        """Real pixels a tile needs around its core for the whole-scene result: the receptive radius."""
+        return self.info.receptive_radius
 
     def __reduce__(self) -> tuple:
         return get_adaptive, (self.device_asked, self.threads)  # Dask workers load the core themselves

@@ -6,7 +6,8 @@ through an executor (:class:`fencli.cluster.DaskExecutor`: the same plan, tasks 
 
 1. **scan** (row chunks): NaN/Inf check, the global value range, and where needed the float64
    :class:`~fencli.detectors.RXStats` (the adaptive FEN's ConvH, raw GRX/SLRX backgrounds);
-2. **enhance** (tiles with :data:`~fencli.tiles.FEN_HALO` real pixels of halo): the FEN per tile,
+2. **enhance** (tiles with the model's receptive radius of real pixels as halo,
+   :func:`~fencli.tiles.fen_halo`: 1 for fencli's one-block models, 4 for FERD's): the FEN per tile,
    its core written to a file-backed cube; the output's range and statistics come back with it;
 3. **detect**: the detector fitted once on those statistics, then tiles with the detector's own
    halo and alignment scored, then the maps combined (SLRX's global min-max).
@@ -47,7 +48,7 @@ from fencli.metrics import roc3d
 from fencli.threads import one_blas_thread
 from fencli.preprocess import (band_count, check_size, checked_range, fen_input, fen_output, model_bands,
                                require_finite, select_bands)
-from fencli.tiles import (FEN_HALO, Cube, RawCube, Tile, create_raw, default_tile, grid, open_cube, row_chunk,
+from fencli.tiles import (Cube, RawCube, Tile, create_raw, default_tile, fen_halo, grid, open_cube, row_chunk,
                           row_tiles)
 
 Progress = Callable[[int], None]  # called with the number of pixels a pass just finished
@@ -218,7 +219,7 @@ def enhance_pass(cube: Cube, enhancer: Enhancer, out: Any, *, bands: int, tile: 
     task = partial(_fen_task, cube=cube, bands=bands, fen=enhancer.tile_fen(scene.stats, vrange), vrange=vrange,
                    out=out, stats=stats, sumsq=sumsq)
     h, w, _ = cube.shape
-    total = reduce(Partial.merge, _walk(executor, task, grid(h, w, tile, FEN_HALO), progress), Partial())
+    total = reduce(Partial.merge, _walk(executor, task, grid(h, w, tile, fen_halo(enhancer)), progress), Partial())
     checked_range(total.lo, total.hi, "the FEN output")
     return total
 

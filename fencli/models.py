@@ -89,23 +89,25 @@ def installed_embedded() -> list[RegistryEntry]:
 
 
 def default_model(command: str, bands: int, exact: bool = False) -> str | None:
-    """The model ``command`` (enhance, detect, demo, bench) uses without ``--model``, for a scene of
-    ``bands`` bands; None means raw. The one place the default is chosen, for every command.
+    """The model ``command`` (enhance, detect, demo, bench, and detect's batch) uses without
+    ``--model``, for a scene of ``bands`` bands; None means raw. The one place the default is chosen,
+    for every command.
 
-    ``detect`` and ``demo`` (which shows what ``detect`` does): the adaptive FEN (any band count from
-    2; it measured better than the fixed models on the shared scenes, README "The adaptive FEN"). The
-    others: the embedded fixed model with the most bands the scene has (``exact``: exactly ``bands``,
-    for an explicit ``--bands``), if installed.
+    Every command: the adaptive FEN, on all the scene's bands (any count from 2; ``exact``, an
+    explicit ``--bands``, it takes as given). It measured better than the fixed models and every
+    published checkpoint on the shared scenes (README "The adaptive FEN", issue 24), and one default
+    means ``enhance`` writes the cube ``detect`` scores. Only when its core is not installed: the
+    embedded fixed model with the most bands the scene has (``exact``: exactly ``bands``).
     """
-    if command in ("detect", "demo") and bands >= ADAPTIVE_MIN_BANDS and find_installed(ADAPTIVE_CORE):
-        return ADAPTIVE
+    if find_installed(ADAPTIVE_CORE):
+        return ADAPTIVE if bands >= ADAPTIVE_MIN_BANDS else None
     fits = [e for e in installed_embedded() if (e.bands == bands if exact else e.bands <= bands)]
     return max(fits, key=lambda e: e.bands).name if fits else None
 
 
 def no_default_reason(scene_bands: int, bands: int | None, command: str = "") -> str:
     """Why :func:`default_model` found nothing, in words for the one-line message."""
-    if command == "detect" and find_installed(ADAPTIVE_CORE):
+    if find_installed(ADAPTIVE_CORE):
         return f"the scene has {bands or scene_bands} band(s); the adaptive FEN needs at least {ADAPTIVE_MIN_BANDS}"
     if bands is not None:
         return f"no shipped FEN model takes exactly --bands {bands}"

@@ -88,3 +88,70 @@ def save_quicklook(path: str | Path, cube: np.ndarray, scores: np.ndarray, label
             ax.set(xlim=(-0.5, w - 0.5), ylim=(h - 0.5, -0.5))
             ax.set_axis_off()
     return Path(path)
+
+
+MAP_STRETCH = (1.0, 99.0)  # score maps: the top 1% saturates (the titles count its targets), the floor too
+
+
+def map_limits(scores: np.ndarray, percentiles: tuple[float, float] = MAP_STRETCH) -> tuple[float, float]:
+    """``(vmin, vmax)`` of a score map's percentile stretch (finite values; a flat map gets a unit span)."""
+    s = np.asarray(scores, dtype=np.float64)
+    finite = s[np.isfinite(s)]
+    if not finite.size:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(finite, percentiles))
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def top_hits(scores: np.ndarray, gt: np.ndarray, fraction: float = 0.01) -> tuple[int, int]:
+    """(target pixels among the map's top ``fraction`` of pixels, how many pixels that is)."""
+    flat = np.asarray(scores, dtype=np.float64).ravel()
+    k = max(1, int(round(fraction * flat.size)))
+    top = np.argpartition(flat, flat.size - k)[flat.size - k:]
+    return int(np.asarray(gt).ravel()[top].astype(bool).sum()), k
+
+
+def save_demo_png(path: str | Path, scene_rgb: np.ndarray, gt: np.ndarray,
+                  rows: Sequence[Sequence[tuple[str, np.ndarray]]], *, scene_title: str = "the scene",
+                  force: bool = False) -> Path:
+    """The demo figure: the scene (colour, targets outlined) then each row's score maps.
+
+    ``rows``: e.g. ``[[raw GRX, raw SLRX], [FE+GRX, FE+SLRX]]`` as ``(title, H x W scores)``. Every map
+    has its own percentile stretch (:data:`MAP_STRETCH`: 1st to 99th percentile, ``inferno``: the saturated top is the top 1%) and
+    colour bar, so a map whose scores span orders of magnitude (SLRX's product) is not a black panel
+    with a few dots. The first column holds the scene with each target boxed (one pixel outside it,
+    so the target stays visible), and below it the ground truth itself. Written atomically.
+    """
+    from matplotlib.patches import Rectangle
+    from scipy import ndimage
+
+    from fencli.report import png_figure
+
+    ncols = 1 + max(len(r) for r in rows)
+    nrows = max(2, len(rows))
+    h, w = gt.shape
+    boxes = [b for b in ndimage.find_objects(ndimage.label(np.asarray(gt) > 0)[0]) if b is not None]
+    with png_figure(path, dpi=110, force=force, nrows=nrows, ncols=ncols, squeeze=False,
+                    figsize=(3.6 * ncols, 3.35 * nrows), layout="constrained") as (fig, axes):
+        for ax in axes.flat:
+            ax.set_axis_off()
+        ax = axes[0][0]
+        ax.imshow(scene_rgb, interpolation="nearest")
+        for rs, cs in boxes:  # a box one pixel outside each target: the target itself stays visible
+            ax.add_patch(Rectangle((cs.start - 1.5, rs.start - 1.5), cs.stop - cs.start + 2, rs.stop - rs.start + 2,
+                                   fill=False, edgecolor="cyan", linewidth=1.0))
+        ax.set_title(f"{scene_title}\n{len(boxes)} targets ({int(np.count_nonzero(gt))} px) boxed", fontsize=9)
+        ax = axes[1][0]
+        ax.imshow(np.asarray(gt, dtype=float), cmap="gray", interpolation="nearest")
+        ax.set_title("ground truth", fontsize=9)
+        for i, row in enumerate(rows):
+            for j, (title, scores) in enumerate(row, start=1):
+                ax = axes[i][j]
+                vmin, vmax = map_limits(scores)
+                im = ax.imshow(np.asarray(scores, dtype=float), cmap="inferno", interpolation="nearest",
+                               vmin=vmin, vmax=vmax)
+                fig.colorbar(im, ax=ax, shrink=0.82, extend="both", format="%.3g").ax.tick_params(labelsize=7)
+                ax.set_title(title, fontsize=9)
+        for ax in axes.flat:
+            ax.set(xlim=(-0.5, w - 0.5), ylim=(h - 0.5, -0.5))
+    return Path(path)

@@ -77,6 +77,7 @@ class ModelInfo:
     fencli_version: str
     input_name: str
     output_name: str
+    receptive_radius: int | None = None  # pixels the graph reaches on each side; None: not stated (FERD's 3)
 
 
 def read_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
@@ -88,7 +89,8 @@ def read_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
     try:
         info = ModelInfo(int(meta["bands"]), meta["variant"], int(meta["head_width"]),
                          meta.get("source", ""), meta.get("source_sha256", ""),
-                         meta.get("fencli_version", ""), meta["input_name"], meta["output_name"])
+                         meta.get("fencli_version", ""), meta["input_name"], meta["output_name"],
+                         int(meta["receptive_radius"]) if "receptive_radius" in meta else None)
         prep = json.loads(meta["preprocessing"])
     except (KeyError, ValueError) as err:
         raise FencliError(f"{path} has incomplete fencli metadata ({err})") from None
@@ -200,6 +202,14 @@ class FENSession(OnnxModel):
     @property
     def bands(self) -> int:
         return self.info.bands
+
+    @property
+    def halo(self) -> int:
+        """Real pixels a tile needs around its core: the model's stated receptive radius (fencli's
+        one-block models: 1), else :data:`fencli.tiles.FEN_HALO` (FERD's three blocks reach 3)."""
+        from fencli.tiles import FEN_HALO
+
+        return FEN_HALO if self.info.receptive_radius is None else self.info.receptive_radius
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Raw forward pass: ``N x B x H x W`` float32 (already preprocessed) -> same shape."""

@@ -25,7 +25,15 @@ import numpy as np
 from fencli.errors import FencliError
 from fencli.formats.npy import npy_header
 
-FEN_HALO = 4  # >= the FEN's receptive radius of 3 (three 3x3 convs); 4 keeps tiles >= 5 px
+FEN_HALO = 4  # >= FERD's FEN receptive radius of 3 (three 3x3 convs); 4 keeps tiles >= 5 px
+
+
+def fen_halo(enhancer: Any) -> int:
+    """The halo a tiled run of ``enhancer`` needs: its ``halo`` (the receptive radius its metadata
+    states: 1 for fencli's one-block adaptive core and ``fencli-B`` models), else :data:`FEN_HALO`
+    (the published FERD models, whose three blocks reach 3 pixels)."""
+    halo = getattr(enhancer, "halo", None)
+    return FEN_HALO if halo is None else int(halo)
 
 
 @dataclass(frozen=True)

@@ -126,5 +126,5 @@ def test_the_example_script_runs(tmp_path):
                           text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     aucs = [float(a) for a in re.findall(r"AUC (\d\.\d{4})", proc.stdout)]
-    assert len(aucs) == 4 and aucs[1] > aucs[0] + 0.1 and aucs[3] > aucs[2] + 0.1, proc.stdout
+    assert len(aucs) == 4 and aucs[1] > aucs[0] + 0.1 and aucs[3] > aucs[2] + 0.03, proc.stdout
     assert "refused: the scene has 1 pixel(s) with NaN/Inf values" in proc.stdout

@@ -95,7 +95,7 @@ def whole_fen(model: FEN, cube: np.ndarray) -> np.ndarray:
 
 def run_tiled(cube, model, tmp_path, tile, monkeypatch=None, halo=None, supp=None):
     if halo is not None:
-        monkeypatch.setattr(engine, "FEN_HALO", halo)
+        monkeypatch.setattr(engine, "fen_halo", lambda _: halo)
     fen = TorchEnhancer(supp, model, "supp") if supp is not None else TorchEnhancer(model)
     with create_raw(tmp_path / f"y{tile}-{halo}.npy", (*cube.shape[:2], B)) as out:
         assert enhance(cube, fen, tile=tile, out=out) is None

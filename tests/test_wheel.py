@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 SOURCES = ("pyproject.toml", "README.md", "fencli", "export", "weights")  # what the build reads
 DIST_INFO = f"fencli-{__version__}.dist-info/"
-SCENE_SHAPE = (32, 32, 60)  # >= 50 bands: `fencli enhance` picks the embedded fencli-50
+SCENE_SHAPE = (32, 32, 60)  # >= 50 bands: the embedded fencli-50 takes it too
 
 
 def _run(cmd, cwd, env, timeout=300):
@@ -168,8 +168,11 @@ def test_installed_cli_runs_the_fen_outside_the_checkout(venv):
     assert detect["auc"] == pytest.approx(pair_auc(scores, _gt(venv["scene"])), abs=1e-12)
 
     enhanced = json.loads(run("enhance", venv["scene"], "--out", "enhanced.npy", "--json").stdout)
-    assert enhanced["model_name"] == "fencli-50" and Path(enhanced["model"]).is_relative_to(site)
-    assert np.load(venv["cwd"] / "enhanced.npy").shape == (*SCENE_SHAPE[:2], 50)
+    assert enhanced["model_name"] == ADAPTIVE  # the one default: every band
+    assert np.load(venv["cwd"] / "enhanced.npy").shape == SCENE_SHAPE
+    fixed = json.loads(run("enhance", venv["scene"], "--model", "fencli-50", "--out", "e50.npy", "--json").stdout)
+    assert fixed["model_name"] == "fencli-50" and Path(fixed["model"]).is_relative_to(site)
+    assert np.load(venv["cwd"] / "e50.npy").shape == (*SCENE_SHAPE[:2], 50)
 
     # the export stage installed as fencli.export: the torch-free recipe runs from the wheel
     trained = json.loads(run("train", venv["scene"], "--recipe", "adaptive", "--out", "run", "--json",

@@ -37,7 +37,7 @@ def _table(rows: list[dict], title: str):
 @app.command()
 def bench(
     scenes: Annotated[Optional[list[Path]], typer.Argument(help="Scene files, or `demo` for the synthetic demo scene (default: the shared scenes when present, else the demo scene).", show_default=False)] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="FEN model(s), comma-separated names or .onnx paths, or 'none'. Default (auto): each scene beside fencli's embedded model with the most bands it has.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="FEN model(s), comma-separated names or .onnx paths, or 'none'. Default (auto): each scene raw and with the adaptive FEN on every band.")] = None,
     bands: Bands = None,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated detectors: grx, slrx, lrx (lrx is opt-in: 6-7 s per 100 x 100 x 200 scene on 2 cores).")] = "grx,slrx",
     repeat: Annotated[Optional[int], typer.Option("--repeat", help="Timed runs per row; the table shows the best and the median (default 3; 1 with --had100).")] = None,
@@ -68,7 +68,7 @@ def bench(
 
     from fencli import bench as B
     from fencli.enhancers import load_enhancer
-    from fencli.models import installed_embedded
+    from fencli.models import ADAPTIVE, ADAPTIVE_CORE, find_installed, installed_embedded
     from fencli.output import refuse_existing
     from fencli.report import console, print_json
 
@@ -79,8 +79,10 @@ def bench(
     if threads is not None:
         B.limit_blas_threads(threads)
     auto = model is None or model.strip().lower() == "auto"
-    # auto: every installed embedded model, of which each scene gets the one default_model picks for it
-    names = [e.name for e in installed_embedded()] if auto else [m.strip() for m in model.split(",") if m.strip()]
+    # auto: each scene gets the model default_model picks for it: the adaptive FEN (or, without its
+    # core, the installed embedded model with the most bands the scene has)
+    fallback = [ADAPTIVE] if find_installed(ADAPTIVE_CORE) else [e.name for e in installed_embedded()]
+    names = fallback if auto else [m.strip() for m in model.split(",") if m.strip()]
     enhancers = [e for e in (load_enhancer(n, device, threads) for n in names) if e is not None]
     if had100 is not None:
         if scenes:

@@ -314,9 +314,10 @@ def demo(
     force: Force = False,
 ) -> None:
     """Run the detectors, raw and FEN-enhanced, on the embedded synthetic scene (100 x 100 x 200:
-    fields, roads and roofs, with 12 small roof-material objects out of place inside fields).
+    fields, roads and a town block, with 12 small roof-material objects out of place inside fields).
 
-    Prints the detection table and writes a PNG: raw maps above, FE maps below, the ground truth.
+    Prints the detection table and writes a PNG: the scene with the targets boxed, raw maps above, FE
+    maps below (each with its percentile stretch and colour bar), the ground truth.
 
     Example:
 
@@ -327,8 +328,8 @@ def demo(
     from fencli.engine import run
     from fencli.models import pick_model
     from fencli.output import refuse_existing
-    from fencli.quicklook import rgb_image
-    from fencli.report import console, print_json, results_table, save_maps_png
+    from fencli.quicklook import rgb_image, save_demo_png, top_hits
+    from fencli.report import console, print_json, results_table
     from fencli.synthetic import demo_scene
 
     method_list = [m.strip().lower() for m in methods.split(",") if m.strip()]
@@ -340,18 +341,18 @@ def demo(
     enhancers = [None] if model.lower() == "none" else [None, load_enhancer(model)]
     rows, maps = [], []
     for enhancer in enhancers:
+        maps.append([])  # raw maps on the first row, FE maps below
         for method in method_list:
             res = run(cube, method, enhancer=enhancer, gt=gt)
             rows.append(result_row("demo", cube.shape, res, res.seconds, None))
             name = f"FE+{method.upper()} ({res.model})" if res.model else f"raw {method.upper()}"
-            maps.append((f"{name}  AUC {res.auc:.4f}", res.scores))
-        if enhancer is None:  # raw maps and the scene on the first row, FE maps and the truth below
-            maps.append(("the scene (fields, roads, roofs)", rgb_image(cube)[0]))
-    save_maps_png(png, maps, gt, force=force, ncols=len(method_list) + 1)
+            hits, k = top_hits(res.scores, gt)
+            maps[-1].append((f"{name}  AUC {res.auc:.4f}\ntop 1% of pixels: {hits} of {k} on targets", res.scores))
+    save_demo_png(png, rgb_image(cube)[0], gt, maps, scene_title="the scene (fields, roads, a town)", force=force)
     if json:
         print_json(rows)
     else:
-        console.print(results_table(rows, title="fencli demo: synthetic fields/roads/roofs 100 x 100 x 200, 12 targets"))
+        console.print(results_table(rows, title="fencli demo: synthetic fields/roads/town 100 x 100 x 200, 12 targets"))
         if len(enhancers) == 1:
             console.print(f"raw detectors only ({why or 'model none'}; see `fencli models`)")
         console.print(f"maps written to {png}")

@@ -25,7 +25,7 @@ def default_output(cube: Path, fmt: str | None) -> Path:
 @app.command()
 def enhance(
     cube: Cube,
-    model: Annotated[str, typer.Option("--model", "-m", help="FEN model: registry name (see `fencli models`), .onnx path, or 'auto': fencli's embedded model with the most bands the scene has (50, 100, 200).")] = "auto",
+    model: Annotated[str, typer.Option("--model", "-m", help="FEN model: registry name (see `fencli models`), .onnx path, 'adaptive', or 'auto' (the default): the adaptive FEN on every band.")] = "auto",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file, format by extension: .npy, .mat, .h5, .hdr (default: <stem>_fen.<ext> beside the input).")] = None,
     bands: Bands = None,
     key: Key = None,

@@ -21,7 +21,7 @@ Layout = Annotated[str, typer.Option("--layout", help="Axis order of the stored 
 Nan = Annotated[str, typer.Option("--nan", help="NaN/Inf pixels: 'error' or 'fill' (band mean).")]
 ConstantBands = Annotated[str, typer.Option("--constant-bands", help="Constant bands: 'error' or 'keep' (RX then relies on its pseudo-inverse / ridge).")]
 Bands = Annotated[Optional[int], typer.Option("--bands", "-b", help="Keep the first N bands (default: all, or the model's).")]
-Model = Annotated[str, typer.Option("--model", "-m", help="FEN model: registry name (see `fencli models`), 'adaptive' (any band count, no training), .onnx path, 'none' (raw), or 'auto': detect's adaptive FEN, else fencli's embedded model with the most bands the scene has.")]
+Model = Annotated[str, typer.Option("--model", "-m", help="FEN model: registry name (see `fencli models`), 'adaptive' (any band count, no training), .onnx path, 'none' (raw), or 'auto' (the default of every command): the adaptive FEN on every band.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda (ONNX Runtime execution provider).")]
 Threads = Annotated[Optional[int], typer.Option("--threads", help="ONNX Runtime intra-op threads (default: all cores).")]
 DetectThreads = Annotated[Optional[int], typer.Option("--threads", help="Threads for ONNX Runtime and for SLRX's and LRX's workers (default: all cores).")]
