@@ -1,8 +1,8 @@
 """Synthetic scenes with planted anomalies: the demo's embedded default and the tests' known answers.
 
 :func:`planted_scene` (the tests'): a smooth mixture of a few endmember spectra (what RX models well)
-with small patches partly of a foreign material. :func:`town_scene` (the demo's) and :func:`city_scene`:
-fields, roads and roofs, with small objects of a material the scene already holds, out of place:
+with small patches partly of a foreign material. :func:`town_scene` (the demo's): fields,
+roads and roofs, with small objects of a material the scene already holds, out of place:
 what the FEN is for.
 :func:`dense_targets_scene`: the FEN's weak kind (issue 24), dozens of 1-4 pixel objects of a few
 foreign materials covering about 2% of a plain (shore) scene, close together.
@@ -68,8 +68,8 @@ def town_scene(h: int = 100, w: int = 100, bands: int = 200, n_targets: int = 12
     asphalt roads ``road_width`` wide that cross, and by the crossing one built-up block of roof
     material (``block`` rows x columns) on a paved lot. Targets: 2 x 2 and 3 x 3 objects of that roof
     material inside fields, away from roads and the town: a spectrum the scene holds plenty of (the
-    block), anomalous only by where it is. Unlike :func:`city_scene`, no small houses stand in the
-    fields, so roof-in-field is the targets' alone: GRX, seeing each pixel alone, finds them
+    block), anomalous only by where it is. Unlike the demo scene before issue 24 (``city_scene``, git
+    history), no small houses stand in the fields, so roof-in-field is the targets' alone: GRX, seeing each pixel alone, finds them
     common; the FEN's 3 x 3 context sees a roof in a field.
     """
     rng = np.random.default_rng(seed)
@@ -122,60 +122,6 @@ def _material_spectra(bands: int, rng: np.random.Generator, n: int) -> np.ndarra
             s += rng.uniform(-0.12, 0.12) * np.exp(-((wl - rng.uniform()) / rng.uniform(0.04, 0.15)) ** 2)
         spectra.append(np.clip(s, 0.02, None))
     return np.stack(spectra)
-
-
-def city_scene(h: int = 100, w: int = 100, bands: int = 200, n_targets: int = 12, seed: int = 7,
-               fraction: float = 1.0, noise: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
-    """A scene with spatial structure: (cube ``h x w x bands`` float32, ground truth uint8).
-
-    Fields (rectangular parcels of vegetation, soil, crop and tree mixtures, each with its own mix
-    and a within-field texture), two roads, and rows of roofs along them, plus sensor noise. Targets
-    are 2 x 2 and 3 x 3 objects of roof material (``fraction`` of each pixel) inside fields, away from
-    roads and houses: a spectrum the scene holds plenty of, anomalous only by where it is. GRX sees
-    each pixel alone and finds it common. (The demo's scene until issue 24: its houses in the fields
-    are roof-in-field too, so a FEN's map lit them and the roads as much as the targets.)
-    """
-    rng = np.random.default_rng(seed)
-    veg, soil, crop, tree, asphalt, roof = _material_spectra(bands, rng, 6)
-    field_materials = np.stack([veg, soil, crop, tree])
-    abund = np.zeros((h, w, 4))
-    # Parcels: a jittered grid of rectangles, each a random mixture of the field materials.
-    rows = np.sort(np.r_[0, rng.choice(np.arange(12, h - 12), 4, replace=False), h])
-    cols = np.sort(np.r_[0, rng.choice(np.arange(12, w - 12), 4, replace=False), w])
-    for r0, r1 in zip(rows[:-1], rows[1:]):
-        for c0, c1 in zip(cols[:-1], cols[1:]):
-            abund[r0:r1, c0:c1] = rng.dirichlet(np.full(4, 0.6))
-    abund *= np.exp(0.25 * rng.standard_normal(abund.shape))  # within-field texture
-    abund /= abund.sum(-1, keepdims=True)
-    cube = abund @ field_materials
-    road = np.zeros((h, w), bool)
-    rr, cc = rows[2], cols[3]
-    road[rr:rr + 2, :] = True
-    road[:, cc:cc + 2] = True
-    cube[road] = asphalt
-    roofs = np.zeros((h, w), bool)
-    for c in range(4, w - 8, 9):  # a row of houses along the horizontal road
-        if abs(c - cc) > 6:
-            roofs[rr - 6:rr - 2, c:c + 5] = True
-    for r in range(4, h - 8, 11):  # and along the vertical one
-        if abs(r - rr) > 8:
-            roofs[r:r + 5, cc + 3:cc + 7] = True
-    cube[roofs] = roof * rng.uniform(0.9, 1.1)
-    gt = np.zeros((h, w), np.uint8)
-    busy = road | roofs
-    placed = 0
-    while placed < n_targets:
-        size = 2 + placed % 2
-        r, c = rng.integers(3, h - 3 - size), rng.integers(3, w - 3 - size)
-        patch = (slice(r, r + size), slice(c, c + size))
-        if busy[r - 3:r + size + 3, c - 3:c + size + 3].any():
-            continue
-        cube[patch] = (1 - fraction) * cube[patch] + fraction * roof
-        gt[patch] = 1
-        busy[r - 3:r + size + 3, c - 3:c + size + 3] = True
-        placed += 1
-    cube += noise * cube.mean() * rng.standard_normal(cube.shape)  # sensor noise, after the targets
-    return cube.astype(np.float32), gt
 
 
 def dense_targets_scene(h: int = 100, w: int = 100, bands: int = 193, n_targets: int = 80, seed: int = 0,
