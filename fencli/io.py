@@ -18,6 +18,7 @@ from fencli.errors import FencliError
 from fencli.formats import envi, format_of, geotiff, image
 from fencli.formats.base import ArrayFile, Entry, unreadable
 from fencli.formats.hdf5 import LazyCube
+from fencli.nodata import nodata_rows as _nodata_rows, values_in as _values_in
 from fencli.preprocess import check_size, checked_range, nonfinite_error
 from fencli.tiles import iter_rows, open_cube
 
@@ -330,38 +331,6 @@ def _merged_nodata(declared: list[float], given: Any, cube: Any) -> list[float]:
 
 def _same_value(a: float, b: float) -> bool:
     return a == b or (np.isnan(a) and np.isnan(b))
-
-
-def _values_in(dtype: np.dtype, nodata: list[float]) -> tuple[list[Any], bool]:
-    """The nodata values a cube of ``dtype`` can hold, cast to it, and whether non-finite counts."""
-    dtype = np.dtype(dtype)
-    nonfinite = any(np.isnan(v) or np.isinf(v) for v in nodata) and dtype.kind == "f"
-    kept = []
-    for v in nodata:
-        if np.isnan(v):
-            continue
-        if dtype.kind in "iu":
-            info = np.iinfo(dtype)
-            if v == int(v) and info.min <= v <= info.max:
-                kept.append(dtype.type(int(v)))
-        elif dtype.kind == "f":
-            with np.errstate(over="ignore"):
-                cast = dtype.type(v)
-            if np.isfinite(cast) or np.isinf(v):
-                kept.append(cast)
-        elif dtype.kind == "b" and v in (0, 1):
-            kept.append(bool(v))
-    return kept, nonfinite
-
-
-def _nodata_rows(chunk: np.ndarray, kept: list[Any], nonfinite: bool) -> np.ndarray:
-    """H' x W' bool of one block: some band equals a nodata value (or is NaN/Inf when ``nonfinite``)."""
-    mask = np.zeros(chunk.shape[:2], dtype=bool)
-    for v in kept:
-        mask |= (chunk == v).any(axis=2)
-    if nonfinite:
-        mask |= ~np.isfinite(chunk).all(axis=2)
-    return mask
 
 
 def nodata_mask(cube: Any, nodata: Any, *, chunk_bytes: int = 64 << 20) -> np.ndarray:
