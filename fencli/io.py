@@ -247,9 +247,8 @@ def read_scene(path: str | os.PathLike, *, key: str | None = None,
     wavelengths, georeferencing).
 
     ``Scene.nodata`` holds the nodata values the file declares plus ``nodata`` (``--nodata``: numbers,
-    ``nan`` for NaN/Inf pixels, or ``"auto"``: :func:`auto_nodata`). With ``nodata`` given (even
-    ``[]``) validation leaves those pixels out of its checks and range, as the statistics must;
-    without it validation checks every value (the overflow guard included).
+    ``nan`` for NaN/Inf pixels, or ``"auto"``: :func:`auto_nodata`). Validation leaves all those
+    pixels (declared or given) out of its checks and range, as the statistics do.
     """
     if nan not in ("error", "fill"):
         raise FencliError(f"nan must be 'error' or 'fill', got {nan!r}")
@@ -293,11 +292,11 @@ def read_scene(path: str | os.PathLike, *, key: str | None = None,
                           f"scene is {cube.shape[0]} x {cube.shape[1]}{hint}")
     meta.update(layout=layout.lower(), gt_key=gt_source, dtype=str(np.dtype(cube.dtype)),
                 gt_nodata_pixels=0 if gt_valid is None else int((~gt_valid).sum()))
-    values = _merged_nodata(meta.pop("nodata", None) or [], nodata, cube)
+    values = merged_nodata(meta.pop("nodata", None) or [], nodata, cube)
     meta["nodata"] = values
     if validate:
         cube, meta["validation"] = validate_cube(cube, nan=nan, constant_bands=constant_bands,
-                                                 name=path.name, nodata=values if nodata is not None else None)
+                                                 name=path.name, nodata=values)
     meta["lazy"] = isinstance(cube, (np.memmap, LazyCube))
     return Scene(cube=cube, gt=gt_arr, name=path.stem, path=path, meta=meta, nodata=values, gt_valid=gt_valid)
 
@@ -319,7 +318,7 @@ def parse_nodata(values: Any) -> list[float | str] | None:
     return out
 
 
-def _merged_nodata(declared: list[float], given: Any, cube: Any) -> list[float]:
+def merged_nodata(declared: list[float], given: Any, cube: Any) -> list[float]:
     """The declared values, then ``given`` (``"auto"`` expanded by :func:`auto_nodata`), once each."""
     out: list[float] = []
     for v in [*declared, *(parse_nodata(given) or [])]:
