@@ -192,6 +192,26 @@ def test_a_detector_without_nodata_support_scores_its_tiles_filled_and_nan():
     np.testing.assert_allclose(got[~mask], want[~mask], rtol=1e-12)
 
 
+@pytest.mark.parametrize("fill", [FLT_MAX, -9999.0])
+def test_a_nodata_border_is_the_scene_without_it_for_raw_detectors(fill):
+    """A perfect rule: a nodata border on the block grid gives the map of the cropped scene (the
+    README's leak table, row GRX and SLRX)."""
+    cube, gt = planted_scene(30, 36, 10, n_anomalies=4, seed=9, texture=0.2)
+    k = 6
+    dirty = cube.copy()
+    dirty[:, :k] = fill
+    for method, opts in (("grx", {}), ("slrx", {"block_size": 3}), ("lrx", {"windows": (3, 9)})):
+        crop = run(np.ascontiguousarray(cube[:, k:]), method, options=opts, gt=gt[:, k:], tile=0)
+        got = run(dirty, method, options=opts, gt=gt, tile=0, nodata=[fill])
+        assert np.isnan(got.scores[:, :k]).all()
+        if method == "lrx":  # windows within 4 px of the crop's edge shift inside it, not inside the scene
+            np.testing.assert_allclose(got.scores[:, k + 4:], crop.scores[:, 4:], rtol=1e-9)
+            assert not np.allclose(got.scores[:, k], crop.scores[:, 0])
+            continue
+        np.testing.assert_allclose(got.scores[:, k:], crop.scores, rtol=1e-9, atol=1e-12)
+        assert got.auc == pytest.approx(crop.auc, abs=1e-12)
+
+
 # --- the engine: whole == tiled == Dask == batch; the FEN's view --------------------------------------
 
 def _bordered(h=44, w=40, bands=20, border=6, fill=-9999.0, seed=7):
