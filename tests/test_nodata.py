@@ -454,7 +454,10 @@ def test_geotiff_score_map_declares_nan_nodata(tmp_path):
     res = _cli("detect", tmp_path / "s.npy", "--model", "none", "--method", "grx", "--nodata", "-9999",
                "--out", tmp_path / "m.tif")
     assert res.exit_code == 0, res.output
-    with rasterio.open(tmp_path / "m.tif") as src:
+    import warnings
+
+    with warnings.catch_warnings(), rasterio.open(tmp_path / "m.tif") as src:
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         assert np.isnan(src.nodata)
         np.testing.assert_array_equal(np.isnan(src.read(1)), mask)
 
@@ -484,6 +487,20 @@ def test_nodata_auto_finds_the_border(tmp_path):
     assert res.exit_code == 0, res.output
     row = json.loads(res.stdout)
     assert row["nodata"] == [FLT_MAX] and row["nodata_pixels"] == int(mask.sum())
+
+
+def test_quicklook_leaves_nodata_out_of_the_stretch():
+    from fencli.quicklook import rgb_image
+
+    cube = _scene(10, 12, 6)
+    dirty = cube.copy()
+    dirty[:, :3] = FLT_MAX  # 25 % of the pixels: the 98th percentile would be FLT_MAX
+    mask = np.zeros((10, 12), bool)
+    mask[:, :3] = True
+    got, _ = rgb_image(dirty, nodata=mask)
+    want, _ = rgb_image(np.ascontiguousarray(cube[:, 3:]))
+    np.testing.assert_allclose(got[:, 3:], want, atol=1e-12)
+    assert not got[:, :3].any()
 
 
 def test_readme_states_the_nodata_rules():
