@@ -184,9 +184,8 @@ def _own_block_distances_masked(centered: np.ndarray, ridge: float, counts: np.n
         if lapack.potrf_lower(low[k].T) or lapack.trtri_lower(low[k].T):
             raise FencliError("SLRX block covariance is not positive definite")
     low = np.triu(low)
-    out = np.clip(dof[:, None] * (1.0 - c[:, None] * np.einsum("kij,kij->ki", low, low)), 0.0, None)
-    out[counts < 2] = 0.0
-    return out
+    # fewer than 2 valid pixels: dof = 0, so the distance is 0
+    return np.clip(dof[:, None] * (1.0 - c[:, None] * np.einsum("kij,kij->ki", low, low)), 0.0, None)
 
 
 def _block_groups(strip: np.ndarray, bs: int) -> list[tuple[int, int, np.ndarray]]:
