@@ -139,6 +139,18 @@ def test_grx_slrx_lrx_equal_brute_force_over_the_valid_pixels(fill):
     np.testing.assert_allclose(got[~mask], lrx_ref(cube, mask, 3, 7)[~mask], rtol=1e-8, atol=1e-12)
 
 
+def test_fit_then_score_equals_fit_score_with_a_mask():
+    cube = _scene(seed=6)
+    mask = _awkward_mask()
+    dirty = cube.copy()
+    dirty[mask] = np.nan
+    for method, opts in (("grx", {}), ("slrx", {"block_size": 4}), ("lrx", {"windows": (3, 7)})):
+        one = make_detector(method, opts).fit_score(dirty, mask=mask)
+        two = make_detector(method, opts).fit(dirty, mask=mask).score(dirty, mask=mask)
+        np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(np.isnan(two), mask)
+
+
 def test_the_value_under_a_nodata_pixel_never_matters():
     cube = _scene(seed=4)
     mask = _awkward_mask()
