@@ -261,6 +261,26 @@ def test_whole_tiled_and_raw_equal_with_nodata(model, method, opts, tmp_path):
     assert whole.auc == pytest.approx(roc_auc(whole.scores[~mask], gt[~mask]), abs=1e-12)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("model", [None, "adaptive"])
+def test_tiles_wholly_nodata_warn_nothing_and_match_the_whole_scene(tmp_path, model):
+    from fencli.enhancers import load_enhancer
+
+    cube, gt = planted_scene(50, 44, 12, n_anomalies=4, seed=2)
+    mask = np.zeros((50, 44), bool)
+    mask[:30, :30] = True  # whole tiles (and their halos) of nodata
+    dirty = cube.copy()
+    dirty[mask] = np.nan
+    np.save(tmp_path / "s.npy", dirty)
+    enh = None if model is None else load_enhancer(model)
+    for method, opts in (("grx", {}), ("slrx", {"block_size": 3}), ("lrx", {"windows": (3, 7)})):
+        whole = run(dirty, method, enhancer=enh, options=opts, tile=0, nodata=[np.nan], gt=gt)
+        tiled = run(tmp_path / "s.npy", method, enhancer=enh, options=opts, tile=9, nodata=[np.nan], gt=gt,
+                    workdir=tmp_path)
+        np.testing.assert_array_equal(np.isnan(whole.scores), mask)
+        np.testing.assert_allclose(tiled.scores, whole.scores, rtol=1e-6, atol=1e-9 * np.nanmax(whole.scores))
+
+
 def test_dask_equals_local_with_nodata(tmp_path):
     pytest.importorskip("distributed")
     from fencli.cluster import DaskExecutor, dask_client
