@@ -205,7 +205,7 @@ def adaptive_core_section() -> list[str]:
             out.append(f"| {c} | " + " | ".join(f"{aucs[s]:.4f}" for s in scenes) + f" | {mean:.4f} |")
         sel = depth["loso"][m]
         loso = sum(a for _, a in sel.values()) / len(sel)
-        out.append(f"| leave-one-scene-out selection | " + " | ".join(f"{sel[s][1]:.4f}" for s in scenes) + f" | {loso:.4f} |")
+        out.append("| leave-one-scene-out selection | " + " | ".join(f"{sel[s][1]:.4f}" for s in scenes) + f" | {loso:.4f} |")
     sp = doc["core_speed"]
     out += ["", f"In process, one-block core against the three-block one, interleaved, {sp['repeat']} rounds, medians "
             f"({sp['scene']}, {' x '.join(map(str, sp['shape']))}; 1-min load {sp['load_1min']} on 2 cores, shared): "

@@ -20,24 +20,38 @@ from fencli.io import Scene, read_scene, validate_cube
 CubeLike = Any  # an H x W x bands array (ndarray, memmap, h5py dataset), a Scene, or a scene file's path
 
 
-def as_scene(cube: CubeLike, gt: Any = None) -> Scene:
+def as_scene(cube: CubeLike, gt: Any = None, nodata: Any = None) -> Scene:
     """A :class:`~fencli.io.Scene` from what the API accepts: a path is read (lazily where the format
     allows), an array is wrapped, a Scene passes; ``gt`` (an ``H x W`` array, nonzero = anomaly)
-    replaces the scene's own ground truth."""
+    replaces the scene's own ground truth. ``nodata`` (a value or a list: numbers, ``nan``, ``"auto"``)
+    adds to the nodata values the file declares (``Scene.nodata``)."""
     if isinstance(cube, (str, os.PathLike)):
-        scene = read_scene(cube, validate=False)
+        scene = read_scene(cube, validate=False, nodata=nodata)
     elif isinstance(cube, Scene):
         scene = cube
+        add_nodata(scene, nodata)
     else:
         if not hasattr(cube, "shape") or not hasattr(cube, "dtype"):
             raise FencliError(f"expected an H x W x bands array, a Scene or a path, got {type(cube).__name__}")
         scene = Scene(cube=cube, gt=None, name="the scene", path=None, meta={})
+        add_nodata(scene, nodata)
     if gt is not None:
         gt = np.asarray(gt)
         if gt.shape != tuple(scene.cube.shape[:2]):
             raise FencliError(f"ground truth is {' x '.join(map(str, gt.shape))} but the scene is "
                               f"{scene.cube.shape[0]} x {scene.cube.shape[1]}")
         scene.gt = gt != 0
+        scene.gt_valid = None
+    return scene
+
+
+def add_nodata(scene: Scene, nodata: Any) -> Scene:
+    """Merge ``nodata`` values (as ``--nodata`` takes them) into ``scene.nodata``; returns the scene."""
+    if nodata is not None:
+        from fencli.io import merged_nodata
+
+        scene.nodata = merged_nodata(scene.nodata, nodata, scene.cube)
+        scene.meta["nodata"] = scene.nodata
     return scene
 
 
@@ -62,17 +76,24 @@ def load_model(model: str | Enhancer | None, command: str, scene_bands: int, ban
 def run_scene(scene: Scene, method: str | Detector, enhancer: Enhancer | None, *, bands: int | None = None,
               options: dict[str, Any] | None = None, nan: str = "error", constant_bands: str = "error",
               tile: int | None = None, executor: Any = None, workdir: Any = None,
-              progress: Progress | None = None) -> Result:
+              progress: Progress | None = None, nodata: Any = None) -> Result:
     """Validate a scene (the checks every command makes), then detect: the one read -> validate -> run
-    path of the CLI, batches and :func:`detect`. ``result.seconds["validate"]`` is the check's time."""
+    path of the CLI, batches and :func:`detect`. ``result.seconds["validate"]`` is the check's time.
+
+    Nodata: the values in ``scene.nodata`` (what the file declares) plus ``nodata`` mark pixels that
+    validation leaves out, every statistic leaves out, that score NaN and that the metrics leave out
+    (with the ground truth's own nodata, ``scene.gt_valid``); ``result.nodata_pixels`` counts them."""
     detector = make_detector(method, options)  # an unknown method or option fails before any pass
+    add_nodata(scene, nodata)
     t0 = time.perf_counter()
-    cube, report = validate_cube(scene.cube, nan=nan, constant_bands=constant_bands, name=scene.label)
+    cube, report = validate_cube(scene.cube, nan=nan, constant_bands=constant_bands, name=scene.label,
+                                 nodata=scene.nodata)
     scene.cube, scene.meta["validation"] = cube, report
     validated = time.perf_counter() - t0
     res = run(scene.engine_source(), detector, enhancer=enhancer, bands=bands, gt=scene.gt, tile=tile,
               executor=executor, workdir=workdir, progress=progress,
-              band_range=(report["band_min"], report["band_max"]))
+              band_range=(report["band_min"], report["band_max"]),
+              nodata=scene.nodata if report["nodata_pixels"] else None, gt_valid=scene.gt_valid)
     res.seconds["validate"] = validated
     return res
 
@@ -80,7 +101,7 @@ def run_scene(scene: Scene, method: str | Detector, enhancer: Enhancer | None, *
 def detect(cube: CubeLike, method: str | Detector = "slrx", model: str | Enhancer | None = "auto",
            gt: Any = None, *, bands: int | None = None, tile: int | None = None, nan: str = "error",
            constant_bands: str = "error", device: str = "auto", threads: int | None = None,
-           **options: Any) -> Result:
+           nodata: Any = None, **options: Any) -> Result:
     """Anomaly scores of a scene, FEN-enhanced first unless ``model`` is None or ``"none"``.
 
     Parameters
@@ -97,17 +118,21 @@ def detect(cube: CubeLike, method: str | Detector = "slrx", model: str | Enhance
     nan, constant_bands: ``"error"`` (default) or ``"fill"`` / ``"keep"``, as ``--nan`` and
         ``--constant-bands``.
     device, threads: ONNX Runtime's device (``auto``, ``cpu``, ``cuda``) and threads.
+    nodata: a value or a list (numbers, ``"nan"`` for NaN/Inf pixels, ``"auto"``) marking nodata
+        pixels, added to what the file declares (ENVI ``data ignore value``, GeoTIFF nodata,
+        HDF5/netCDF ``_FillValue``...): left out of every statistic, scored NaN, left out of the AUC.
     **options: the detector's options (``block_size=4``, ``windows=(3, 11)``, ...).
 
     Returns
     -------
-    :class:`~fencli.engine.Result` with ``scores`` (``H x W`` float64), ``auc`` and ``metrics``
-    (None / empty without ground truth), ``model`` (its name, None when raw), ``seconds``.
+    :class:`~fencli.engine.Result` with ``scores`` (``H x W`` float64, NaN at nodata pixels), ``auc``
+    and ``metrics`` (None / empty without ground truth), ``model`` (its name, None when raw),
+    ``seconds``, ``nodata_pixels`` and ``gt_nodata_pixels``.
 
     Raises :class:`FencliError` (one line) for what the CLI refuses: NaN, a constant band, too few
     bands or pixels, an unknown method, option or model.
     """
-    scene = as_scene(cube, gt)
+    scene = as_scene(cube, gt, nodata)
     detector = make_detector(method, options)
     enhancer, _ = load_model(model, "detect", scene.cube.shape[2], bands, device=device, threads=threads)
     if threads is not None:
@@ -121,27 +146,28 @@ def detect(cube: CubeLike, method: str | Detector = "slrx", model: str | Enhance
 
 
 def enhance(cube: CubeLike, model: str | Enhancer = "auto", *, bands: int | None = None, nan: str = "error",
-            device: str = "auto", threads: int | None = None) -> np.ndarray:
+            device: str = "auto", threads: int | None = None, nodata: Any = None) -> np.ndarray:
     """The FEN-enhanced cube of a scene held in memory (``fencli enhance`` streams larger ones to a file).
 
     Parameters
     ----------
     cube: ``H x W x bands`` array, a :class:`~fencli.io.Scene` or a scene file's path.
     model: as for :func:`detect`; ``"none"`` is an error here.
-    bands, nan, device, threads: as for :func:`detect`.
+    bands, nan, device, threads, nodata: as for :func:`detect`.
 
     Returns
     -------
-    ``H x W x B`` float32 ndarray: every band for the adaptive FEN, a fixed model's first B bands.
+    ``H x W x B`` float32 ndarray: every band for the adaptive FEN, a fixed model's first B bands;
+    NaN at nodata pixels (the FEN saw the valid pixels' mean spectrum there).
     """
-    scene = as_scene(cube)
+    scene = as_scene(cube, nodata=nodata)
     enhancer, why = load_model(model, "enhance", scene.cube.shape[2], bands, device=device, threads=threads)
     if enhancer is None:
         raise FencliError(f"{scene.label}: {why or 'model none'}: nothing to enhance with (name a model)")
     from fencli.engine import enhance as run_enhance
 
-    cube_, _ = validate_cube(scene.cube, nan=nan, name=scene.label)
-    return run_enhance(cube_, enhancer, bands=bands, tile=0)
+    cube_, report = validate_cube(scene.cube, nan=nan, name=scene.label, nodata=scene.nodata)
+    return run_enhance(cube_, enhancer, bands=bands, tile=0, nodata=scene.nodata if report["nodata_pixels"] else None)
 
 
 __all__ = ["as_scene", "detect", "enhance", "load_model", "read_scene", "run_scene"]

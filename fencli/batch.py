@@ -26,7 +26,8 @@ from fencli.output import csv_text, write_array, write_text
 from fencli.report import ProgressBar
 
 SCENE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".he5", ".hdr", ".tif", ".tiff")
-FIELDS = ("scene", "path", "status", "shape", "bands", "method", "model", "auc", "seconds", "out", "error")
+FIELDS = ("scene", "path", "status", "shape", "bands", "method", "model", "auc", "seconds", "out", "error",
+          "nodata_pixels", "gt_nodata_pixels")
 
 
 @dataclass
@@ -44,6 +45,8 @@ class Row:
     seconds: float | None = None
     out: str | None = None
     error: str | None = None
+    nodata_pixels: int | None = None  # scored NaN (the map's nodata), left out of the AUC
+    gt_nodata_pixels: int | None = None
 
 
 @dataclass
@@ -97,18 +100,19 @@ def scene_names(paths: list[Path]) -> list[str]:
 
 def detect_scene(path: Path, out: Path, *, method: str = "grx", enhancer: Any = None, model: str | None = None,
                  bands: int | None = None, tile: int | None = None, options: dict | None = None,
-                 key: str | None = None) -> dict:
+                 key: str | None = None, nodata: list[str] | None = None) -> dict:
     """One scene through :func:`fencli.api.run_scene` (tiled when larger than memory allows), scores
     saved to ``out``; returns its summary fields. ``enhancer`` pickles as a handle that reloads the
     model, so a Dask worker in another process runs it too."""
     from fencli.api import run_scene
 
     t0 = time.perf_counter()
-    scene = read_scene(path, key=key, validate=False)  # checked as a single-scene run checks it
+    scene = read_scene(path, key=key, validate=False, nodata=nodata)  # checked as a single-scene run checks it
     res = run_scene(scene, method, enhancer, bands=bands, options=options, tile=tile, workdir=out.parent)
     write_array(out, res.scores.astype(np.float32), force=True)  # run_batch already skipped finished scenes
     return {"shape": list(res.shape), "bands": res.bands, "auc": res.auc,
-            "seconds": round(time.perf_counter() - t0, 3)}
+            "seconds": round(time.perf_counter() - t0, 3), "nodata_pixels": res.nodata_pixels,
+            "gt_nodata_pixels": res.gt_nodata_pixels}
 
 
 def _guarded(process: Callable[..., dict], path: Path, out: Path) -> tuple[dict | None, str | None]:
@@ -158,7 +162,8 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, *, method: str 
         out = out_dir / f"{name}.{tag}.npy"
         prev = earlier.get(str(out), {})
         rows.append(Row(name, str(p), "skipped", method=method, model=model, out=str(out),
-                        **{k: prev.get(k) for k in ("shape", "bands", "auc", "seconds")}))
+                        **{k: prev.get(k) for k in ("shape", "bands", "auc", "seconds", "nodata_pixels",
+                                                    "gt_nodata_pixels")}))
         if force or not out.exists():
             todo.append((i, p, out))
     with ProgressBar("scenes", len(todo), progress, counted=True) as bar:

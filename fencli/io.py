@@ -18,6 +18,7 @@ from fencli.errors import FencliError
 from fencli.formats import envi, format_of, geotiff, image
 from fencli.formats.base import ArrayFile, Entry, unreadable
 from fencli.formats.hdf5 import LazyCube
+from fencli.nodata import nodata_rows as _nodata_rows, values_in as _values_in
 from fencli.preprocess import check_size, checked_range, nonfinite_error
 from fencli.tiles import iter_rows, open_cube
 
@@ -246,9 +247,8 @@ def read_scene(path: str | os.PathLike, *, key: str | None = None,
     wavelengths, georeferencing).
 
     ``Scene.nodata`` holds the nodata values the file declares plus ``nodata`` (``--nodata``: numbers,
-    ``nan`` for NaN/Inf pixels, or ``"auto"``: :func:`auto_nodata`). With ``nodata`` given (even
-    ``[]``) validation leaves those pixels out of its checks and range, as the statistics must;
-    without it validation checks every value (the overflow guard included).
+    ``nan`` for NaN/Inf pixels, or ``"auto"``: :func:`auto_nodata`). Validation leaves all those
+    pixels (declared or given) out of its checks and range, as the statistics do.
     """
     if nan not in ("error", "fill"):
         raise FencliError(f"nan must be 'error' or 'fill', got {nan!r}")
@@ -292,11 +292,11 @@ def read_scene(path: str | os.PathLike, *, key: str | None = None,
                           f"scene is {cube.shape[0]} x {cube.shape[1]}{hint}")
     meta.update(layout=layout.lower(), gt_key=gt_source, dtype=str(np.dtype(cube.dtype)),
                 gt_nodata_pixels=0 if gt_valid is None else int((~gt_valid).sum()))
-    values = _merged_nodata(meta.pop("nodata", None) or [], nodata, cube)
+    values = merged_nodata(meta.pop("nodata", None) or [], nodata, cube)
     meta["nodata"] = values
     if validate:
         cube, meta["validation"] = validate_cube(cube, nan=nan, constant_bands=constant_bands,
-                                                 name=path.name, nodata=values if nodata is not None else None)
+                                                 name=path.name, nodata=values)
     meta["lazy"] = isinstance(cube, (np.memmap, LazyCube))
     return Scene(cube=cube, gt=gt_arr, name=path.stem, path=path, meta=meta, nodata=values, gt_valid=gt_valid)
 
@@ -318,7 +318,7 @@ def parse_nodata(values: Any) -> list[float | str] | None:
     return out
 
 
-def _merged_nodata(declared: list[float], given: Any, cube: Any) -> list[float]:
+def merged_nodata(declared: list[float], given: Any, cube: Any) -> list[float]:
     """The declared values, then ``given`` (``"auto"`` expanded by :func:`auto_nodata`), once each."""
     out: list[float] = []
     for v in [*declared, *(parse_nodata(given) or [])]:
@@ -330,38 +330,6 @@ def _merged_nodata(declared: list[float], given: Any, cube: Any) -> list[float]:
 
 def _same_value(a: float, b: float) -> bool:
     return a == b or (np.isnan(a) and np.isnan(b))
-
-
-def _values_in(dtype: np.dtype, nodata: list[float]) -> tuple[list[Any], bool]:
-    """The nodata values a cube of ``dtype`` can hold, cast to it, and whether non-finite counts."""
-    dtype = np.dtype(dtype)
-    nonfinite = any(np.isnan(v) or np.isinf(v) for v in nodata) and dtype.kind == "f"
-    kept = []
-    for v in nodata:
-        if np.isnan(v):
-            continue
-        if dtype.kind in "iu":
-            info = np.iinfo(dtype)
-            if v == int(v) and info.min <= v <= info.max:
-                kept.append(dtype.type(int(v)))
-        elif dtype.kind == "f":
-            with np.errstate(over="ignore"):
-                cast = dtype.type(v)
-            if np.isfinite(cast) or np.isinf(v):
-                kept.append(cast)
-        elif dtype.kind == "b" and v in (0, 1):
-            kept.append(bool(v))
-    return kept, nonfinite
-
-
-def _nodata_rows(chunk: np.ndarray, kept: list[Any], nonfinite: bool) -> np.ndarray:
-    """H' x W' bool of one block: some band equals a nodata value (or is NaN/Inf when ``nonfinite``)."""
-    mask = np.zeros(chunk.shape[:2], dtype=bool)
-    for v in kept:
-        mask |= (chunk == v).any(axis=2)
-    if nonfinite:
-        mask |= ~np.isfinite(chunk).all(axis=2)
-    return mask
 
 
 def nodata_mask(cube: Any, nodata: Any, *, chunk_bytes: int = 64 << 20) -> np.ndarray:

@@ -210,6 +210,8 @@ def _write_h5(tmp: Path, arr: np.ndarray, key: str, meta: dict | None) -> None:
                 ds.attrs[name] = np.asarray(value) if isinstance(value, (list, tuple)) else value
         if meta.get("wavelengths") is not None:
             ds.attrs["wavelength"] = np.asarray(meta["wavelengths"], dtype=np.float64)
+        if meta.get("nodata") is not None:  # what fencli and netCDF readers take as the nodata value
+            ds.attrs["_FillValue"] = np.asarray(meta["nodata"], dtype=arr.dtype if arr.dtype.kind == "f" else np.float64)
 
 
 def write_envi_scene(path: str | os.PathLike, cube: Any, *, interleave: str = "bsq",
@@ -253,7 +255,7 @@ def write_raster(path: str | Path, array: np.ndarray, georef: GeoRef | None, *,
         write_geotiff(path, array, georef, force=force, descriptions=[description] if description else None,
                       nodata=nodata)
         return None
-    fields = {"georef": envi_fields(georef)}  # not the input's wavelengths: a map has one band
+    fields = {"georef": envi_fields(georef), "nodata": nodata}  # not the input's wavelengths: a map has one band
     if path.suffix.lower() in (".hdr", ".img"):
         write_envi_scene(path, np.asarray(array), meta=fields, force=force)  # keeps uint8 masks uint8
     else:

@@ -44,22 +44,31 @@ def stretch(channel: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num((c - lo) / (hi - lo), nan=0.0), 0.0, 1.0)
 
 
-def rgb_image(cube: np.ndarray, wavelengths: Sequence[float] | None = None) -> tuple[np.ndarray, str]:
-    """``H x W x 3`` float image in [0, 1] and the band note."""
+def rgb_image(cube: np.ndarray, wavelengths: Sequence[float] | None = None,
+              nodata: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """``H x W x 3`` float image in [0, 1] and the band note; ``nodata`` pixels (``H x W`` bool) are
+    left out of the stretch and black."""
     bands, note = rgb_bands(cube.shape[2], wavelengths)
-    return np.stack([stretch(cube[:, :, b]) for b in bands], -1), note
+
+    def channel(b: int) -> np.ndarray:
+        c = np.asarray(cube[:, :, b], dtype=np.float64)
+        return c if nodata is None else np.where(nodata, np.nan, c)
+
+    return np.stack([stretch(channel(b)) for b in bands], -1), note
 
 
 def save_quicklook(path: str | Path, cube: np.ndarray, scores: np.ndarray, labels: np.ndarray | None = None,
                    *, wavelengths: Sequence[float] | None = None, title: str = "",
                    threshold: float | None = None, force: bool = False) -> Path:
-    """Write the two-panel PNG (RGB + outlines | score map + outlines), atomically."""
+    """Write the two-panel PNG (RGB + outlines | score map + outlines), atomically. The scene's
+    nodata pixels (NaN scores) are black in the RGB panel and left out of its stretch."""
     from matplotlib.collections import LineCollection
 
     from fencli.objects import outline_segments
     from fencli.report import png_figure
 
-    rgb, note = rgb_image(cube, wavelengths)
+    missing = np.isnan(scores)
+    rgb, note = rgb_image(cube, wavelengths, missing if missing.any() else None)
     h, w = scores.shape
     with png_figure(path, dpi=120, force=force, nrows=1, ncols=2, figsize=(10, 4.6 * h / max(w, 1) + 0.6),
                     squeeze=False, layout="constrained") as (fig, axes):

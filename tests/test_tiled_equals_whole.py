@@ -1,7 +1,7 @@
 """Tiled runs of the engine equal whole-scene runs, at the tolerances :mod:`fencli.engine` and the
 README state (:data:`fencli.engine.TILED_RTOL`): raw detectors 1e-10 (one numerical path, whole scene
-= one tile), the FEN output and FE detections 1e-6 (ONNX Runtime may pick other kernels for other
-tile shapes), with fencli's shipped models; the CLI's enhance output (whole and --tile) against ONNX
+= one tile), the FEN output 1e-6 (ONNX Runtime may pick other kernels for other tile shapes) and FE
+detections 2e-5 (the detectors carry those differences), with fencli's shipped models; the CLI's enhance output (whole and --tile) against ONNX
 Runtime fed by hand with the reference preprocessing."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_tiled_detection_equals_whole(scene, tmp_path, model, method):
     fen = load_session(model, "cpu") if model else None
     whole = run(cube, method, enhancer=fen, gt=gt, tile=0)
     tiled = run(tmp_path / "c.npy", method, enhancer=fen, gt=gt, tile=16, workdir=tmp_path)
-    assert rel(tiled.scores, whole.scores) <= TILED_RTOL["fen" if model else "raw"], (model, method)
+    assert rel(tiled.scores, whole.scores) <= TILED_RTOL["fe" if model else "raw"], (model, method)
     assert abs(tiled.auc - whole.auc) <= 1e-6
     assert not list(tmp_path.glob("fencli-*"))  # the temporary enhanced cube is gone
 

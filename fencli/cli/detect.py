@@ -11,7 +11,7 @@ import typer
 
 from fencli.cli import app
 from fencli.cli.options import (Bands, ConstantBands, Device, DetectThreads, Force, GtFile, GtKey, Json, Key, Layout,
-                                Model, Nan, Tile, with_detector_options)
+                                Model, Nan, Nodata, Tile, with_detector_options)
 from fencli.cluster import DaskExecutor, dask_client  # Dask itself is imported only when a client starts
 from fencli.enhancers import load_enhancer
 from fencli.errors import FencliError
@@ -21,10 +21,17 @@ if TYPE_CHECKING:
 
 
 def result_row(scene: str, shape: tuple[int, ...], res: Result, seconds: dict, out: Path | None) -> dict:
-    """The JSON contract of ``fencli detect --json``."""
+    """The JSON contract of ``fencli detect --json``: ``nodata_pixels`` (the scene's nodata pixels,
+    scored NaN) and ``gt_nodata_pixels`` (the ground truth's), both left out of ``auc`` and ``metrics``."""
     return {"scene": scene, "shape": list(shape), "bands": res.bands, "method": res.method,
             "model": res.model, "auc": res.auc, "metrics": res.metrics, "seconds": seconds,
-            "out": str(out) if out else None}
+            "out": str(out) if out else None, "nodata_pixels": res.nodata_pixels,
+            "gt_nodata_pixels": res.gt_nodata_pixels}
+
+
+def nodata_text(values: list[float]) -> list[float | str]:
+    """Nodata values for JSON: numbers, ``"nan"`` for NaN/Inf (JSON has no NaN)."""
+    return ["nan" if v != v else v for v in values]
 
 
 Cubes = Annotated[list[Path], typer.Argument(
@@ -83,6 +90,7 @@ def detect(
     layout: Layout = "hwb",
     nan: Nan = "error",
     constant_bands: ConstantBands = "error",
+    nodata: Nodata = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the score map: .tif (GeoTIFF), .hdr (ENVI), .h5, .npy or .mat; .tif, .hdr and .h5 keep the input's georeferencing.")] = None,
     png: Annotated[Optional[Path], typer.Option("--png", help="Write a PNG of the map (and the ground truth).")] = None,
     threshold: Annotated[Optional[str], typer.Option("--threshold", "-t", help="Detection threshold: a score (3.5), a percentile (99.5%), 'auto' (median + 5 MAD) or 'f1' (oracle: best pixel F1 against --gt). Flags scores strictly above it.")] = None,
@@ -115,6 +123,7 @@ def detect(
       fencli detect scene.mat --model none --method slrx
       fencli detect scene.mat --method slrx --model ferd-200-supp --bands 200
       fencli detect scene.hdr --gt truth.png --out map.npy --png map.png --json
+      fencli detect strip.tif --nodata -9999 --out map.tif
       fencli detect scene.hdr --far 1e-3 --out map.tif --mask mask.tif --objects objs.geojson --quicklook ql.png
       fencli detect flights/ 'more/*.hdr' --model ferd-200 --out-dir maps/ --engine dask
     """
@@ -140,18 +149,20 @@ def detect(
             whole_scene=layout != "hwb" or nan != "error" or tile == 0)
         return detect_many(cubes, out_dir, method=method, bands=bands, model=model, key=key, options=options,
                            tile=tile, engine=engine, scheduler=scheduler, device=device, threads=threads,
-                           json=json, force=force)
+                           json=json, force=force, nodata=nodata)
     one_scene(cubes[0], method, options, bands=bands, model=model, gt=gt, gt_key=gt_key, key=key, layout=layout,
               nan=nan, constant_bands=constant_bands, out=out, png=png, threshold=threshold, far=far, mask=mask,
               objects=objects, polygons=polygons, min_pixels=min_pixels, quicklook=quicklook, tile=tile,
-              engine=engine, scheduler=scheduler, device=device, threads=threads, json=json, force=force)
+              engine=engine, scheduler=scheduler, device=device, threads=threads, json=json, force=force,
+              nodata=nodata)
 
 
 def one_scene(cube: Path, method: str, options: dict, *, bands: int | None, model: str, gt: Path | None,
               gt_key: str | None, key: str | None, layout: str, nan: str, constant_bands: str, out: Path | None,
               png: Path | None, threshold: str | None, far: str | None, mask: Path | None, objects: Path | None,
               polygons: bool, min_pixels: int, quicklook: Path | None, tile: int | None, engine: str,
-              scheduler: str | None, device: str, threads: int | None, json: bool, force: bool) -> None:
+              scheduler: str | None, device: str, threads: int | None, json: bool, force: bool,
+              nodata: list[str] | None) -> None:
     """One scene: outputs checked, read, model chosen, :func:`fencli.api.run_scene`, products written
     together, then the table or the JSON contract."""
     from fencli import georef as geo
@@ -175,7 +186,7 @@ def one_scene(cube: Path, method: str, options: dict, *, bands: int | None, mode
     if not auto:  # a named model fails before the scene is read
         enhancer = load_enhancer(model, device, threads)  # session creation: in "total", not in "read"
     t0 = time.perf_counter()
-    scene = read_scene(cube, key=key, gt=gt, gt_key=gt_key, layout=layout, nan=nan, validate=False)
+    scene = read_scene(cube, key=key, gt=gt, gt_key=gt_key, layout=layout, nan=nan, validate=False, nodata=nodata)
     if auto:
         model = auto_model(model, scene.cube.shape[2], bands, method)
         enhancer = load_enhancer(model, device, threads)
@@ -199,6 +210,7 @@ def one_scene(cube: Path, method: str, options: dict, *, bands: int | None, mode
         typer.echo(f"fencli: {note}", err=True)
     seconds = {"read": t_read, **res.seconds, "total": time.perf_counter() - t_start}
     row = result_row(scene.name, scene.cube.shape, res, seconds, out)
+    row["nodata"] = nodata_text(scene.nodata)
     row["provider"] = enhancer.provider if enhancer is not None else None
     row.update(geo.json_fields(grid))
     row["objects"] = found.summary() if found is not None else None
@@ -211,6 +223,9 @@ def one_scene(cube: Path, method: str, options: dict, *, bands: int | None, mode
         console.print(results_table([row], title=f"{scene.name}  {tuple(scene.cube.shape)}"))
         if res.auc is None:
             console.print("no ground truth: AUC not computed (pass --gt or --gt-key)")
+        if res.nodata_pixels or res.gt_nodata_pixels:
+            console.print(f"nodata: {res.nodata_pixels} pixels of the scene (scored NaN) and "
+                          f"{res.gt_nodata_pixels} of the ground truth, left out of the metrics")
         if found is not None:
             console.print(objects_line(found.summary()))
 
@@ -269,7 +284,7 @@ def refuse_batch_flags(out_dir: Path | None, *, per_scene: dict, outputs: dict, 
 
 def detect_many(cubes: list[Path], out_dir: Path, *, method: str, bands: int | None, model: str, key: str | None,
                 options: dict, tile: int | None, engine: str, scheduler: str | None, device: str,
-                threads: int | None, json: bool, force: bool) -> None:
+                threads: int | None, json: bool, force: bool, nodata: list[str] | None = None) -> None:
     """Many scenes: one progress bar, per-scene rows in OUT_DIR/summary.{csv,json}, failures isolated."""
     from fencli.batch import run_batch
     from fencli.models import AUTO
@@ -282,7 +297,7 @@ def detect_many(cubes: list[Path], out_dir: Path, *, method: str, bands: int | N
     with (dask_client(scheduler) if engine == "dask" else nullcontext()) as client:
         summary = run_batch(cubes, out_dir, method=method, model=enhancer.name if enhancer else None, force=force,
                             client=client, progress=not json, enhancer=enhancer, bands=bands, tile=tile,
-                            options=options, key=key)
+                            options=options, key=key, nodata=nodata)
     if json:
         from fencli.batch import summary_json
 

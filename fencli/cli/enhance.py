@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from fencli.cli import app
-from fencli.cli.options import Bands, Cube, Device, Force, Json, Key, Layout, Nan, Threads, Tile
+from fencli.cli.options import Bands, Cube, Device, Force, Json, Key, Layout, Nan, Nodata, Threads, Tile
 from fencli.errors import FencliError
 
 _SAME_FAMILY = {".mat": ".mat", ".npy": ".npy", ".npz": ".npy", ".h5": ".h5", ".hdf5": ".hdf5",
@@ -31,6 +31,7 @@ def enhance(
     key: Key = None,
     layout: Layout = "hwb",
     nan: Nan = "error",
+    nodata: Nodata = None,
     tile: Tile = None,
     device: Device = "auto",
     threads: Threads = None,
@@ -40,7 +41,9 @@ def enhance(
     """Write the FEN-enhanced cube of CUBE: the model's first B bands, scaled, enhanced, bands last.
 
     A scene larger than a tile the free memory allows (or any scene with --tile N) is enhanced tile by
-    tile and streamed to a .npy output, with the same values as a whole-scene run.
+    tile and streamed to a .npy output, with the same values as a whole-scene run. Nodata pixels
+    (--nodata, or declared by the file) are NaN in the output; the FEN sees the valid pixels' mean
+    spectrum there.
 
     Examples:
 
@@ -60,7 +63,9 @@ def enhance(
     auto = model.lower() == AUTO
     if not auto:  # a named model fails before the scene is read
         session = load_session(model, device=device, threads=threads)
-    scene = read_scene(cube, key=key, layout=layout, nan=nan)
+    scene = read_scene(cube, key=key, layout=layout, nan=nan, nodata=nodata)
+    nodata_pixels = scene.meta["validation"]["nodata_pixels"]
+    values = scene.nodata if nodata_pixels else None
     if auto:
         model, why = pick_model("enhance", model, scene.cube.shape[2], bands)
         if why:
@@ -85,20 +90,21 @@ def enhance(
                     ProgressBar(f"{cube.name} in tiles", h * w * 2, enabled=not json) as progress:
                 checked = scene.meta["validation"]  # read_scene's per-band range spares a pass over the file
                 run_enhance(scene.engine_source(), session, bands=bands, tile=tile, out=sink, progress=progress,
-                            band_range=(checked["band_min"], checked["band_max"]))
+                            band_range=(checked["band_min"], checked["band_max"]), nodata=values)
             written = target
         else:
-            enhanced = run_enhance(scene.cube, session, bands=bands, tile=0)
+            enhanced = run_enhance(scene.cube, session, bands=bands, tile=0, nodata=values)
         seconds = time.perf_counter() - start
         if not streamed:
             wavelengths = scene.meta.get("wavelengths")
-            meta = {"georef": scene.meta.get("georef"), "wavelengths": wavelengths[:nb] if wavelengths else None}
+            meta = {"georef": scene.meta.get("georef"), "wavelengths": wavelengths[:nb] if wavelengths else None,
+                    "nodata": float("nan") if nodata_pixels else None}
             written = write_array(target, enhanced, force=force, meta=meta)
     label = session.name if session.bands is None else str(session.path)  # adaptive: no single model file
     summary = {"input": str(cube), "output": str(written), "model": label, "model_name": session.name,
                "bands": nb, "variant": session.info.variant, "device": session.device,
                "provider": session.provider, "tiled": streamed,
-               "shape": [h, w, nb], "seconds": round(seconds, 4)}
+               "shape": [h, w, nb], "seconds": round(seconds, 4), "nodata_pixels": nodata_pixels}
     if json:
         print_json(summary)
     else:

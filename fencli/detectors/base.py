@@ -53,6 +53,10 @@ class Detector:
     needs_stats: ClassVar[bool] = False
     needs_range: ClassVar[bool] = False
     keep_pixels: bool = False  # fit_score keeps the centred pixels between fit and score (one pass fewer)
+    # score_tile takes ``mask`` (h x w bool, True at nodata pixels) and leaves those pixels out of every
+    # statistic; a detector without it scores its tiles with their nodata pixels replaced by the
+    # tile's valid mean (:meth:`score_block`). Nodata pixels are scored NaN either way.
+    handles_nodata: ClassVar[bool] = False
     halo, align, min_tile = 0, 1, 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -86,17 +90,20 @@ class Detector:
         """Set band-dependent geometry (``halo``, ``align``, ``min_tile``) before tiles are planned;
         refuse options that cannot work for ``bands`` bands."""
 
-    def fit(self, X: np.ndarray | RXStats | None, vrange: tuple[float, float] | None = None) -> Detector:
+    def fit(self, X: np.ndarray | RXStats | None, vrange: tuple[float, float] | None = None, *,
+            mask: np.ndarray | None = None) -> Detector:
         """Fit the background; returns self.
 
         ``X``: an ``H x W x B`` cube in memory, or the scene's :class:`RXStats` gathered by a pass
         over tiles (the engine's scan), or None when a detector without ``needs_stats`` is fitted on
         tiles (only ``vrange`` is known; :meth:`configure` was called). ``vrange``: the scene's
         (min, max), which the reference scales to [0, 1] by; found from the cube when needed and not given.
+        ``mask``: ``H x W`` bool, True at the cube's nodata pixels, which the statistics and the range leave out.
         """
-        return self._fit(X, vrange, keep=False)
+        return self._fit(X, vrange, keep=False, mask=mask)
 
-    def _fit(self, X: np.ndarray | RXStats | None, vrange: tuple[float, float] | None, keep: bool) -> Detector:
+    def _fit(self, X: np.ndarray | RXStats | None, vrange: tuple[float, float] | None, keep: bool,
+             mask: np.ndarray | None = None) -> Detector:
         if X is None and not self.needs_stats:
             stats = None
         elif isinstance(X, RXStats):
@@ -106,9 +113,12 @@ class Detector:
             if np.ndim(X) != 3:
                 raise FencliError(f"{self.name} fits an H x W x bands cube, got an array of shape {np.shape(X)}")
             self.configure(X.shape[2])
+            if mask is not None and not mask.any():
+                mask = None
             if vrange is None and self.needs_range:
-                vrange = value_range(X)
-            stats = RXStats.from_cube(X, vrange, keep=keep and self.keep_pixels) if self.needs_stats else None
+                vrange = value_range(X if mask is None else X[~mask])
+            stats = (RXStats.from_cube(X, vrange, keep=keep and self.keep_pixels, mask=mask)
+                     if self.needs_stats else None)
         self.vrange = None if vrange is None else (float(vrange[0]), float(vrange[1]))
         self.stats = stats
         self.fit_background(stats, self.vrange)
@@ -128,18 +138,36 @@ class Detector:
         """Combine the scene's ``maps x H x W`` tile maps into its ``H x W`` scores."""
         return maps[0]
 
-    def score(self, X: np.ndarray) -> np.ndarray:
+    def score_block(self, block: np.ndarray, tile: Any = None, mask: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`score_tile` with the block's nodata pixels (``mask``, block-shaped, True at nodata;
+        None: none) left out, and scored NaN in the maps returned. What the engine calls per tile."""
+        if mask is None or not mask.any():
+            return self.score_tile(block, tile)
+        if self.handles_nodata:
+            maps = self.score_tile(block, tile, mask=mask)
+        else:  # a detector that knows nothing of nodata: its tile's valid mean in their place
+            from fencli.nodata import filled, valid_mean
+
+            maps = np.array(self.score_tile(filled(block, mask, valid_mean(block, mask)), tile), dtype=np.float64)
+        maps[:, mask if tile is None else mask[tile.crop]] = np.nan
+        return maps
+
+    def score(self, X: np.ndarray, *, mask: np.ndarray | None = None) -> np.ndarray:
         """``H x W`` float64 anomaly scores of a cube in memory: the one-tile case of
         :meth:`score_tile` and :meth:`finish`. ``X`` may be the fitted scene or another one with the
-        same bands (fit on one scene, score another)."""
+        same bands (fit on one scene, score another). ``mask`` (``H x W`` bool): nodata pixels, left
+        out of every local statistic and scored NaN."""
         if self.vrange is None and self.stats is None and (self.needs_range or self.needs_stats):
             raise FencliError(f"{type(self).__name__} is not fitted: call fit(cube) first")
-        return self.finish(self.score_tile(X))
+        return self.finish(self.score_block(X, None, mask))
 
-    def fit_score(self, X: np.ndarray, vrange: tuple[float, float] | None = None) -> np.ndarray:
+    def fit_score(self, X: np.ndarray, vrange: tuple[float, float] | None = None, *,
+                  mask: np.ndarray | None = None) -> np.ndarray:
         """:meth:`fit` then :meth:`score` on the same cube; a detector with ``keep_pixels`` centres
-        the pixels once for both (the pixels are not kept after scoring)."""
-        return self._fit(X, vrange, keep=True).score(X)
+        the pixels once for both (the pixels are not kept after scoring). ``mask``: as for :meth:`score`."""
+        if mask is not None and not mask.any():
+            mask = None
+        return self._fit(X, vrange, keep=True, mask=mask).score(X, mask=mask)
 
 
 def make_detector(method: str | Detector, options: dict[str, Any] | None = None) -> Detector:

@@ -24,7 +24,7 @@ class GRX(Detector):
     options = (Option("float32_scores", bool, False,
                       "GRX: whiten in float32 after float64 statistics (about 2x faster scoring; AUC within 1.2e-6 "
                       "on the shared scenes)."),)
-    needs_stats = True
+    needs_stats = handles_nodata = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -33,7 +33,19 @@ class GRX(Detector):
     def fit_background(self, stats: RXStats | None, vrange: tuple[float, float] | None) -> None:
         stats.whitening()  # factored once, before tiles (or threads) share it
 
-    def score_tile(self, block: np.ndarray, tile: Any = None) -> np.ndarray:
+    def score_tile(self, block: np.ndarray, tile: Any = None, mask: np.ndarray | None = None) -> np.ndarray:
+        if mask is not None:  # nodata pixels: centred to zero, so nothing of theirs reaches a sum
+            factor, triangular = self.stats.whitening()
+            with np.errstate(over="ignore", invalid="ignore"):
+                if self.params["float32_scores"]:
+                    factor = factor.astype(np.float32)
+                    pixels = centered(block, self.stats.raw_mean.astype(np.float32), np.float32)
+                else:
+                    pixels = self.stats.centered(block)
+            pixels[mask.reshape(-1)] = 0.0
+            with one_blas_thread():
+                scores = sq_norms_after(factor, pixels, triangular=triangular)
+            return scores.reshape(1, *block.shape[:2])
         if not self.params["float32_scores"]:
             return self.stats.score(block)[None]
         factor, triangular = self.stats.whitening()

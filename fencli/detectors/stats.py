@@ -105,23 +105,37 @@ class RXStats:
 
     @classmethod
     def from_cube(cls, cube: np.ndarray, vrange: tuple[float, float] | None = None, *,
-                  keep: bool = False) -> RXStats:
+                  keep: bool = False, mask: np.ndarray | None = None) -> RXStats:
         """The statistics of an ``H x W x B`` cube in memory: the scatter summed from two fixed halves
         of the rows (two threads where there are two cores; the same bits on any machine).
 
         ``keep``: hold on to the centred float64 pixels, so that :meth:`centered` of this same cube
         (scoring the scene that was fitted) costs no second pass over it.
+        ``mask``: ``H x W`` bool, True at nodata pixels: left out of the mean and the scatter (their
+        centred pixels, kept or not, are zero).
         """
         h, w, b = cube.shape
         stats = cls(b, vrange)
-        mean = cube.mean(axis=(0, 1), dtype=np.float64)
+        if mask is None:
+            n = h * w
+            mean = cube.mean(axis=(0, 1), dtype=np.float64)
+        else:
+            from fencli.nodata import valid_mean
+
+            n = int(mask.size - np.count_nonzero(mask))
+            mean = valid_mean(cube, mask)
         pixels = np.empty((h * w, b))
 
         def part(r0: int, r1: int) -> np.ndarray:
-            return scatter(centered(cube[r0:r1], mean, out=pixels[r0 * w: r1 * w]))
+            if mask is None:
+                return scatter(centered(cube[r0:r1], mean, out=pixels[r0 * w: r1 * w]))
+            with np.errstate(over="ignore", invalid="ignore"):  # nodata values: zeroed next
+                rows = centered(cube[r0:r1], mean, out=pixels[r0 * w: r1 * w])
+            rows[mask[r0:r1].reshape(-1)] = 0.0
+            return scatter(rows)
 
         with one_blas_thread():
-            stats._merge(h * w, mean, sum(on_halves(part, h)))
+            stats._merge(n, mean, sum(on_halves(part, h)))
         if keep:
             stats._kept = (cube, pixels)
         return stats

@@ -31,7 +31,7 @@ class LRX(Detector):
     options = (Option("windows", tuple[int, int], (5, 21), "LRX inner (guard) and outer window sides."),
                Option("ridge", float, 0.0, "Ridge added to local covariances, in [0, 1] units (LRX default 0, "
                                             "SLRX default 1e-06)."))
-    needs_range = True
+    needs_range = handles_nodata = True
 
     def configure(self, bands: int) -> None:
         inner, outer = self.params["windows"]
@@ -39,9 +39,9 @@ class LRX(Detector):
             raise FencliError(f"LRX windows must be odd with 1 <= inner < outer, got ({inner}, {outer})")
         self.halo, self.min_tile = outer // 2, outer
 
-    def score_tile(self, block: np.ndarray, tile: Any = None) -> np.ndarray:
+    def score_tile(self, block: np.ndarray, tile: Any = None, mask: np.ndarray | None = None) -> np.ndarray:
         inner, outer = self.params["windows"]
-        scores = lrx_map(block, inner, outer, self.params["ridge"], self.vrange)
+        scores = lrx_map(block, inner, outer, self.params["ridge"], self.vrange, mask=mask)
         return (scores if tile is None else scores[tile.crop])[None]
 
 
@@ -52,17 +52,30 @@ def lrx(cube: np.ndarray, inner: int = 5, outer: int = 21, ridge: float = 0.0,
 
 
 def unit_centered(cube: np.ndarray, vrange: tuple[float, float] | None = None,
-                  mean: np.ndarray | None = None) -> np.ndarray:
+                  mean: np.ndarray | None = None, mask: np.ndarray | None = None) -> np.ndarray:
     """``(cube - mean) / (hi - lo)``, C-ordered float64 ``H x W x B``: ``minmax01(cube)`` centred (the
     local statistics are shift-invariant; centring limits cancellation). ``mean`` in the cube's own
-    units, default the cube's mean. One pass, its halves on two threads where there are two cores."""
-    lo, hi = vrange if vrange is not None else value_range(cube)
-    shift = cube.mean(axis=(0, 1), dtype=np.float64) if mean is None else np.asarray(mean, dtype=np.float64)
+    units, default the cube's mean. One pass, its halves on two threads where there are two cores.
+    ``mask`` (``H x W`` bool): nodata pixels, left out of the range and the default mean, and zero."""
+    if mask is not None:
+        from fencli.nodata import valid_mean
+
+        lo, hi = vrange if vrange is not None else value_range(cube[~mask])
+        shift = valid_mean(cube, mask) if mean is None else np.asarray(mean, dtype=np.float64)
+    else:
+        lo, hi = vrange if vrange is not None else value_range(cube)
+        shift = cube.mean(axis=(0, 1), dtype=np.float64) if mean is None else np.asarray(mean, dtype=np.float64)
     out = np.empty(cube.shape)
 
     def rows(r0: int, r1: int) -> None:
-        np.subtract(cube[r0:r1], shift, out=out[r0:r1], dtype=np.float64)
-        out[r0:r1] *= 1.0 / (hi - lo)
+        if mask is None:
+            np.subtract(cube[r0:r1], shift, out=out[r0:r1], dtype=np.float64)
+            out[r0:r1] *= 1.0 / (hi - lo)
+            return
+        with np.errstate(over="ignore", invalid="ignore"):  # nodata values: zeroed next
+            np.subtract(cube[r0:r1], shift, out=out[r0:r1], dtype=np.float64)
+            out[r0:r1] *= 1.0 / (hi - lo)
+        out[r0:r1][mask[r0:r1]] = 0.0
 
     on_halves(rows, cube.shape[0])
     return out
@@ -74,12 +87,17 @@ def _window_starts(length: int, extent: int) -> np.ndarray:
 
 
 def lrx_map(cube: np.ndarray, inner: int, outer: int, ridge: float,
-            vrange: tuple[float, float] | None) -> np.ndarray:
+            vrange: tuple[float, float] | None, mask: np.ndarray | None = None) -> np.ndarray:
     """LRX's ``H x W`` scores of a block (the kernel :class:`LRX` runs per tile).
 
     Window sums of per-pixel outer products run along rows (one row added and one removed per
     output row) and along columns (cumulative sums); each pixel's distance then comes from one
     in-place Cholesky of its bordered background matrix (no inverse, no copy).
+
+    ``mask`` (``h x w`` bool, True at nodata pixels): they are zero after centring (on the valid
+    pixels' mean), so the window sums are sums over valid pixels; each pixel's background count is
+    the box sums of the valid mask (outer minus inner). A background of fewer than 2 valid pixels
+    scores 0 (nothing to compare with); a rank-deficient one goes through ``pinv`` as Spectral's does.
     """
     h, w, b = cube.shape
     ho, wo, hi, wi = min(outer, h), min(outer, w), min(inner, h), min(inner, w)
@@ -87,7 +105,8 @@ def lrx_map(cube: np.ndarray, inner: int, outer: int, ridge: float,
     if n < 2 or (n - 1 < b and not ridge > 0):
         raise FencliError(f"LRX background holds {n} pixels for {b} bands: enlarge the outer window "
                           "or pass a positive ridge")
-    x = unit_centered(cube, vrange)
+    x = unit_centered(cube, vrange, mask=mask)
+    valid = None if mask is None else ~mask
     # Column slabs, one per core, each with the outer window's half as halo and a core at least one
     # window wide: no window inside a slab moves, so each slab's scores are the whole scene's.
     parts, halo = max(1, min(threads.cores(), w // wo)), wo // 2
@@ -95,15 +114,35 @@ def lrx_map(cube: np.ndarray, inner: int, outer: int, ridge: float,
 
     def slab(c0: int, c1: int) -> np.ndarray:
         left, right = max(0, c0 - halo), min(w, c1 + halo)
-        return _lrx_scores(x[:, left:right], (ho, wo, hi, wi), n, ridge)[:, c0 - left: c1 - left]
+        part = None if valid is None else valid[:, left:right]
+        return _lrx_scores(x[:, left:right], (ho, wo, hi, wi), n, ridge, part)[:, c0 - left: c1 - left]
 
     with one_blas_thread():
         return np.concatenate(threads.parallel(slab, edges[:-1], edges[1:]), axis=1)
-def _lrx_scores(x: np.ndarray, sides: tuple[int, int, int, int], n: int, ridge: float) -> np.ndarray:
+def _window_counts(valid: np.ndarray, sides: tuple[int, int, int, int]) -> np.ndarray:
+    """Valid background pixels of each pixel's windows (outer minus inner box sums, Spectral's
+    shifted windows), float64 ``h x w``."""
+    h, w = valid.shape
+    ho, wo, hi, wi = sides
+    cum = np.zeros((h + 1, w + 1), dtype=np.int64)
+    cum[1:, 1:] = valid.cumsum(axis=0).cumsum(axis=1)
+
+    def box(height: int, width: int) -> np.ndarray:
+        r, c = _window_starts(height, h), _window_starts(width, w)
+        return (cum[np.ix_(r + height, c + width)] - cum[np.ix_(r, c + width)]
+                - cum[np.ix_(r + height, c)] + cum[np.ix_(r, c)])
+
+    return (box(ho, wo) - box(hi, wi)).astype(np.float64)
+
+
+def _lrx_scores(x: np.ndarray, sides: tuple[int, int, int, int], n: int, ridge: float,
+                valid: np.ndarray | None = None) -> np.ndarray:
     """:func:`lrx`'s scores of a centred ``h x w x B`` cube (or column slab) with window sides
-    ``(outer h, outer w, inner h, inner w)`` and ``n`` background pixels each."""
+    ``(outer h, outer w, inner h, inner w)`` and ``n`` background pixels each (``valid``: nodata
+    pixels False, zero in ``x``; then each pixel's own count of valid background pixels)."""
     h, w, b = x.shape
     ho, wo, hi, wi = sides
+    counts = None if valid is None else _window_counts(valid, sides)
     windows = {"o": (_window_starts(ho, h), ho, wo), "i": (_window_starts(hi, h), hi, wi)}
     running = {}  # per window: [column sums, column second moments, first row] over its rows
     for key, (rows, height, _) in windows.items():
@@ -128,14 +167,25 @@ def _lrx_scores(x: np.ndarray, sides: tuple[int, int, int, int], n: int, ridge: 
         mean = box1.copy()
         _column_box(running["i"], wi, cum1, cum2, out=(box1, box2))
         mean -= box1
-        mean /= n
         sums -= box2
-        sums -= np.multiply(mean[:, :, None], mean[:, None, :] * n, out=box2)
-        sums[:, diag, diag] += (n - 1) * ridge
+        if counts is None:
+            mean /= n
+            sums -= np.multiply(mean[:, :, None], mean[:, None, :] * n, out=box2)
+            sums[:, diag, diag] += (n - 1) * ridge
+        else:
+            nr = counts[r]
+            mean /= np.maximum(nr, 1.0)[:, None]
+            sums -= np.multiply(mean[:, :, None], mean[:, None, :] * nr[:, None, None], out=box2)
+            sums[:, diag, diag] += ((nr - 1) * ridge)[:, None]
         np.subtract(x[r], mean, out=border[:, b, :b])
         border[:, :b, b] = border[:, b, :b]
         border[:, b, b] = _BIG
-        scores[r] = (n - 1) * _bordered_last_row(border, b)
+        if counts is None:
+            scores[r] = (n - 1) * _bordered_last_row(border, b)
+        else:
+            few = nr < 2  # no background to compare with: 0
+            sums[few] = np.eye(b)  # (and no failed batch for them)
+            scores[r] = np.where(few, 0.0, (nr - 1) * _bordered_last_row(border, b))
     return scores
 
 

@@ -182,6 +182,9 @@ def format_header(shape: tuple[int, int, int], dtype: np.dtype, *, interleave: s
         lines.append("wavelength = {" + ", ".join(f"{float(v):g}" for v in wavelengths) + "}")
         if meta.get("wavelength units"):
             lines.append(f"wavelength units = {meta['wavelength units']}")
+    if meta.get("nodata") is not None:  # ENVI's nodata; GDAL and fencli read "nan" as NaN
+        value = float(meta["nodata"])
+        lines.append(f"data ignore value = {'nan' if value != value else repr(value)}")
     return "\n".join(lines) + "\n"
 
 
