@@ -15,11 +15,12 @@ from fencli.io import read_scene
 from fencli.metrics import roc_auc
 from fencli.synthetic import dense_targets_scene
 
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SCENES = ("abu-airport-1", "abu-airport-2", "hydice", "sandiego", "pavia-centre", "muufl")
 def load_all(dense_seeds=(0,)):
     out = {}
     for s in SCENES:
-        sc = read_scene(f"" + str(Path(__file__).resolve().parents[2] / "shared" / "data") + "/{s}.mat"); out[s] = (np.asarray(sc.cube, dtype=np.float32), sc.gt)
+        sc = read_scene(f"{DATA}/{s}.mat"); out[s] = (np.asarray(sc.cube, dtype=np.float32), sc.gt)
     for d in dense_seeds:
         out[f"dense{d}"] = dense_targets_scene(seed=d)
     return out
@@ -63,7 +64,7 @@ def exp1():
         r["FE"] = aucs(hwb(Fo + x), gt)
         res[s] = r
         print(s, round(time.time()-t0), json.dumps({k: v if not isinstance(v, dict) else {m: round(z, 4) for m, z in v.items()} for k, v in r.items()}), flush=True)
-    json.dump(res, open("/tmp/fen2/exp1.json", "w"), indent=1)
+    json.dump(res, open("/tmp/fen_variants_exp1.json", "w"), indent=1)
 
 def exp2():
     data = load_all((0, 1, 2))
@@ -100,7 +101,7 @@ def exp2():
         r["whitened x residual"] = aucs((Fp + wx).reshape(cube.shape).astype(np.float32), gt)
         res[s] = r
         print(s, round(time.time()-t0), json.dumps({k: {m: round(z, 4) for m, z in v.items()} for k, v in r.items()}), flush=True)
-    json.dump(res, open("/tmp/fen2/exp2.json", "w"), indent=1)
+    json.dump(res, open("/tmp/fen_variants_exp2.json", "w"), indent=1)
 
 def exp3():
     data = load_all((0, 1, 2))
@@ -135,7 +136,7 @@ def exp3():
             r[name] = aucs(run(core, x, convh, cube, hw), gt)
         res[s] = r
         print(s, round(time.time()-t0), flush=True)
-        json.dump(res, open("/tmp/fen2/exp3.json", "w"), indent=1)
+        json.dump(res, open("/tmp/fen_variants_exp3.json", "w"), indent=1)
     names = list(next(iter(res.values())))
     for m in ("grx", "slrx"):
         print(m.upper(), "".join(f"{s[:8]:>9}" for s in res), "  mean6")
