@@ -1,6 +1,6 @@
 """fen2 (issue 24 follow-up): adaptive-FEN variants measured with a PyTorch reference of the core.
 
-    PYTHONPATH=$PWD python benchmarks/fen_variants.py exp1|exp2|exp3   (results: benchmarks/results/fen_variants.json)
+    PYTHONPATH=$PWD python benchmarks/fen_variants.py exp1 ... exp7   (results: benchmarks/results/fen_variants.json)
 """
 import sys, json, time, math
 from pathlib import Path; sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
@@ -145,5 +145,149 @@ def exp3():
             print(f"{n:18}", "".join(f"{z:9.4f}" for z in v), f"{np.mean(v[:6]):8.4f}")
 
 
+def exp4():
+    data = load_all((0, 1, 2))
+    def branch(core, x, convh, bands, hw, k):
+        with torch.inference_mode():
+            g = trimmed_layer1(core.layer1, F.conv2d(x, convh))
+            g = F.relu(F.conv2d(g, core.conv1.weight[:hw], core.conv1.bias[:hw]))
+            if k == 0:
+                w2, b2 = output_layer(bands, hw)
+            else:
+                rng = np.random.default_rng([14, bands, k]); bd = 1 / math.sqrt(hw)
+                w2, b2 = rng.uniform(-bd, bd, (bands, hw)).astype(np.float32), rng.uniform(-bd, bd, bands).astype(np.float32)
+            return F.relu(F.conv2d(g, torch.from_numpy(w2[:, :, None, None].copy()), torch.from_numpy(b2)))
+    dw = {s: AdaptiveCore(s, groups=128).eval() for s in (0, 1, 2)}
+    full = {s: AdaptiveCore(s).eval() for s in (0, 1, 2)}
+    res = {}
+    t0 = time.time()
+    for s, (cube, gt) in data.items():
+        x, convh, w, b = prep(cube); B = cube.shape[2]
+        r = {}
+        Fd = [branch(dw[k], x, convh, B, 128, k) for k in (0, 1, 2)]
+        for k in (0, 1, 2):
+            r[f"dw head128 s{k}"] = aucs(hwb(Fd[k] + x), gt)
+        r["dw head128 ens3 mean"] = aucs(hwb(sum(Fd) / 3 + x), gt)
+        r["dw head128 ens3 sum/sqrt3"] = aucs(hwb(sum(Fd) / math.sqrt(3) + x), gt)
+        Ff = [branch(full[k], x, convh, B, 128, k) for k in (0, 1, 2)]
+        r["full head128 ens3 sum/sqrt3 (1.0x MACs)"] = aucs(hwb(sum(Ff) / math.sqrt(3) + x), gt)
+        r["full head128 ens2 sum/sqrt2 (0.68x)"] = aucs(hwb(sum(Ff[:2]) / math.sqrt(2) + x), gt)
+        res[s] = r
+        print(s, round(time.time()-t0), flush=True)
+        json.dump(res, open("/tmp/fen_variants_exp4.json", "w"), indent=1)
+    names = list(next(iter(res.values())))
+    for m in ("grx", "slrx"):
+        print(m.upper(), "".join(f"{s[:8]:>9}" for s in res), "  mean6")
+        for n in names:
+            v = [res[s][n][m] for s in res]
+            print(f"{n[:30]:30}", "".join(f"{z:9.4f}" for z in v), f"{np.mean(v[:6]):8.4f}")
+
+
+def exp5():
+    data = load_all((0, 1, 2))
+    def branch(core, x, convh, bands, hw):
+        with torch.inference_mode():
+            g = trimmed_layer1(core.layer1, F.conv2d(x, convh))
+            g = F.relu(F.conv2d(g, core.conv1.weight[:hw], core.conv1.bias[:hw]))
+            w2, b2 = output_layer(bands, hw)
+            return F.relu(F.conv2d(g, torch.from_numpy(w2[:, :, None, None].copy()), torch.from_numpy(b2)))
+    def project(Fo, convh):
+        V = convh[:, :, 0, 0].double()
+        V = V[V.norm(dim=1) > 0]; V = V / V.norm(dim=1, keepdim=True)   # orthonormal rows: ConvH's directions
+        f = Fo[0].double().reshape(Fo.shape[1], -1)
+        return (V.T @ (V @ f)).reshape(Fo.shape).float()
+    cores = {s: AdaptiveCore(s).eval() for s in (0, 1, 2)}
+    res = {}
+    t0 = time.time()
+    for s, (cube, gt) in data.items():
+        x, convh, w, b = prep(cube); B = cube.shape[2]
+        r = {}
+        for k in (0, 1, 2):
+            for hw in (256, 128):
+                Fo = branch(cores[k], x, convh, B, hw)
+                r[f"s{k} h{hw} projected"] = aucs(hwb(project(Fo, convh) + x), gt)
+                r[f"s{k} h{hw} complement"] = aucs(hwb(Fo - project(Fo, convh) + x), gt)
+        res[s] = r
+        print(s, round(time.time()-t0), flush=True)
+        json.dump(res, open("/tmp/fen_variants_exp5.json", "w"), indent=1)
+    names = list(next(iter(res.values())))
+    for m in ("grx", "slrx"):
+        print(m.upper(), "".join(f"{s[:8]:>9}" for s in res), "  mean6")
+        for n in names:
+            v = [res[s][n][m] for s in res]
+            print(f"{n[:30]:30}", "".join(f"{z:9.4f}" for z in v), f"{np.mean(v[:6]):8.4f}")
+
+
+def exp6():
+    from fencli.convh import leading_eigenvectors
+    data = load_all((0, 1, 2))
+    def branch(core, h, bands, hw):
+        with torch.inference_mode():
+            g = trimmed_layer1(core.layer1, h)
+            g = F.relu(F.conv2d(g, core.conv1.weight[:hw], core.conv1.bias[:hw]))
+            w2, b2 = output_layer(bands, hw)
+            return F.relu(F.conv2d(g, torch.from_numpy(w2[:, :, None, None].copy()), torch.from_numpy(b2)))
+    cores = {s: AdaptiveCore(s).eval() for s in (0, 1)}
+    res = {}
+    t0 = time.time()
+    for s, (cube, gt) in data.items():
+        x, convh, w, b = prep(cube); B = cube.shape[2]
+        xp = x[0].double().reshape(B, -1); mu = xp.mean(1, keepdim=True); C = torch.cov(xp)
+        k = min(64, B); rows = torch.from_numpy(leading_eigenvectors(C.numpy(), k))  # centred PCA
+        z = rows @ (xp - mu); z = z / z.pow(2).mean().sqrt()          # unit mean square per channel
+        h = torch.zeros(1, 64, x.shape[2] * x.shape[3], dtype=torch.float64); h[0, :k] = z
+        h = h.reshape(1, 64, x.shape[2], x.shape[3]).float()
+        r = {}
+        for c in (0, 1):
+            for hw in (256, 128):
+                r[f"s{c} h{hw} centred convh"] = aucs(hwb(branch(cores[c], h, B, hw) + x), gt)
+        res[s] = r
+        print(s, round(time.time()-t0), flush=True)
+        json.dump(res, open("/tmp/fen_variants_exp6.json", "w"), indent=1)
+    names = list(next(iter(res.values())))
+    for m in ("grx", "slrx"):
+        print(m.upper(), "".join(f"{s[:8]:>9}" for s in res), "  mean6")
+        for n in names:
+            v = [res[s][n][m] for s in res]
+            print(f"{n[:30]:30}", "".join(f"{z:9.4f}" for z in v), f"{np.mean(v[:6]):8.4f}")
+
+
+def exp7():
+    from fencli.convh import leading_eigenvectors
+    data = load_all((0, 1, 2))
+    def branch(core, h, bands, hw):
+        with torch.inference_mode():
+            g = trimmed_layer1(core.layer1, h)
+            g = F.relu(F.conv2d(g, core.conv1.weight[:hw], core.conv1.bias[:hw]))
+            w2, b2 = output_layer(bands, hw)
+            return F.relu(F.conv2d(g, torch.from_numpy(w2[:, :, None, None].copy()), torch.from_numpy(b2)))
+    cores = {s: AdaptiveCore(s).eval() for s in (0, 1)}
+    res = {}
+    t0 = time.time()
+    for s, (cube, gt) in data.items():
+        x, convh, w, b = prep(cube); B = cube.shape[2]
+        xp = x[0].double().reshape(B, -1); mu = xp.mean(1, keepdim=True); C = torch.cov(xp)
+        k = min(64, B); rows = torch.from_numpy(leading_eigenvectors(C.numpy(), k))  # centred PCA
+        z = rows @ (xp - mu); z = z / z.pow(2).mean().sqrt()          # unit mean square per channel
+        h = torch.zeros(1, 64, x.shape[2] * x.shape[3], dtype=torch.float64); h[0, :k] = z
+        h = h.reshape(1, 64, x.shape[2], x.shape[3]).float()
+        r = {}
+        for c in (0,):
+            for hw in (256, 128):
+                Fo = branch(cores[c], h, B, hw)
+                a0 = math.sqrt(x.var(dim=(0, 2, 3)).sum().item() / Fo.var(dim=(0, 2, 3)).sum().item())
+                r[f"s{c} h{hw} centred, var-matched"] = aucs(hwb(a0 * Fo + x), gt)
+                r[f"s{c} h{hw} centred, a0"] = {"grx": a0, "slrx": a0}
+        res[s] = r
+        print(s, round(time.time()-t0), flush=True)
+        json.dump(res, open("/tmp/fen_variants_exp7.json", "w"), indent=1)
+    names = list(next(iter(res.values())))
+    for m in ("grx", "slrx"):
+        print(m.upper(), "".join(f"{s[:8]:>9}" for s in res), "  mean6")
+        for n in names:
+            v = [res[s][n][m] for s in res]
+            print(f"{n[:30]:30}", "".join(f"{z:9.4f}" for z in v), f"{np.mean(v[:6]):8.4f}")
+
+
 if __name__ == "__main__":
-    {"exp1": exp1, "exp2": exp2, "exp3": exp3}[sys.argv[1]]()
+    {f.__name__: f for f in (exp1, exp2, exp3, exp4, exp5, exp6, exp7)}[sys.argv[1]]()
