@@ -1,6 +1,6 @@
 """fen2 (issue 24 follow-up): adaptive-FEN variants measured with a PyTorch reference of the core.
 
-    PYTHONPATH=$PWD python benchmarks/fen_variants.py exp1 ... exp7   (results: benchmarks/results/fen_variants.json)
+    PYTHONPATH=$PWD python benchmarks/fen_variants.py exp1 ... exp8   (results: benchmarks/results/fen_variants.json)
 """
 import sys, json, time, math
 from pathlib import Path; sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
@@ -289,5 +289,35 @@ def exp7():
             print(f"{n[:30]:30}", "".join(f"{z:9.4f}" for z in v), f"{np.mean(v[:6]):8.4f}")
 
 
+def exp8():
+    from fencli.convh import leading_eigenvectors
+    data = load_all((0, 1, 2))
+    core = AdaptiveCore(0, head_width=128).eval()
+    def branch(h, bands):
+        with torch.inference_mode():
+            g = F.relu(core.conv1(trimmed_layer1(core.layer1, h)))
+            w2, b2 = output_layer(bands, 128)
+            return F.relu(F.conv2d(g, torch.from_numpy(w2[:, :, None, None].copy()), torch.from_numpy(b2)))
+    def convh_out(rows, z, shape):
+        z = rows @ z; z = z / z.pow(2).mean().sqrt()
+        h = torch.zeros(1, 64, z.shape[1], dtype=torch.float64); h[0, :z.shape[0]] = z
+        return h.reshape(1, 64, *shape).float()
+    res = {}
+    for s, (cube, gt) in data.items():
+        x, convh, w, b = prep(cube); B = cube.shape[2]; shape = x.shape[2:]
+        xp = x[0].double().reshape(B, -1); mu = xp.mean(1, keepdim=True); C = torch.cov(xp)
+        M = xp @ xp.T / xp.shape[1]
+        k = min(64, B)
+        Rc = torch.from_numpy(leading_eigenvectors(C.numpy(), k)); Ru = torch.from_numpy(leading_eigenvectors(M.numpy(), k))
+        r = {}
+        r["uncentred dirs on x - mean"] = aucs(hwb(branch(convh_out(Ru, xp - mu, shape), B) + x), gt)
+        r["centred dirs on x"] = aucs(hwb(branch(convh_out(Rc, xp, shape), B) + x), gt)
+        kh = min(32, B // 2)
+        r["centred, top B/2 (<=32)"] = aucs(hwb(branch(convh_out(Rc[:kh], xp - mu, shape), B) + x), gt)
+        res[s] = r
+        print(s, json.dumps({k: {m: round(z, 4) for m, z in v.items()} for k, v in r.items()}), flush=True)
+    json.dump(res, open("/tmp/fen_variants_exp8.json", "w"), indent=1)
+
+
 if __name__ == "__main__":
-    {f.__name__: f for f in (exp1, exp2, exp3, exp4, exp5, exp6, exp7)}[sys.argv[1]]()
+    {f.__name__: f for f in (exp1, exp2, exp3, exp4, exp5, exp6, exp7, exp8)}[sys.argv[1]]()
