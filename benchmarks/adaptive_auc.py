@@ -48,7 +48,7 @@ def main() -> None:
             cubes[f"adaptive, first {args.first}"] = fen.enhance(cube[..., :args.first])
         for config, data in cubes.items():
             for m in methods:
-                table.setdefault(config, {}).setdefault(m, {})[scene] = roc_auc(DETECTORS[m]().whole(data), gt)
+                table.setdefault(config, {}).setdefault(m, {})[scene] = roc_auc(DETECTORS[m]().fit_score(data), gt)
         for name in PUBLISHED:
             for m in methods:
                 auc = ref.get(scene, {}).get(name, {}).get(f"FE+{m.upper()}", {}).get("auc")

@@ -81,13 +81,13 @@ def main() -> None:
         sc = read_scene(args.shared / "data" / f"{scene}.mat")
         cube, gt = np.asarray(sc.cube), sc.gt
         for m in METHODS:
-            table[m].setdefault("raw", {})[scene] = roc_auc(DETECTORS[m]().whole(cube), gt)
+            table[m].setdefault("raw", {})[scene] = roc_auc(DETECTORS[m]().fit_score(cube), gt)
         for name, fen in fens.items():
             t0 = time.perf_counter()
             y = fen.enhance(cube)
             seconds[name] += time.perf_counter() - t0
             for m in METHODS:
-                table[m].setdefault(name, {})[scene] = roc_auc(DETECTORS[m]().whole(y), gt)
+                table[m].setdefault(name, {})[scene] = roc_auc(DETECTORS[m]().fit_score(y), gt)
         print(scene, {m: {c: round(v[scene], 4) for c, v in table[m].items()} for m in METHODS},
               file=sys.stderr, flush=True)
     for m in METHODS:

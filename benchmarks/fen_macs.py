@@ -4,7 +4,7 @@ A ``k x k`` conv from ``c_in`` to ``c_out`` channels costs ``c_out * c_in * k * 
 pixel it computes, i.e. the size of its weight tensor; the sum over the graph's Conv nodes is the
 cost per pixel, ignoring the few pixels of reflect padding each 3x3 conv also computes (2 rows and
 columns per block: under 5% for a 100 x 100 scene). For the adaptive core, whose ConvH and output
-layer are graph inputs, ``--bands B`` adds their ``64 B + 256 B``.
+layer are graph inputs, ``--bands B`` adds their ``64 B + head_width B``.
 
     python benchmarks/fen_macs.py weights/adaptive-core.onnx weights/fencli-200.onnx [--bands 200]
 """
@@ -25,7 +25,8 @@ def conv_macs(path: str | Path, bands: int | None = None) -> dict[str, int]:
 
     model = onnx.load(str(path))
     sizes = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
-    inputs = {"convh": 64 * (bands or 0), "w_out": 256 * (bands or 0)}
+    head = int({p.key: p.value for p in model.metadata_props}.get("head_width", 256))
+    inputs = {"convh": 64 * (bands or 0), "w_out": head * (bands or 0)}
     stored = fed = 0
     for node in model.graph.node:
         if node.op_type != "Conv":

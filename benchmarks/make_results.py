@@ -194,19 +194,34 @@ def adaptive_core_section() -> list[str]:
         if (w / f"fencli-{b}.onnx").exists():
             m = conv_macs(w / f"fencli-{b}.onnx")["total"]
             out.append(f"| fencli-{b} | {696320 + 320 * b:,} | {m:,} | {m / (696320 + 320 * b):.3f}x |")
-    depth = doc["fen_depth"]
-    scenes = depth["scenes"]
-    for m in ("grx", "slrx"):
-        out += ["", f"AUC, {m.upper()} raw and FE+{m.upper()} per core configuration (six scenes, all bands; "
-                "leave-one-scene-out over the configurations within 0.45x):", "",
-                "| configuration | " + " | ".join(scenes) + " | mean |", "|---|" + "---:|" * (len(scenes) + 1)]
-        for c, aucs in depth["auc"][m].items():
-            mean = sum(aucs[s] for s in scenes) / len(scenes)
-            out.append(f"| {c} | " + " | ".join(f"{aucs[s]:.4f}" for s in scenes) + f" | {mean:.4f} |")
-        sel = depth["loso"][m]
-        loso = sum(a for _, a in sel.values()) / len(sel)
-        out.append("| leave-one-scene-out selection | " + " | ".join(f"{sel[s][1]:.4f}" for s in scenes) + f" | {loso:.4f} |")
+    head = RESULTS / "fen_head.json"  # the fen2 follow-up: head width 256 -> 128, three seeds each
+    tables = [("fen_depth", doc["fen_depth"], "the configurations within 0.45x")]
+    if head.exists():
+        tables.append(("fen_head (head width 256 / 128, seeds 0-2; `python benchmarks/fen_depth.py ...`, "
+                       "the command in results/fen_head.json)", json.loads(head.read_text()), "the one-block rows"))
+    for name, depth, within in tables:
+        scenes = depth["scenes"]
+        for m in ("grx", "slrx"):
+            out += ["", f"AUC, {m.upper()} raw and FE+{m.upper()} per core configuration, {name} (six scenes, all "
+                    f"bands; leave-one-scene-out over {within}):", "",
+                    "| configuration | " + " | ".join(scenes) + " | mean |", "|---|" + "---:|" * (len(scenes) + 1)]
+            for c, aucs in depth["auc"][m].items():
+                mean = sum(aucs[s] for s in scenes) / len(scenes)
+                out.append(f"| {c} | " + " | ".join(f"{aucs[s]:.4f}" for s in scenes) + f" | {mean:.4f} |")
+            sel = depth["loso"][m]
+            loso = sum(a for _, a in sel.values()) / len(sel)
+            out.append("| leave-one-scene-out selection | " + " | ".join(f"{sel[s][1]:.4f}" for s in scenes)
+                       + f" | {loso:.4f} |")
+    if head.exists() and "loso_seed_mean" in (hd := json.loads(head.read_text())):
+        out += ["", "The selection rows of fen_head pick seeds, which are not a design choice. Leave one scene out "
+                "over the two head widths, each scored by its mean over seeds 0-2: " + "; ".join(
+                    f"FE+{m.upper()} " + ", ".join(f"{s} {c.split()[-1]} {a:.4f}" for s, (c, a) in sel.items())
+                    + " (seed means: " + ", ".join(f"{c} {sum(v.values()) / len(v):.4f}"
+                                                   for c, v in hd["seed_mean"][m].items()) + ")"
+                    for m, sel in hd["loso_seed_mean"].items()) + "."]
     sp = doc["core_speed"]
+    out += ["", "Speed and scale below were measured with the head of 256 (issue 24); the head of 128 (fen2) "
+            "was not re-timed (12% fewer multiply-adds in the core)."]
     out += ["", f"In process, one-block core against the three-block one, interleaved, {sp['repeat']} rounds, medians "
             f"({sp['scene']}, {' x '.join(map(str, sp['shape']))}; 1-min load {sp['load_1min']} on 2 cores, shared): "
             + "; ".join(f"{k.upper()} {sp[k]['median_ms']['new'] / sp[k]['median_ms']['baseline']:.2f}x "
@@ -238,7 +253,7 @@ def assemble() -> Path:
     for name, (title, cmd) in STEPS.items():
         parts += [f"## {title}", "", "```", cmd, "```", "", section(name)]
     parts += adaptive_core_section()
-    mine = set(STEPS) | {"machine"} | set(ISSUE24)
+    mine = set(STEPS) | {"machine"} | set(ISSUE24) | {"fen_head"}
     others = sorted(p for p in RESULTS.glob("*.json") if p.stem not in mine)
     if others:
         parts += ["## Other results in `benchmarks/results/`", "",

@@ -22,7 +22,7 @@ import fencli
 from .data import TrainScene
 from .run import (RunLog, TrainConfig, TrainResult, check_new_out, check_recipe, create_out,
                         files_sha256, load_training_data)
-from fencli.adaptive import (CORE_INPUTS, CORE_OUTPUT, HEAD_WIDTH, OUTPUT_SEED, SceneFen, get_adaptive,
+from fencli.adaptive import (CORE_INPUTS, CORE_OUTPUT, OUTPUT_SEED, SceneFen, get_adaptive,
                              output_layer, scene_convh)
 from fencli.detectors import RXStats
 from fencli.threads import one_blas_thread
@@ -52,7 +52,7 @@ def frozen(convh: np.ndarray, meta: dict[str, str]) -> bytes:
     bands = convh.shape[1]
     core = get_adaptive("cpu")
     proto = onnx.load(str(core.path))
-    weight, bias = output_layer(bands)
+    weight, bias = output_layer(bands, core.info.head_width)
     fixed = {"convh": convh[:, :, None, None], "w_out": weight[:, :, None, None], "b_out": bias}
     graph = proto.graph
     graph.initializer.extend(numpy_helper.from_array(np.ascontiguousarray(v, dtype=np.float32), k)
@@ -96,7 +96,7 @@ def build(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     recipe = {"recipe": cfg.recipe, "bands": cfg.bands, "convh": "pooled background moment, unit mean square",
               "core": core.path.name, "core_sha256": files_sha256([core.path]), "core_seed": core.info.seed,
               "output_seed": OUTPUT_SEED, "teacher_weights": None, "teacher_layer1": None}
-    meta = {"format": FORMAT, "bands": str(cfg.bands), "variant": "plain", "head_width": str(HEAD_WIDTH),
+    meta = {"format": FORMAT, "bands": str(cfg.bands), "variant": "plain", "head_width": str(core.info.head_width),
             "preprocessing": json.dumps(expected_preprocessing(cfg.bands), sort_keys=True),
             "source": "fencli train", "source_sha256": cfg.data_sha256, "fencli_version": fencli.__version__,
             "input_name": CORE_INPUTS[0], "output_name": CORE_OUTPUT,

@@ -5,7 +5,7 @@ FEN lowered GRX by 0.015 and SLRX by 0.036. The synthetic shore scene reproduces
 context mixes each target into its neighbours' features and adds textured variance in the same
 bands. The one-block core's window is 3 x 3 (9 pixels) instead of 7 x 7 (49): it loses less, and on
 this scene FE+SLRX stays within the issue's 0.01 of raw SLRX, where the three-block core did not.
-FE+GRX stays well below raw GRX (-0.066): the known weakness, guarded at a stated margin so that it
+FE+GRX stays well below raw GRX (-0.040 with the head of 128, -0.066 with 256): the known weakness, guarded at a stated margin so that it
 cannot silently grow. AUCs are pinned so any change that moves them shows.
 """
 
@@ -20,9 +20,10 @@ from fencli.metrics import roc_auc
 from fencli.synthetic import dense_targets_scene
 
 DETECT = {"grx": grx, "slrx": slrx}
-# (raw, FE) with the shipped one-block core; the three-block core measured FE+GRX 0.8211, FE+SLRX 0.8558
-MEASURED = {"grx": (0.8978, 0.8317), "slrx": (0.8720, 0.8675)}
-MARGIN = {"grx": 0.08, "slrx": 0.01}  # FE no more than this below raw; SLRX: the issue's bar
+# (raw, FE) with the shipped one-block core (head 128); the three-block core measured FE+GRX 0.8211, FE+SLRX 0.8558
+# (the one-block core with head 256, issue 24, measured FE+GRX 0.8317, FE+SLRX 0.8675)
+MEASURED = {"grx": (0.8978, 0.8583), "slrx": (0.8720, 0.8861)}
+MARGIN = {"grx": 0.05, "slrx": 0.01}  # FE no more than this below raw; SLRX: the issue's bar
 
 
 def test_the_scene_is_the_weak_kind():

@@ -31,7 +31,7 @@ def test_three_embedded_models_are_registered_and_shipped() -> None:
     for name, entry in EMBEDDED.items():
         path = REPO_WEIGHTS / f"{name}.onnx"
         assert path.is_file(), f"{path} is not shipped"
-        assert 1e6 < path.stat().st_size < 8e6  # float32, a few MB
+        assert 5e5 < path.stat().st_size < 8e6  # float32, about a MB
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256  # the file registered
 
 
