@@ -46,6 +46,48 @@ def aucs(y, gt):
 
 # ---- experiments (the three runs recorded in benchmarks/results/fen_variants.json) ----
 
+def sweep(name, data, per_scene):
+    """``per_scene(cube, gt) -> {configuration: aucs}`` over the scenes, saved as it goes; then the table."""
+    res, t0 = {}, time.time()
+    for s, (cube, gt) in data.items():
+        res[s] = per_scene(cube, gt)
+        print(s, round(time.time() - t0), flush=True)
+        json.dump(res, open(f"/tmp/fen_variants_{name}.json", "w"), indent=1)
+    table(res)
+    return res
+
+
+def table(res):
+    """Per-scene AUCs of every configuration, FE+GRX then FE+SLRX, with the six real scenes' mean."""
+    names = list(next(iter(res.values())))
+    for m in ("grx", "slrx"):
+        print(m.upper(), "".join(f"{s[:8]:>9}" for s in res), "  mean6")
+        for n in names:
+            v = [res[s][n][m] for s in res]
+            print(f"{n[:30]:30}", "".join(f"{z:9.4f}" for z in v), f"{np.mean(v[:6]):8.4f}")
+
+
+def centred_convh_input(x):
+    """ConvH's output for the centred PCA directions applied to x - mean, unit mean square per channel."""
+    from fencli.convh import leading_eigenvectors
+
+    B = x.shape[1]
+    xp = x[0].double().reshape(B, -1); mu = xp.mean(1, keepdim=True); C = torch.cov(xp)
+    k = min(64, B); rows = torch.from_numpy(leading_eigenvectors(C.numpy(), k))  # centred PCA
+    z = rows @ (xp - mu); z = z / z.pow(2).mean().sqrt()          # unit mean square per channel
+    h = torch.zeros(1, 64, x.shape[2] * x.shape[3], dtype=torch.float64); h[0, :k] = z
+    return h.reshape(1, 64, x.shape[2], x.shape[3]).float()
+
+
+def head_branch(core, h, bands, hw):
+    """The enhanced term for ConvH output h: layer1, the head's first hw channels, the output layer."""
+    with torch.inference_mode():
+        g = trimmed_layer1(core.layer1, h)
+        g = F.relu(F.conv2d(g, core.conv1.weight[:hw], core.conv1.bias[:hw]))
+        w2, b2 = output_layer(bands, hw)
+        return F.relu(F.conv2d(g, torch.from_numpy(w2[:, :, None, None].copy()), torch.from_numpy(b2)))
+
+
 def exp1():
     # residual weight sweep: y = a*F + x, a relative to variance match a0 = sqrt(var(x)/var(F)) (total, over bands)
     data = load_all()
@@ -127,22 +169,14 @@ def exp3():
         cfgs[f"s{seed} head128"] = (AdaptiveCore(seed).eval(), 128)
         cfgs[f"s{seed} cbal"] = (centre_balanced(AdaptiveCore(seed).eval()), 256)
         cfgs[f"s{seed} cbal head128"] = (centre_balanced(AdaptiveCore(seed).eval()), 128)
-    res = {}
-    t0 = time.time()
-    for s, (cube, gt) in data.items():
+    def per_scene(cube, gt):
         x, convh, w, b = prep(cube)
         r = {"raw": aucs(cube, gt)}
         for name, (core, hw) in cfgs.items():
             r[name] = aucs(run(core, x, convh, cube, hw), gt)
-        res[s] = r
-        print(s, round(time.time()-t0), flush=True)
-        json.dump(res, open("/tmp/fen_variants_exp3.json", "w"), indent=1)
-    names = list(next(iter(res.values())))
-    for m in ("grx", "slrx"):
-        print(m.upper(), "".join(f"{s[:8]:>9}" for s in res), "  mean6")
-        for n in names:
-            v = [res[s][n][m] for s in res]
-            print(f"{n:18}", "".join(f"{z:9.4f}" for z in v), f"{np.mean(v[:6]):8.4f}")
+        return r
+
+    sweep("exp3", data, per_scene)
 
 
 def exp4():
@@ -159,9 +193,7 @@ def exp4():
             return F.relu(F.conv2d(g, torch.from_numpy(w2[:, :, None, None].copy()), torch.from_numpy(b2)))
     dw = {s: AdaptiveCore(s, groups=128).eval() for s in (0, 1, 2)}
     full = {s: AdaptiveCore(s).eval() for s in (0, 1, 2)}
-    res = {}
-    t0 = time.time()
-    for s, (cube, gt) in data.items():
+    def per_scene(cube, gt):
         x, convh, w, b = prep(cube); B = cube.shape[2]
         r = {}
         Fd = [branch(dw[k], x, convh, B, 128, k) for k in (0, 1, 2)]
@@ -172,15 +204,9 @@ def exp4():
         Ff = [branch(full[k], x, convh, B, 128, k) for k in (0, 1, 2)]
         r["full head128 ens3 sum/sqrt3 (1.0x MACs)"] = aucs(hwb(sum(Ff) / math.sqrt(3) + x), gt)
         r["full head128 ens2 sum/sqrt2 (0.68x)"] = aucs(hwb(sum(Ff[:2]) / math.sqrt(2) + x), gt)
-        res[s] = r
-        print(s, round(time.time()-t0), flush=True)
-        json.dump(res, open("/tmp/fen_variants_exp4.json", "w"), indent=1)
-    names = list(next(iter(res.values())))
-    for m in ("grx", "slrx"):
-        print(m.upper(), "".join(f"{s[:8]:>9}" for s in res), "  mean6")
-        for n in names:
-            v = [res[s][n][m] for s in res]
-            print(f"{n[:30]:30}", "".join(f"{z:9.4f}" for z in v), f"{np.mean(v[:6]):8.4f}")
+        return r
+
+    sweep("exp4", data, per_scene)
 
 
 def exp5():
@@ -197,9 +223,7 @@ def exp5():
         f = Fo[0].double().reshape(Fo.shape[1], -1)
         return (V.T @ (V @ f)).reshape(Fo.shape).float()
     cores = {s: AdaptiveCore(s).eval() for s in (0, 1, 2)}
-    res = {}
-    t0 = time.time()
-    for s, (cube, gt) in data.items():
+    def per_scene(cube, gt):
         x, convh, w, b = prep(cube); B = cube.shape[2]
         r = {}
         for k in (0, 1, 2):
@@ -207,70 +231,34 @@ def exp5():
                 Fo = branch(cores[k], x, convh, B, hw)
                 r[f"s{k} h{hw} projected"] = aucs(hwb(project(Fo, convh) + x), gt)
                 r[f"s{k} h{hw} complement"] = aucs(hwb(Fo - project(Fo, convh) + x), gt)
-        res[s] = r
-        print(s, round(time.time()-t0), flush=True)
-        json.dump(res, open("/tmp/fen_variants_exp5.json", "w"), indent=1)
-    names = list(next(iter(res.values())))
-    for m in ("grx", "slrx"):
-        print(m.upper(), "".join(f"{s[:8]:>9}" for s in res), "  mean6")
-        for n in names:
-            v = [res[s][n][m] for s in res]
-            print(f"{n[:30]:30}", "".join(f"{z:9.4f}" for z in v), f"{np.mean(v[:6]):8.4f}")
+        return r
+
+    sweep("exp5", data, per_scene)
 
 
 def exp6():
-    from fencli.convh import leading_eigenvectors
     data = load_all((0, 1, 2))
-    def branch(core, h, bands, hw):
-        with torch.inference_mode():
-            g = trimmed_layer1(core.layer1, h)
-            g = F.relu(F.conv2d(g, core.conv1.weight[:hw], core.conv1.bias[:hw]))
-            w2, b2 = output_layer(bands, hw)
-            return F.relu(F.conv2d(g, torch.from_numpy(w2[:, :, None, None].copy()), torch.from_numpy(b2)))
+    branch = head_branch
     cores = {s: AdaptiveCore(s).eval() for s in (0, 1)}
-    res = {}
-    t0 = time.time()
-    for s, (cube, gt) in data.items():
+    def per_scene(cube, gt):
         x, convh, w, b = prep(cube); B = cube.shape[2]
-        xp = x[0].double().reshape(B, -1); mu = xp.mean(1, keepdim=True); C = torch.cov(xp)
-        k = min(64, B); rows = torch.from_numpy(leading_eigenvectors(C.numpy(), k))  # centred PCA
-        z = rows @ (xp - mu); z = z / z.pow(2).mean().sqrt()          # unit mean square per channel
-        h = torch.zeros(1, 64, x.shape[2] * x.shape[3], dtype=torch.float64); h[0, :k] = z
-        h = h.reshape(1, 64, x.shape[2], x.shape[3]).float()
+        h = centred_convh_input(x)
         r = {}
         for c in (0, 1):
             for hw in (256, 128):
                 r[f"s{c} h{hw} centred convh"] = aucs(hwb(branch(cores[c], h, B, hw) + x), gt)
-        res[s] = r
-        print(s, round(time.time()-t0), flush=True)
-        json.dump(res, open("/tmp/fen_variants_exp6.json", "w"), indent=1)
-    names = list(next(iter(res.values())))
-    for m in ("grx", "slrx"):
-        print(m.upper(), "".join(f"{s[:8]:>9}" for s in res), "  mean6")
-        for n in names:
-            v = [res[s][n][m] for s in res]
-            print(f"{n[:30]:30}", "".join(f"{z:9.4f}" for z in v), f"{np.mean(v[:6]):8.4f}")
+        return r
+
+    sweep("exp6", data, per_scene)
 
 
 def exp7():
-    from fencli.convh import leading_eigenvectors
     data = load_all((0, 1, 2))
-    def branch(core, h, bands, hw):
-        with torch.inference_mode():
-            g = trimmed_layer1(core.layer1, h)
-            g = F.relu(F.conv2d(g, core.conv1.weight[:hw], core.conv1.bias[:hw]))
-            w2, b2 = output_layer(bands, hw)
-            return F.relu(F.conv2d(g, torch.from_numpy(w2[:, :, None, None].copy()), torch.from_numpy(b2)))
+    branch = head_branch
     cores = {s: AdaptiveCore(s).eval() for s in (0, 1)}
-    res = {}
-    t0 = time.time()
-    for s, (cube, gt) in data.items():
+    def per_scene(cube, gt):
         x, convh, w, b = prep(cube); B = cube.shape[2]
-        xp = x[0].double().reshape(B, -1); mu = xp.mean(1, keepdim=True); C = torch.cov(xp)
-        k = min(64, B); rows = torch.from_numpy(leading_eigenvectors(C.numpy(), k))  # centred PCA
-        z = rows @ (xp - mu); z = z / z.pow(2).mean().sqrt()          # unit mean square per channel
-        h = torch.zeros(1, 64, x.shape[2] * x.shape[3], dtype=torch.float64); h[0, :k] = z
-        h = h.reshape(1, 64, x.shape[2], x.shape[3]).float()
+        h = centred_convh_input(x)
         r = {}
         for c in (0,):
             for hw in (256, 128):
@@ -278,15 +266,9 @@ def exp7():
                 a0 = math.sqrt(x.var(dim=(0, 2, 3)).sum().item() / Fo.var(dim=(0, 2, 3)).sum().item())
                 r[f"s{c} h{hw} centred, var-matched"] = aucs(hwb(a0 * Fo + x), gt)
                 r[f"s{c} h{hw} centred, a0"] = {"grx": a0, "slrx": a0}
-        res[s] = r
-        print(s, round(time.time()-t0), flush=True)
-        json.dump(res, open("/tmp/fen_variants_exp7.json", "w"), indent=1)
-    names = list(next(iter(res.values())))
-    for m in ("grx", "slrx"):
-        print(m.upper(), "".join(f"{s[:8]:>9}" for s in res), "  mean6")
-        for n in names:
-            v = [res[s][n][m] for s in res]
-            print(f"{n[:30]:30}", "".join(f"{z:9.4f}" for z in v), f"{np.mean(v[:6]):8.4f}")
+        return r
+
+    sweep("exp7", data, per_scene)
 
 
 def exp8():
