@@ -1,7 +1,7 @@
 """Build the adaptive FEN's core, ``weights/adaptive-core.onnx``: ``python -m export.adaptive [OUT] [--force]``.
 
 The core is the whole FEN with its two band-count-dependent layers taken as graph inputs: it reads
-``x`` (``N x B x H x W``), ``convh`` (``64 x B x 1 x 1``), ``w_out`` (``B x 256 x 1 x 1``) and ``b_out``
+``x`` (``N x B x H x W``), ``convh`` (``64 x B x 1 x 1``), ``w_out`` (``B x 128 x 1 x 1``, the head width) and ``b_out``
 (``B``) and computes ConvH, the first :data:`BLOCKS` Wide-ResNet blocks of ``layer1`` on a reflect pad
 of their receptive radius (one pixel per block: the same function as FERD's reflect pad 4 / crop 4),
 the head's ``1x1 256 -> 128`` + ReLU, the ``128 -> B`` output conv + ReLU and the residual. Its stored

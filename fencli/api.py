@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from fencli.detectors import Detector, make_detector
-from fencli.engine import Enhancer, Progress, Result, run
+from fencli.engine import Enhancer, Progress, Result, kept_bands, run
 from fencli.errors import FencliError
-from fencli.io import Scene, read_scene, validate_cube
+from fencli.io import Scene, as_truth, read_scene, read_truth, validate_cube
+from fencli.threads import threads_limited
 
 CubeLike = Any  # an H x W x bands array (ndarray, memmap, h5py dataset), a Scene, or a scene file's path
 
@@ -33,15 +34,19 @@ def as_scene(cube: CubeLike, gt: Any = None, nodata: Any = None) -> Scene:
     else:
         if not hasattr(cube, "shape") or not hasattr(cube, "dtype"):
             raise FencliError(f"expected an H x W x bands array, a Scene or a path, got {type(cube).__name__}")
+        if len(cube.shape) != 3:
+            raise FencliError(f"the cube is {len(cube.shape)}-D, not H x W x bands")
+        if np.dtype(cube.dtype).kind not in "biuf":
+            raise FencliError(f"the cube holds {np.dtype(cube.dtype)} values, not real numbers: pass its real "
+                              "part or magnitude")
         scene = Scene(cube=cube, gt=None, name="the scene", path=None, meta={})
         add_nodata(scene, nodata)
-    if gt is not None:
-        gt = np.asarray(gt)
-        if gt.shape != tuple(scene.cube.shape[:2]):
-            raise FencliError(f"ground truth is {' x '.join(map(str, gt.shape))} but the scene is "
+    if gt is not None:  # checked as the CLI checks it: 0 and one positive value, else one line
+        mask, valid = read_truth(gt) if isinstance(gt, (str, os.PathLike)) else as_truth(gt, "gt")
+        if mask.shape != tuple(scene.cube.shape[:2]):
+            raise FencliError(f"ground truth is {' x '.join(map(str, mask.shape))} but the scene is "
                               f"{scene.cube.shape[0]} x {scene.cube.shape[1]}")
-        scene.gt = gt != 0
-        scene.gt_valid = None
+        scene.gt, scene.gt_valid = mask, valid
     return scene
 
 
@@ -86,8 +91,9 @@ def run_scene(scene: Scene, method: str | Detector, enhancer: Enhancer | None, *
     detector = make_detector(method, options)  # an unknown method or option fails before any pass
     add_nodata(scene, nodata)
     t0 = time.perf_counter()
+    keep = kept_bands(scene.cube.shape[2], bands, enhancer)  # the bands the engine will meet
     cube, report = validate_cube(scene.cube, nan=nan, constant_bands=constant_bands, name=scene.label,
-                                 nodata=scene.nodata)
+                                 nodata=scene.nodata, bands=keep)
     scene.cube, scene.meta["validation"] = cube, report
     validated = time.perf_counter() - t0
     res = run(scene.engine_source(), detector, enhancer=enhancer, bands=bands, gt=scene.gt, tile=tile,
@@ -135,12 +141,9 @@ def detect(cube: CubeLike, method: str | Detector = "slrx", model: str | Enhance
     scene = as_scene(cube, gt, nodata)
     detector = make_detector(method, options)
     enhancer, _ = load_model(model, "detect", scene.cube.shape[2], bands, device=device, threads=threads)
-    if threads is not None:
-        from fencli.threads import limit_threads
-
-        limit_threads(threads)
     t0 = time.perf_counter()
-    res = run_scene(scene, detector, enhancer, bands=bands, nan=nan, constant_bands=constant_bands, tile=tile)
+    with threads_limited(threads):  # this call's limit, not the process's
+        res = run_scene(scene, detector, enhancer, bands=bands, nan=nan, constant_bands=constant_bands, tile=tile)
     res.seconds["total"] = time.perf_counter() - t0
     return res
 
@@ -166,7 +169,8 @@ def enhance(cube: CubeLike, model: str | Enhancer = "auto", *, bands: int | None
         raise FencliError(f"{scene.label}: {why or 'model none'}: nothing to enhance with (name a model)")
     from fencli.engine import enhance as run_enhance
 
-    cube_, report = validate_cube(scene.cube, nan=nan, name=scene.label, nodata=scene.nodata)
+    cube_, report = validate_cube(scene.cube, nan=nan, name=scene.label, nodata=scene.nodata,
+                                  bands=kept_bands(scene.cube.shape[2], bands, enhancer))
     return run_enhance(cube_, enhancer, bands=bands, tile=0, nodata=scene.nodata if report["nodata_pixels"] else None)
 
 

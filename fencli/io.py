@@ -163,11 +163,11 @@ def _gt_name(af: ArrayFile, key: str | None, path: Path, sole: bool = False) -> 
 
 
 def _load_mask(af: ArrayFile, name: str, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    return _as_truth(_reading(path, af.entries[name].load), f"{name!r} in {path.name}",
+    return as_truth(_reading(path, af.entries[name].load), f"{name!r} in {path.name}",
                      _declared_nodata(af.attrs(name)))
 
 
-def _as_truth(arr: Any, source: str, nodata: list[float] = ()) -> tuple[np.ndarray, np.ndarray | None]:
+def as_truth(arr: Any, source: str, nodata: list[float] = ()) -> tuple[np.ndarray, np.ndarray | None]:
     """(anomaly mask, valid mask or None) of a ground-truth array, its values checked.
 
     A ground truth is binary: 0 and ONE positive value (1, or 255 in an 8-bit image...). The values
@@ -436,14 +436,14 @@ def read_truth(path: str | os.PathLike, key: str | None = None) -> tuple[np.ndar
     path = _existing(path)
     fmt = format_of(path)
     if fmt is geotiff and (declared := _geotiff_truth(path)) is not None:
-        return _as_truth(declared, path.name, [float("nan")])  # its nodata pixels read as NaN
+        return as_truth(declared, path.name, [float("nan")])  # its nodata pixels read as NaN
     if fmt in (image, geotiff):
-        return _as_truth(image.read_image(path), path.name)
+        return as_truth(image.read_image(path), path.name)
     if fmt is envi:
         cube, meta = envi.read_cube(path)
         if cube.shape[2] != 1:
             raise FencliError(f"ground truth {path.name} has {cube.shape[2]} bands, not 1")
-        return _as_truth(cube[:, :, 0], path.name, meta.get("nodata") or [])
+        return as_truth(cube[:, :, 0], path.name, meta.get("nodata") or [])
     af = _reading(path, partial(fmt.open_arrays, path))
     try:
         name = _gt_name(af, key, path, sole=True)
@@ -470,8 +470,11 @@ def _geotiff_truth(path: Path) -> np.ndarray | None:
 
 def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error",
                   name: str = "the scene", chunk_bytes: int = 64 << 20,
-                  nodata: Any = None) -> tuple[Any, dict]:
+                  nodata: Any = None, bands: int | None = None) -> tuple[Any, dict]:
     """Check a cube in one chunked pass before any detector sees it; returns (cube, report).
+
+    ``bands``: check only the leading bands a run keeps (its nodata pixels, NaN and range are those
+    the engine will meet); a filled cube then holds those bands only.
 
     Errors: fewer than 5 x 5 pixels, NaN/Inf values (unless ``nan="fill"``: each is replaced by its
     band's mean of finite values, which materializes the cube), a constant cube, constant bands
@@ -490,7 +493,8 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
     if len(cube.shape) != 3:
         raise FencliError(f"{name}: the cube is {len(cube.shape)}-D, not H x W x bands")
     check_size(cube.shape, name)
-    h, w, b = cube.shape
+    h, w, full = cube.shape
+    b = full if bands is None else max(1, min(bands, full))
     floating = np.dtype(cube.dtype).kind == "f"
     lo, hi = np.full(b, np.inf), np.full(b, -np.inf)
     bad_values, bad_pixels = np.zeros(b, np.int64), 0
@@ -498,6 +502,8 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
     kept, nd_nonfinite = _values_in(cube.dtype, values)
     nodata_pixels = 0
     for chunk in iter_rows(open_cube(cube), chunk_bytes):  # bounded memory on file-backed cubes too
+        if b < full:
+            chunk = chunk[:, :, :b]
         if kept or nd_nonfinite:
             nd = _nodata_rows(chunk, kept, nd_nonfinite)
             if nd.any():
@@ -528,7 +534,8 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
         if empty.size:
             raise FencliError(f"{name}: band(s) {_few(empty)} hold no finite value: "
                               "nothing to fill with")
-        cube = _fill_nonfinite(cube, h * w - nodata_pixels - bad_values, chunk_bytes, kept)
+        cube = _fill_nonfinite(cube if b == full else np.asarray(cube)[:, :, :b], h * w - nodata_pixels - bad_values,
+                               chunk_bytes, kept)
         report["filled"] = True
         report["notes"].append(f"filled {what} with their band means")
     report["min"], report["max"] = checked_range(float(lo.min()), float(hi.max()), f"the cube of {name}")

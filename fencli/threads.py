@@ -61,6 +61,20 @@ def limit_threads(threads: int | None) -> None:
     _MAX_THREADS[0] = threads
 
 
+@contextmanager
+def threads_limited(threads: int | None) -> Iterator[None]:
+    """:func:`limit_threads` inside only (None: leave the limit as it is); the previous limit after."""
+    if threads is None:
+        yield
+        return
+    before = _MAX_THREADS[0]
+    limit_threads(threads)
+    try:
+        yield
+    finally:
+        _MAX_THREADS[0] = before
+
+
 def cores() -> int:
     """Worker threads for the detectors: the CPUs this process may run on, at most :func:`limit_threads`'s."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

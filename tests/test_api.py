@@ -128,3 +128,57 @@ def test_the_example_script_runs(tmp_path):
     aucs = [float(a) for a in re.findall(r"AUC (\d\.\d{4})", proc.stdout)]
     assert len(aucs) == 4 and aucs[1] > aucs[0] + 0.1 and aucs[3] > aucs[2] + 0.03, proc.stdout
     assert "refused: the scene has 1 pixel(s) with NaN/Inf values" in proc.stdout
+
+
+# --- found in review: each would have failed before its fix ----------------------------------------
+
+def test_bands_validate_what_the_engine_meets():
+    """--bands 5: a nodata value only in a dropped band does not make a pixel nodata, and a NaN in a
+    kept band is found (before: a LinAlgError traceback, and tiled != whole)."""
+    rng = np.random.default_rng(1)
+    cube = (rng.random((30, 30, 10)) + np.linspace(0, 1, 10)).astype(np.float32)
+    cube[4, 4, 9] = -9999
+    cube[4, 4, 2] = np.nan
+    with pytest.raises(fencli.FencliError, match=r"1 pixel\(s\) with NaN/Inf values"):
+        fencli.detect(cube, "grx", model=None, bands=5, nodata=-9999)
+    assert fencli.detect(cube, "grx", model=None, bands=5, nodata=-9999, nan="fill").nodata_pixels == 0
+    cube[4, 4, :5] = 50  # an outlier in the kept bands, nodata only in a dropped one
+    whole = fencli.detect(cube, "lrx", model=None, bands=5, nodata=-9999, tile=0, windows=(3, 7), ridge=1e-3)
+    tiled = fencli.detect(cube, "lrx", model=None, bands=5, nodata=-9999, tile=8, windows=(3, 7), ridge=1e-3)
+    assert whole.nodata_pixels == tiled.nodata_pixels == 0
+    np.testing.assert_allclose(tiled.scores, whole.scores, rtol=1e-10)
+
+
+def test_arrays_the_api_cannot_take_are_one_line():
+    with pytest.raises(fencli.FencliError, match="the cube is 2-D, not H x W x bands"):
+        fencli.detect(np.ones((10, 10)), "grx")
+    with pytest.raises(fencli.FencliError, match="complex128 values, not real numbers"):
+        fencli.detect(np.ones((10, 10, 3), complex), "grx")
+
+
+def test_the_apis_ground_truth_is_checked_as_the_clis():
+    cube, gt = planted_scene(h=20, w=18, bands=6, n_anomalies=3, seed=2)
+    bad = gt.astype(float)
+    bad[:3] = np.nan
+    with pytest.raises(fencli.FencliError, match="holds values other than 0 and 1"):
+        fencli.detect(cube, "grx", model=None, gt=bad)
+    res = fencli.detect(cube, "grx", model=None, gt=gt[:, :, None].astype(np.uint8) * 255)  # H x W x 1, 0/255
+    assert res.auc == roc_auc(res.scores, gt)
+
+
+def test_a_calls_threads_do_not_outlive_it():
+    from fencli import threads
+
+    before = threads.cores()
+    cube, _ = planted_scene(h=12, w=12, bands=4, seed=1)
+    fencli.detect(cube, "grx", model=None, threads=1)
+    assert threads.cores() == before
+
+
+def test_grx_on_a_memmap_centres_once_and_keeps_nothing(tmp_path):
+    cube, _ = planted_scene(h=14, w=13, bands=5, seed=3)
+    np.save(tmp_path / "c.npy", cube)
+    mm = np.load(tmp_path / "c.npy", mmap_mode="r")
+    det = fencli.GRX()
+    np.testing.assert_array_equal(det.fit_score(mm), fencli.GRX().fit(cube).score(cube))
+    assert det.stats._kept is None  # handed over to score, not held

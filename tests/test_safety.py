@@ -730,3 +730,17 @@ def test_an_envi_ground_truth_data_file_is_an_input_too(scene, tmp_path):
     assert str(res.exception) == _same_as_input("--mask", f"{img} writes {hdr}, which", "ground truth", hdr)
     res = _detect(scene, "--gt", img, "--out", hdr, "--force")
     assert str(res.exception) == _same_as_input("--out", hdr, "ground truth's ENVI header", hdr)
+
+
+def test_a_sparsely_written_hdf5_ground_truth_is_read(tmp_path):
+    """Unwritten chunks of a mask read as 0 = background: only a cube that stores nothing is refused."""
+    import h5py
+
+    from fencli.io import read_scene
+
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f["data"] = np.random.default_rng(0).random((40, 40, 6)).astype(np.float32)
+        gt = f.create_dataset("map", shape=(40, 40), dtype="u1", chunks=(5, 5), compression="gzip")
+        gt[5, 5] = 1
+    scene = read_scene(tmp_path / "s.h5")
+    assert scene.gt.sum() == 1 and scene.gt[5, 5]

@@ -231,8 +231,10 @@ class RXStats:
     def score(self, pixels: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distance of each pixel ``(..., B)``; returns shape ``(...)``.
         Rows of one cube are whitened in two halves (two threads where there are two cores)."""
+        # the cube itself to centered(): np.asarray makes a new view of a memmap, which would miss the
+        # pixels kept for it
+        flat = self.centered(pixels) if np.ndim(pixels) == 3 else centered(as_pixels(pixels, self.bands), self._mean)
         arr = np.asarray(pixels)
-        flat = self.centered(arr) if arr.ndim == 3 else centered(as_pixels(arr, self.bands), self._mean)
         factor, triangular = self.whitening()  # Mahalanobis distances do not depend on the units
         rows = arr.shape[0] if arr.ndim == 3 else 1
         per_row = flat.shape[0] // max(rows, 1)

@@ -154,7 +154,8 @@ def open_arrays(path: Path, matlab_classes: Collection[str] = ()) -> ArrayFile:
 def _array(path: Path, ds: Any, reverse: bool) -> np.ndarray | LazyCube:
     """A memmap of a contiguous uncompressed dataset, else a :class:`LazyCube` over it."""
     perm = tuple(reversed(range(ds.ndim))) if reverse else tuple(range(ds.ndim))
-    check_stored(path, ds)
+    if ds.ndim >= 3:  # a cube; a sparsely written mask is a valid ground truth (unwritten = 0 = background)
+        check_stored(path, ds)
     offset = None
     if ds.chunks is None and ds.compression is None and not getattr(ds, "external", None):
         try:
