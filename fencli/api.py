@@ -92,9 +92,13 @@ def run_scene(scene: Scene, method: str | Detector, enhancer: Enhancer | None, *
     add_nodata(scene, nodata)
     t0 = time.perf_counter()
     keep = kept_bands(scene.cube.shape[2], bands, enhancer)  # the bands the engine will meet
-    cube, report = validate_cube(scene.cube, nan=nan, constant_bands=constant_bands, name=scene.label,
-                                 nodata=scene.nodata, bands=keep)
-    scene.cube, scene.meta["validation"] = cube, report
+    report = scene.meta.get("validation")
+    asked = {"nan": nan, "constant_bands": constant_bands, "bands": keep}
+    if not (report and report.get("checked") == asked and report["nodata"] == [float(v) for v in scene.nodata]):
+        # (read_scene checks by default: the same checks are not made twice)
+        cube, report = validate_cube(scene.cube, nan=nan, constant_bands=constant_bands, name=scene.label,
+                                     nodata=scene.nodata, bands=keep)
+        scene.cube, scene.meta["validation"] = cube, report
     validated = time.perf_counter() - t0
     res = run(scene.engine_source(), detector, enhancer=enhancer, bands=bands, gt=scene.gt, tile=tile,
               executor=executor, workdir=workdir, progress=progress,

@@ -522,7 +522,8 @@ def validate_cube(cube: Any, *, nan: str = "error", constant_bands: str = "error
         np.maximum(hi, chi, out=hi)
     report: dict[str, Any] = {"nonfinite_pixels": bad_pixels, "nonfinite_values": int(bad_values.sum()),
                               "filled": False, "constant_bands": [], "notes": [],
-                              "nodata": values, "nodata_pixels": nodata_pixels}
+                              "nodata": values, "nodata_pixels": nodata_pixels,
+                              "checked": {"nan": nan, "constant_bands": constant_bands, "bands": b}}
     if nodata_pixels == h * w:
         raise FencliError(f"{name}: every pixel is nodata ({_values_text(values)}): nothing to detect")
     _refuse_overflow(lo, hi, name, values)

@@ -182,3 +182,15 @@ def test_grx_on_a_memmap_centres_once_and_keeps_nothing(tmp_path):
     det = fencli.GRX()
     np.testing.assert_array_equal(det.fit_score(mm), fencli.GRX().fit(cube).score(cube))
     assert det.stats._kept is None  # handed over to score, not held
+
+
+def test_a_scene_read_with_its_checks_is_not_checked_again(monkeypatch):
+    import fencli.api
+
+    cube, gt = planted_scene(h=14, w=13, bands=5, seed=3)
+    scene = fencli.Scene(cube=cube, gt=gt.astype(bool), name="s", path=None, meta={})
+    scene.cube, scene.meta["validation"] = fencli.api.validate_cube(cube, bands=5)
+    calls = []
+    monkeypatch.setattr(fencli.api, "validate_cube", lambda *a, **k: calls.append(1))
+    fencli.detect(scene, "grx", model=None)
+    assert calls == []  # read_scene's report serves: the same checks, not a second pass
