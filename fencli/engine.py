@@ -311,11 +311,6 @@ def _enhance_masked(data: np.ndarray, mask: np.ndarray, enhancer: Enhancer, rule
     return out
 
 
-def nodata_rule(nodata: Any, dtype: Any) -> NodataRule | None:
-    """The engine's rule for ``nodata`` values (floats; NaN = NaN/Inf) in a cube of ``dtype``."""
-    return None if not nodata else NodataRule.of(nodata, dtype)
-
-
 def run(source: Any, method: str | Detector = "grx", *, enhancer: Enhancer | None = None, bands: int | None = None,
         gt: np.ndarray | None = None, options: dict[str, Any] | None = None, tile: int | None = None,
         executor: Any = None, workdir: str | Path | None = None, progress: Progress | None = None,
@@ -343,7 +338,7 @@ def run(source: Any, method: str | Detector = "grx", *, enhancer: Enhancer | Non
     detector.configure(b)
     side = plan_tile(cube.shape, b, tile, executor)
     vrange = known_range(band_range, b)
-    rule = nodata_rule(nodata, cube.dtype)
+    rule = NodataRule.of(nodata, cube.dtype)
     seconds = {"enhance": 0.0}
     if side == 0:
         data = _whole_array(cube, b)
@@ -353,7 +348,8 @@ def run(source: Any, method: str | Detector = "grx", *, enhancer: Enhancer | Non
             data = enhancer.enhance(data) if mask is None else _enhance_masked(data, mask, enhancer, rule)
             seconds["enhance"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scores = detector.fit_score(data, mask=mask)  # the one-tile case of fit, score_tile, finish
+        # the one-tile case of fit, score_tile, finish; a raw cube's range is known from validation
+        scores = detector.fit_score(data, vrange if enhancer is None else None, mask=mask)
     else:
         with ExitStack() as cleanup:  # the enhanced cube is closed, then its folder removed
             t0 = time.perf_counter()
@@ -397,7 +393,7 @@ def enhance(source: Any, enhancer: Enhancer, *, bands: int | None = None, tile: 
     mean spectrum at nodata pixels, whose output is NaN (a ``supp`` model's norm is the valid pixels')."""
     cube, b = _open(source, bands, enhancer)
     h, w, _ = cube.shape
-    rule = nodata_rule(nodata, cube.dtype)
+    rule = NodataRule.of(nodata, cube.dtype)
     side = plan_tile(cube.shape, b, tile, executor) if out is not None else 0
     supp = getattr(getattr(enhancer, "info", None), "variant", "plain") == "supp"  # only its norm needs the sum of squares
     if side == 0:

@@ -88,6 +88,6 @@ def valid_mean(block: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def filled(block: np.ndarray, mask: np.ndarray, fill: np.ndarray) -> np.ndarray:
     """A float64 copy of ``block`` with its nodata pixels (``mask``) replaced by ``fill`` (``B``): what
     the FEN sees (``fill`` is the scene's valid mean spectrum)."""
-    out = np.asarray(block, dtype=np.float64).copy() if block.dtype == np.float64 else block.astype(np.float64)
+    out = np.array(block, dtype=np.float64)  # always a copy
     out[mask] = fill
     return out

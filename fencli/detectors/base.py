@@ -165,8 +165,6 @@ class Detector:
                   mask: np.ndarray | None = None) -> np.ndarray:
         """:meth:`fit` then :meth:`score` on the same cube; a detector with ``keep_pixels`` centres
         the pixels once for both (the pixels are not kept after scoring). ``mask``: as for :meth:`score`."""
-        if mask is not None and not mask.any():
-            mask = None
         return self._fit(X, vrange, keep=True, mask=mask).score(X, mask=mask)
 
 
